@@ -1,0 +1,5 @@
+import sys
+
+from mcuflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,10 @@
+"""Command-line interface. Each command lives in its own module and registers on ``cli``."""
+
+from mcuflow.cli.main import cli, main
+
+# Command modules register themselves on import.
+from mcuflow.cli import (  # noqa: E402,F401  isort: skip
+    cmd_train,
+)
+
+__all__ = ["cli", "main"]

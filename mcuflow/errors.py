@@ -1,0 +1,23 @@
+"""User-facing errors: the CLI prints these as one line and exits non-zero."""
+
+
+class McuflowError(Exception):
+    """An error caused by the user's input or environment, not by a bug."""
+
+    exit_code = 1
+
+
+class ConfigError(McuflowError, ValueError):
+    """A model, board or export configuration that cannot be honoured."""
+
+
+class CheckpointError(McuflowError):
+    """A checkpoint file that is missing, corrupt, truncated or not mcuflow's."""
+
+
+class DataError(McuflowError):
+    """A dataset that is missing, corrupt or of the wrong shape."""
+
+
+class ToolchainError(McuflowError):
+    """A compiler, emulator or flasher that is missing or failed."""

@@ -1,0 +1,24 @@
+"""PyTorch side of mcuflow: predefined-sparse layers and split early-exit networks."""
+
+from mcuflow.nn.config import (
+    ExitConfig,
+    ModelConfig,
+    build_model,
+    count_parameters,
+    main_path_parameters,
+    paper_config,
+)
+from mcuflow.nn.sparse import Pad, SparseLinear
+from mcuflow.nn.split import SplitNet
+
+__all__ = [
+    "ExitConfig",
+    "ModelConfig",
+    "Pad",
+    "SparseLinear",
+    "SplitNet",
+    "build_model",
+    "count_parameters",
+    "main_path_parameters",
+    "paper_config",
+]

@@ -1,0 +1,172 @@
+"""ModelConfig: the JSON-serialisable description a SplitNet is rebuilt from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+from mcuflow.errors import ConfigError
+from mcuflow.nn.patterns import PATTERN_KINDS, in_degree
+from mcuflow.nn.sparse import Pad, SparseLinear
+from mcuflow.nn.split import SplitNet
+
+FAMILIES = ("sparse", "deep", "shallow")
+
+
+@dataclass
+class ExitConfig:
+    """An early-exit branch reading the output of head junction ``at`` (1-based)."""
+
+    at: int
+    hidden: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ModelConfig:
+    """``sizes`` are the layer widths, input first; ``out_degrees[j]`` is the
+    out-degree of junction ``j`` (``None`` for fully connected, and a degree
+    equal to the next width is dense too). ``split`` is the number of junctions
+    on the device. ``input_size`` below ``sizes[0]`` means zero-padding."""
+
+    sizes: list[int]
+    out_degrees: list[int] | None = None
+    family: str = "sparse"
+    pattern: str = "structured"
+    seed: int = 0
+    split: int = 1
+    exits: list[ExitConfig] = field(default_factory=list)
+    input_size: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        if not isinstance(d, dict):
+            raise ConfigError("model config must be a JSON object")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        try:
+            d = dict(d)
+            d["exits"] = [e if isinstance(e, ExitConfig) else ExitConfig(**e) for e in d.get("exits", [])]
+            cfg = cls(**d)
+        except TypeError as err:
+            raise ConfigError(f"bad model config: {err}") from None
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def n_junctions(self) -> int:
+        return len(self.sizes) - 1
+
+    def degree(self, j: int) -> int:
+        if self.out_degrees is None:
+            return self.sizes[j + 1]
+        return self.out_degrees[j]
+
+    def is_sparse(self, j: int) -> bool:
+        return self.degree(j) < self.sizes[j + 1]
+
+    def validate(self) -> None:
+        if len(self.sizes) < 2 or any(not isinstance(s, int) or s <= 0 for s in self.sizes):
+            raise ConfigError(f"sizes must be at least two positive integers, got {self.sizes}")
+        if self.family not in FAMILIES:
+            raise ConfigError(f"unknown family {self.family!r}; choose one of {', '.join(FAMILIES)}")
+        if self.pattern not in PATTERN_KINDS:
+            raise ConfigError(f"unknown pattern {self.pattern!r}; choose one of {', '.join(PATTERN_KINDS)}")
+        if self.out_degrees is not None:
+            if len(self.out_degrees) != self.n_junctions:
+                raise ConfigError(
+                    f"{len(self.out_degrees)} out-degrees given for {self.n_junctions} junctions (sizes {self.sizes})"
+                )
+            for j, d in enumerate(self.out_degrees):
+                try:
+                    in_degree(self.sizes[j], self.sizes[j + 1], d)
+                except ValueError as err:
+                    raise ConfigError(f"junction {j + 1}: {err}") from None
+        if not 1 <= self.split < self.n_junctions:
+            raise ConfigError(
+                f"split {self.split} must leave at least one junction on each side (1..{self.n_junctions - 1})"
+            )
+        if self.input_size is not None and not 0 < self.input_size <= self.sizes[0]:
+            raise ConfigError(f"input_size {self.input_size} must be between 1 and sizes[0] = {self.sizes[0]}")
+        for e in self.exits:
+            if not 1 <= e.at <= self.split:
+                raise ConfigError(f"exit at junction {e.at} is not on the device (head junctions 1..{self.split})")
+            if any(h <= 0 for h in e.hidden):
+                raise ConfigError(f"exit hidden sizes must be positive, got {e.hidden}")
+
+    def head_position(self, junction: int) -> int:
+        """Index into the built head after junction ``junction``'s ReLU."""
+        return (1 if self.padded else 0) + 2 * junction
+
+    @property
+    def padded(self) -> bool:
+        return self.input_size is not None and self.input_size < self.sizes[0]
+
+    @property
+    def n_classes(self) -> int:
+        return self.sizes[-1]
+
+
+def _junction(cfg: ModelConfig, j: int) -> nn.Module:
+    n_in, n_out = cfg.sizes[j], cfg.sizes[j + 1]
+    if cfg.is_sparse(j):
+        return SparseLinear(n_in, n_out, cfg.degree(j), seed=cfg.seed + j, pattern=cfg.pattern)
+    layer = nn.Linear(n_in, n_out)
+    nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+    nn.init.constant_(layer.bias, 0.1)
+    return layer
+
+
+def build_model(cfg: ModelConfig) -> SplitNet:
+    """Build the SplitNet a config describes (patterns regenerated from seeds)."""
+    cfg.validate()
+    head: list[nn.Module] = []
+    if cfg.padded:
+        head.append(Pad(cfg.input_size, cfg.sizes[0]))  # type: ignore[arg-type]
+    for j in range(cfg.split):
+        head += [_junction(cfg, j), nn.ReLU()]
+    tail: list[nn.Module] = []
+    for j in range(cfg.split, cfg.n_junctions):
+        tail.append(_junction(cfg, j))
+        if j < cfg.n_junctions - 1:
+            tail.append(nn.ReLU())
+    exits = []
+    for e in cfg.exits:
+        widths = [cfg.sizes[e.at], *e.hidden, cfg.n_classes]
+        branch: list[nn.Module] = []
+        for i in range(len(widths) - 1):
+            branch.append(nn.Linear(widths[i], widths[i + 1]))
+            if i < len(widths) - 2:
+                branch.append(nn.ReLU())
+        exits.append((cfg.head_position(e.at), nn.Sequential(*branch)))
+    model = SplitNet(nn.Sequential(*head), exits, nn.Sequential(*tail))
+    model.config = cfg  # type: ignore[attr-defined]
+    return model
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable parameters; for SparseLinear these are exactly its edges."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def main_path_parameters(model: SplitNet) -> int:
+    """Edges + biases of head and tail (the paper's count; exits excluded)."""
+    return count_parameters(model.head) + count_parameters(model.tail)
+
+
+def paper_config(family: str = "sparse", **overrides: Any) -> ModelConfig:
+    """The paper's 2,450-parameter model, with one linear exit at the head output."""
+    base: dict[str, Any] = {
+        "sparse": dict(sizes=[800, 40, 40, 10], out_degrees=[2, 9, 10]),
+        "deep": dict(sizes=[800, 3, 3, 10]),
+        "shallow": dict(sizes=[800, 3, 10]),
+    }[family]
+    d: dict[str, Any] = dict(family=family, split=1, exits=[ExitConfig(at=1)], input_size=784, **base)
+    d.update(overrides)
+    return ModelConfig.from_dict(d)

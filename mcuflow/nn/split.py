@@ -1,0 +1,44 @@
+"""SplitNet: a head for the device, early exits hanging off it, a tail for the host."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class SplitNet(nn.Module):
+    """``head`` runs on the device, ``tail`` on the host.
+
+    ``exits`` is a sequence of ``(at, branch)``: ``branch`` reads the output of
+    ``head[:at]`` (``at == len(head)`` is the head's output, where the device
+    decides whether to answer locally). ``forward`` returns
+    ``(list of exit logits, final logits)``.
+    """
+
+    def __init__(self, head: nn.Sequential, exits: Sequence[tuple[int, nn.Module]], tail: nn.Sequential):
+        super().__init__()
+        self.head = head
+        self.tail = tail
+        self.exit_points = [int(at) for at, _ in exits]
+        for at in self.exit_points:
+            if not 1 <= at <= len(head):
+                raise ValueError(f"exit attached at head position {at}, but the head has {len(head)} modules")
+        self.exits = nn.ModuleList([branch for _, branch in exits])
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        exit_logits: list[torch.Tensor | None] = [None] * len(self.exits)
+        h = x
+        for i, layer in enumerate(self.head, start=1):
+            h = layer(h)
+            for e, at in enumerate(self.exit_points):
+                if at == i:
+                    exit_logits[e] = self.exits[e](h)
+        return list(exit_logits), self.tail(h)  # type: ignore[arg-type]
+
+    def run_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+    def run_tail(self, intermediate: torch.Tensor) -> torch.Tensor:
+        return self.tail(intermediate)

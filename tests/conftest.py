@@ -1,0 +1,34 @@
+"""Shared fixtures. Tier 2/3 tests need toolchains; with MCUFLOW_REQUIRE_TOOLCHAIN=1 (CI)
+a missing tool is a failure, never a skip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIRE = os.environ.get("MCUFLOW_REQUIRE_TOOLCHAIN") == "1"
+
+
+def require_tools(*tools: str) -> None:
+    """Skip (locally) or fail (CI) when a tool is not on PATH."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        msg = f"missing tools: {', '.join(missing)}"
+        if REQUIRE:
+            pytest.fail(msg + " (MCUFLOW_REQUIRE_TOOLCHAIN=1)")
+        pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The MNIST directory: $MCUFLOW_DATA_DIR, else ../shared/datasets/mnist."""
+    d = Path(os.environ.get("MCUFLOW_DATA_DIR") or ROOT.parent / "shared" / "datasets" / "mnist")
+    if not (d / "t10k-images-idx3-ubyte.gz").exists() and not (d / "t10k-images-idx3-ubyte").exists():
+        if REQUIRE:
+            pytest.fail(f"MNIST not found in {d}")
+        pytest.skip(f"MNIST not found in {d}")
+    return d

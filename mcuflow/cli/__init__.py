@@ -5,6 +5,14 @@ from mcuflow.cli.main import cli, main
 # Command modules register themselves on import.
 from mcuflow.cli import (  # noqa: E402,F401  isort: skip
     cmd_train,
+    cmd_export,
+    cmd_boards,
+    cmd_build,
+    cmd_flash,
+    cmd_exits,
+    cmd_sweep,
+    cmd_run,
+    cmd_hil,
 )
 
 __all__ = ["cli", "main"]

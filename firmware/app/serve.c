@@ -1,0 +1,193 @@
+/* The device's protocol loop: answer HELLO, INFER and BYE over the UART.
+ * See docs/protocol.md. Uses only platform.h, mcuflow_link.h and the
+ * generated mcuflow_model.h; no heap. */
+#include <stdint.h>
+
+#include "mcuflow_link.h"
+#include "mcuflow_model.h"
+#include "platform.h"
+
+#ifndef MCUFLOW_FIRMWARE_VERSION_MAJOR
+#define MCUFLOW_FIRMWARE_VERSION_MAJOR 0
+#endif
+#ifndef MCUFLOW_FIRMWARE_VERSION_MINOR
+#define MCUFLOW_FIRMWARE_VERSION_MINOR 1
+#endif
+
+/* The tensors must fit one frame; a model that breaks this cannot be served. */
+typedef char mcuflow_input_fits_frame[(MCUFLOW_INPUT_LEN <= MCUFLOW_LINK_MAX_PAYLOAD) ? 1 : -1];
+typedef char mcuflow_intermediate_fits_frame
+    [(MCUFLOW_OFFLOAD_FIXED_LEN + MCUFLOW_INTERMEDIATE_LEN <= MCUFLOW_LINK_MAX_PAYLOAD) ? 1 : -1];
+
+static mcuflow_rx_t rx;
+static uint8_t tx_raw[MCUFLOW_LINK_MAX_RAW];
+static uint8_t tx_enc[MCUFLOW_LINK_MAX_ENCODED + 1u];
+
+/* The last reply and the request it answered (deduplication, docs/protocol.md). */
+static uint32_t last_len;
+static uint8_t last_valid;
+static uint8_t last_type;
+static uint16_t last_seq;
+static uint16_t last_crc;
+
+static uint8_t *payload_out(void) {
+    return tx_raw + MCUFLOW_LINK_HEADER_LEN;
+}
+
+static void send_reply(uint8_t type, uint16_t seq, uint16_t len) {
+    uint32_t raw_len = mcuflow_frame_build(type, seq, payload_out(), len, tx_raw, sizeof tx_raw);
+    uint32_t enc_len = raw_len ? mcuflow_cobs_encode(tx_raw, raw_len, tx_enc, MCUFLOW_LINK_MAX_ENCODED) : 0u;
+    if (enc_len == 0u) {
+        return; /* cannot happen with the static checks above */
+    }
+    tx_enc[enc_len++] = 0u;
+    last_len = enc_len;
+    platform_uart_write(tx_enc, enc_len);
+}
+
+static uint16_t error_payload(uint8_t code, const char *text) {
+    uint8_t *p = payload_out();
+    uint16_t n = 0;
+    p[0] = code;
+    while (text[n] != '\0' && n < MCUFLOW_ERROR_TEXT_MAX) {
+        p[1u + n] = (uint8_t)text[n];
+        n++;
+    }
+    return (uint16_t)(1u + n);
+}
+
+static uint16_t hello_payload(void) {
+    uint8_t *p = payload_out();
+    const char *board = platform_board_name();
+    uint32_t caps = MCUFLOW_CAP_ENC_DENSE | MCUFLOW_CAP_DEDUP | MCUFLOW_CAP_BYE | MCUFLOW_CAP_INFER_SPARSE;
+    uint16_t i, k = 0;
+    p[0] = (uint8_t)MCUFLOW_FIRMWARE_VERSION_MAJOR;
+    p[1] = (uint8_t)MCUFLOW_FIRMWARE_VERSION_MINOR;
+    mcuflow_put_u32(p + 2, caps);
+    mcuflow_put_u16(p + 6, (uint16_t)MCUFLOW_INPUT_LEN);
+    mcuflow_put_u16(p + 8, (uint16_t)MCUFLOW_INTERMEDIATE_LEN);
+    p[10] = (uint8_t)MCUFLOW_NUM_CLASSES;
+    p[11] = (uint8_t)MCUFLOW_NUM_EXITS;
+    mcuflow_put_u16(p + 12, (uint16_t)MCUFLOW_LINK_MAX_PAYLOAD);
+    mcuflow_put_u32(p + 14, rx.dropped);
+    for (i = 0; i < 32u; i++) {
+        p[18u + i] = mcuflow_model_hash[i];
+    }
+    if (board != 0) {
+        while (board[k] != '\0' && k < MCUFLOW_BOARD_NAME_MAX) {
+            p[MCUFLOW_HELLO_FIXED_LEN + k] = (uint8_t)board[k];
+            k++;
+        }
+    }
+    p[50] = (uint8_t)k;
+    return (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k);
+}
+
+/* INFER_SPARSE inputs are decoded here; INFER inputs are used where they lie. */
+static int8_t sparse_input[MCUFLOW_INPUT_LEN];
+
+static uint8_t infer_payload(const mcuflow_frame_t *f, uint16_t *len) {
+    mcuflow_head_result_t res;
+    const int8_t *input = (const int8_t *)f->payload;
+    uint8_t *p = payload_out();
+    uint32_t n;
+    uint16_t i;
+    int rc;
+    if (f->type == MCUFLOW_MSG_INFER_SPARSE) {
+        if (f->length < 2u || f->payload[0] != MCUFLOW_ENC_BITMAP ||
+            mcuflow_bitmap_decode(f->payload + 2, (uint32_t)f->length - 2u, (int8_t)f->payload[1], sparse_input,
+                                  MCUFLOW_INPUT_LEN) != 0) {
+            *len = error_payload(MCUFLOW_ERR_BAD_TENSOR_SIZE, "INFER_SPARSE encoding is malformed");
+            return MCUFLOW_MSG_ERROR;
+        }
+        input = sparse_input;
+    } else if (f->length != (uint16_t)MCUFLOW_INPUT_LEN) {
+        *len = error_payload(MCUFLOW_ERR_BAD_TENSOR_SIZE, "INFER payload is not input_len bytes");
+        return MCUFLOW_MSG_ERROR;
+    }
+    platform_counter_reset();
+    rc = mcuflow_head_run(input, &res);
+    n = platform_counter_read();
+    if (rc != 0) {
+        *len = error_payload(MCUFLOW_ERR_HEAD_FAILED, "mcuflow_head_run failed");
+        return MCUFLOW_MSG_ERROR;
+    }
+    if (res.exited) {
+        p[0] = res.exit_index;
+        p[1] = res.label;
+        mcuflow_put_u16(p + 2, res.confidence_q15);
+        mcuflow_put_u32(p + 4, n);
+        *len = MCUFLOW_LOCAL_RESULT_LEN;
+        return MCUFLOW_MSG_LOCAL_RESULT;
+    }
+    if (res.intermediate == 0 || res.intermediate_len != (uint16_t)MCUFLOW_INTERMEDIATE_LEN) {
+        *len = error_payload(MCUFLOW_ERR_INTERNAL, "head returned a bad intermediate");
+        return MCUFLOW_MSG_ERROR;
+    }
+    p[0] = (uint8_t)MCUFLOW_ENC_DENSE;
+    p[1] = 8u;
+    mcuflow_put_u16(p + 2, res.intermediate_len);
+    mcuflow_put_u32(p + 4, (uint32_t)res.intermediate_zero_point);
+    mcuflow_put_u32(p + 8, res.intermediate_scale_bits);
+    mcuflow_put_u32(p + 12, n);
+    for (i = 0; i < res.intermediate_len; i++) {
+        p[MCUFLOW_OFFLOAD_FIXED_LEN + i] = (uint8_t)res.intermediate[i];
+    }
+    *len = (uint16_t)(MCUFLOW_OFFLOAD_FIXED_LEN + res.intermediate_len);
+    return MCUFLOW_MSG_OFFLOAD;
+}
+
+/* Handles one frame with a good CRC. */
+static void handle(const mcuflow_frame_t *f) {
+    uint16_t len = 0;
+    uint8_t type;
+    if (f->type != MCUFLOW_MSG_HELLO && last_valid && f->type == last_type && f->seq == last_seq &&
+        f->crc == last_crc) {
+        platform_uart_write(tx_enc, last_len); /* a retry: resend, do not recompute */
+        return;
+    }
+    if (f->version != MCUFLOW_LINK_VERSION) {
+        type = MCUFLOW_MSG_ERROR;
+        len = error_payload(MCUFLOW_ERR_BAD_VERSION, "unsupported protocol version");
+    } else if ((uint32_t)f->length != f->payload_avail) {
+        type = MCUFLOW_MSG_ERROR;
+        len = error_payload(MCUFLOW_ERR_BAD_LENGTH, "length field disagrees with frame size");
+    } else if (f->type == MCUFLOW_MSG_HELLO || f->type == MCUFLOW_MSG_BYE) {
+        if (f->length != 0u) {
+            type = MCUFLOW_MSG_ERROR;
+            len = error_payload(MCUFLOW_ERR_BAD_LENGTH, "HELLO and BYE carry no payload");
+        } else if (f->type == MCUFLOW_MSG_HELLO) {
+            type = MCUFLOW_MSG_HELLO_REPLY;
+            len = hello_payload();
+        } else {
+            send_reply(MCUFLOW_MSG_BYE_REPLY, f->seq, 0);
+            platform_exit(0);
+            return;
+        }
+    } else if (f->type == MCUFLOW_MSG_INFER || f->type == MCUFLOW_MSG_INFER_SPARSE) {
+        type = infer_payload(f, &len);
+    } else {
+        type = MCUFLOW_MSG_ERROR;
+        len = error_payload(MCUFLOW_ERR_BAD_TYPE, "unknown message type");
+    }
+    send_reply(type, f->seq, len);
+    last_valid = (uint8_t)(f->type != MCUFLOW_MSG_HELLO);
+    last_type = f->type;
+    last_seq = f->seq;
+    last_crc = f->crc;
+}
+
+void mcuflow_serve(void) {
+    mcuflow_frame_t frame;
+    mcuflow_rx_init(&rx);
+    last_valid = 0;
+    for (;;) {
+        int c = platform_uart_getc();
+        if (c < 0 || c > 255) {
+            continue;
+        }
+        if (mcuflow_rx_push(&rx, (uint8_t)c, &frame) == MCUFLOW_RX_FRAME) {
+            handle(&frame);
+        }
+    }
+}

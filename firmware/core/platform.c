@@ -1,0 +1,40 @@
+/* Generic part of the platform layer; drivers supply the port_* functions. */
+#include "platform.h"
+#include "port.h"
+
+void platform_init(void)
+{
+    port_chip_init();
+    port_uart_init();
+    port_counter_init();
+}
+
+void platform_uart_write(const uint8_t *buf, uint32_t len)
+{
+    for (uint32_t i = 0; i < len; i++) {
+        port_uart_putc(buf[i]);
+    }
+}
+
+const char *platform_board_name(void)
+{
+    return BOARD_NAME;
+}
+
+void platform_exit(int status)
+{
+#if BOARD_SEMIHOSTING
+    /* SYS_EXIT_EXTENDED (0x20): {ADP_Stopped_ApplicationExit, status}; QEMU exits with `status`. */
+    volatile uint32_t block[2] = {0x20026u, (uint32_t)status};
+    register uint32_t r0 __asm__("r0") = 0x20u;
+    register volatile uint32_t *r1 __asm__("r1") = block;
+    __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+#else
+    (void)status;
+#endif
+    /* Hardware (or a semihosting host that returned): park the core. */
+    __asm__ volatile("cpsid i" ::: "memory");
+    for (;;) {
+        __asm__ volatile("wfi");
+    }
+}

@@ -1,0 +1,117 @@
+/* mcuflow wire protocol, device side: COBS, CRC-16/CCITT-FALSE, frames and a
+ * byte-at-a-time receiver. See docs/protocol.md. No heap, C99. */
+#ifndef MCUFLOW_LINK_H
+#define MCUFLOW_LINK_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MCUFLOW_LINK_VERSION      1u
+#define MCUFLOW_LINK_HEADER_LEN   6u
+#define MCUFLOW_LINK_CRC_LEN      2u
+#define MCUFLOW_LINK_MAX_PAYLOAD  1024u
+#define MCUFLOW_LINK_MAX_RAW      (MCUFLOW_LINK_HEADER_LEN + MCUFLOW_LINK_MAX_PAYLOAD + MCUFLOW_LINK_CRC_LEN)
+/* COBS worst case: one code byte plus one per full 254-byte block. */
+#define MCUFLOW_LINK_MAX_ENCODED  (MCUFLOW_LINK_MAX_RAW + 1u + MCUFLOW_LINK_MAX_RAW / 254u)
+
+/* Message types. */
+#define MCUFLOW_MSG_HELLO         0x01u
+#define MCUFLOW_MSG_INFER         0x02u
+#define MCUFLOW_MSG_BYE           0x03u
+#define MCUFLOW_MSG_INFER_SPARSE  0x04u
+#define MCUFLOW_MSG_HELLO_REPLY   0x81u
+#define MCUFLOW_MSG_LOCAL_RESULT  0x82u
+#define MCUFLOW_MSG_OFFLOAD       0x83u
+#define MCUFLOW_MSG_BYE_REPLY     0x84u
+#define MCUFLOW_MSG_ERROR         0xFFu
+
+/* ERROR codes. */
+#define MCUFLOW_ERR_BAD_VERSION      1u
+#define MCUFLOW_ERR_BAD_TYPE         2u
+#define MCUFLOW_ERR_BAD_LENGTH       3u
+#define MCUFLOW_ERR_BAD_TENSOR_SIZE  4u
+#define MCUFLOW_ERR_HEAD_FAILED      5u
+#define MCUFLOW_ERR_INTERNAL         6u
+
+/* Tensor encodings (2, 3 reserved: index/value, zero run lengths). */
+#define MCUFLOW_ENC_DENSE         0u
+#define MCUFLOW_ENC_BITMAP        1u
+
+/* HELLO capabilities. */
+#define MCUFLOW_CAP_ENC_DENSE     (1ul << MCUFLOW_ENC_DENSE)
+#define MCUFLOW_CAP_DEDUP         (1ul << 8)
+#define MCUFLOW_CAP_BYE           (1ul << 9)
+#define MCUFLOW_CAP_INFER_SPARSE  (1ul << 10)
+
+#define MCUFLOW_HELLO_FIXED_LEN   51u
+#define MCUFLOW_BOARD_NAME_MAX    32u
+#define MCUFLOW_LOCAL_RESULT_LEN  8u
+#define MCUFLOW_OFFLOAD_FIXED_LEN 16u
+#define MCUFLOW_ERROR_TEXT_MAX    64u
+
+uint16_t mcuflow_crc16(const uint8_t *data, uint32_t len);
+
+/* Encodes len bytes; returns the encoded length, or 0 if out_cap is too small. */
+uint32_t mcuflow_cobs_encode(const uint8_t *in, uint32_t len, uint8_t *out, uint32_t out_cap);
+/* Decodes len bytes (no delimiter); out may equal in. Returns the decoded
+ * length, or -1 on a malformed input or if out_cap is too small. */
+int32_t mcuflow_cobs_decode(const uint8_t *in, uint32_t len, uint8_t *out, uint32_t out_cap);
+
+/* Bitmap encoding of n int8 values: ceil(n/8) bitmap bytes (bit i, LSB first:
+ * element i differs from fill), then the differing values in order. Decodes
+ * exactly n values into out; returns 0, or -1 (out untouched past what was
+ * checked) if the sizes disagree or bits past n are set. */
+int mcuflow_bitmap_decode(const uint8_t *in, uint32_t len, int8_t fill, int8_t *out, uint32_t n);
+
+/* Writes header + payload + CRC into raw; returns its length or 0 if it does not fit. */
+uint32_t mcuflow_frame_build(uint8_t type, uint16_t seq, const uint8_t *payload, uint16_t len,
+                             uint8_t *raw, uint32_t raw_cap);
+
+typedef struct {
+    uint8_t version;
+    uint8_t type;
+    uint16_t seq;
+    uint16_t length;          /* the header's length field */
+    uint16_t crc;
+    uint32_t payload_avail;   /* bytes actually present between header and CRC */
+    const uint8_t *payload;   /* points into the receiver; valid until the next push */
+} mcuflow_frame_t;
+
+typedef struct {
+    uint8_t buf[MCUFLOW_LINK_MAX_ENCODED];
+    uint32_t len;
+    uint8_t overflow;
+    uint32_t dropped;         /* frames dropped: bad COBS, bad CRC, too short, too long */
+} mcuflow_rx_t;
+
+#define MCUFLOW_RX_NONE     0
+#define MCUFLOW_RX_FRAME    1
+#define MCUFLOW_RX_DROPPED  (-1)
+
+void mcuflow_rx_init(mcuflow_rx_t *rx);
+/* Feeds one byte. Returns MCUFLOW_RX_FRAME when a frame with a good CRC ended
+ * (filled into *frame), MCUFLOW_RX_DROPPED when a bad one ended, else NONE. */
+int mcuflow_rx_push(mcuflow_rx_t *rx, uint8_t byte, mcuflow_frame_t *frame);
+
+static inline void mcuflow_put_u16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline void mcuflow_put_u32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+    p[2] = (uint8_t)((v >> 16) & 0xFFu);
+    p[3] = (uint8_t)(v >> 24);
+}
+static inline uint16_t mcuflow_get_u16(const uint8_t *p) {
+    return (uint16_t)(p[0] | ((uint16_t)p[1] << 8));
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MCUFLOW_LINK_H */

@@ -1,0 +1,328 @@
+"""Board files: one TOML file per board under ``boards/``, the single source of truth for
+the CPU flags, memory map, UART, instruction/cycle counter, QEMU machine and flasher."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from mcuflow import paths
+from mcuflow.errors import ConfigError
+
+CPUS = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33")
+FPUS = ("none", "fpv4-sp-d16", "fpv5-sp-d16", "fpv5-d16")
+FLOAT_ABIS = ("soft", "softfp", "hard")
+# Driver name -> the one C file implementing it (under firmware/).
+UART_DRIVERS = {
+    "cmsdk-apb-uart": "uart/cmsdk_apb_uart.c",
+    "stm32-usart-v1": "uart/stm32_usart_v1.c",
+    "stm32-usart-v2": "uart/stm32_usart_v2.c",
+    "nrf52-uarte": "uart/nrf52_uarte.c",
+    "pl011": "uart/pl011.c",
+}
+# Drivers that can sleep (WFI) until their RX interrupt instead of polling, given uart.rx_irq.
+RX_IRQ_DRIVERS = ("cmsdk-apb-uart", "stm32-usart-v1")
+CHIPS = {"none": "chip/none.c", "stm32": "chip/stm32.c", "rp2040": "chip/rp2040.c"}
+COUNTERS = {"systick": "counter/systick.c", "dwt": "counter/dwt.c"}
+UNITS = ("instructions", "cycles")
+FLASH_TOOLS = ("pyocd", "openocd")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class UartPin:
+    gpio: int
+    pin: int
+    af: int
+
+
+@dataclass(frozen=True)
+class UartConfig:
+    driver: str
+    base: int
+    baud: int
+    clock_hz: int
+    tx_pin: int | None = None
+    rx_pin: int | None = None
+    rx_irq: int | None = None
+    clock_enables: tuple[tuple[int, int], ...] = ()
+    pins: tuple[UartPin, ...] = ()
+
+    @property
+    def baud_reg(self) -> int | None:
+        """nRF52 BAUDRATE register value: baud * 2^32 / 16 MHz, rounded to the 4 KiB steps Nordic uses."""
+        if self.driver != "nrf52-uarte":
+            return None
+        return (round(self.baud * (1 << 32) / 16_000_000) + 0x800) & ~0xFFF
+
+
+@dataclass(frozen=True)
+class CounterConfig:
+    kind: str
+    unit: str
+    systick_hz: int | None = None
+
+    @property
+    def per_tick(self) -> Fraction:
+        """Units per SysTick tick: under QEMU -icount shift=0 one instruction is 1 ns of virtual time."""
+        if self.kind == "systick" and self.unit == "instructions":
+            return Fraction(1_000_000_000, self.systick_hz or 1)
+        return Fraction(1)
+
+    @property
+    def tick_num(self) -> int:
+        return self.per_tick.numerator
+
+    @property
+    def tick_den(self) -> int:
+        return self.per_tick.denominator
+
+
+@dataclass(frozen=True)
+class QemuConfig:
+    machine: str
+    serial_index: int = 0
+
+
+@dataclass(frozen=True)
+class FlasherConfig:
+    tool: str
+    target: str | None = None
+    configs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    cpu: str
+    fpu: str
+    float_abi: str
+    clock_hz: int
+    chip: str
+    flash_origin: int
+    flash_bytes: int
+    ram_origin: int
+    ram_bytes: int
+    stack_bytes: int
+    uart: UartConfig
+    counter: CounterConfig
+    boot2_bytes: int = 0
+    qemu: QemuConfig | None = None
+    flasher: FlasherConfig | None = None
+    notes: str = ""
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def is_qemu(self) -> bool:
+        return self.qemu is not None
+
+    def cflags(self) -> list[str]:
+        """Code-generation flags for arm-none-eabi-gcc."""
+        flags = [f"-mcpu={self.cpu}", "-mthumb", f"-mfloat-abi={self.float_abi}"]
+        if self.fpu != "none":
+            flags.append(f"-mfpu={self.fpu}")
+        return flags
+
+    def firmware_sources(self) -> list[str]:
+        """The port's C files, relative to firmware/."""
+        return [CHIPS[self.chip], UART_DRIVERS[self.uart.driver], COUNTERS[self.counter.kind]]
+
+
+class _Table:
+    """Reads one TOML table, naming the file and key in every error and rejecting unknown keys."""
+
+    def __init__(self, data: Any, where: str, source: str):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: [{where}] must be a table")
+        self.data, self.where, self.source, self.used = data, where, source, set()
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def err(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {self._name(key)} {msg}")
+
+    def get(self, key: str, kind: type | tuple, default: Any = ..., choices: Any = None) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if default is ...:
+                raise self.err(key, "is missing")
+            return default
+        v = self.data[key]
+        if isinstance(v, bool) and kind is not bool or not isinstance(v, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.err(key, f"must be {names}, got {v!r}")
+        if choices is not None and v not in choices:
+            raise self.err(key, f"must be one of {', '.join(choices)}; got {v!r}")
+        return v
+
+    def uint(self, key: str, default: Any = ..., minimum: int = 0) -> Any:
+        v = self.get(key, int, default)
+        if key in self.data and not minimum <= v < 1 << 32:
+            raise self.err(key, f"must be between {minimum} and 0xFFFFFFFF, got {v}")
+        return v
+
+    def table(self, key: str, optional: bool = False) -> _Table | None:
+        self.used.add(key)
+        if key not in self.data:
+            if optional:
+                return None
+            raise self.err(key, "is missing (a [" + self._name(key) + "] table)")
+        return _Table(self.data[key], self._name(key), self.source)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.err(unknown[0], "is not a known board setting")
+
+
+def parse_board(data: dict, source: str = "<board>", path: Path | None = None) -> Board:
+    """Validate a parsed board file. Raises ConfigError naming the file and the offending key."""
+    top = _Table(data, "", source)
+    name = top.get("name", str)
+    if not _NAME.match(name):
+        raise top.err("name", f"must be lower-case letters, digits, '-', '.', '_'; got {name!r}")
+    cpu = top.get("cpu", str, choices=CPUS)
+    fpu = top.get("fpu", str, "none", choices=FPUS)
+    float_abi = top.get("float_abi", str, "soft" if fpu == "none" else "hard", choices=FLOAT_ABIS)
+    if fpu == "none" and float_abi != "soft":
+        raise top.err("float_abi", f"must be 'soft' when fpu is 'none', got {float_abi!r}")
+    if fpu != "none" and cpu not in ("cortex-m4", "cortex-m7", "cortex-m33"):
+        raise top.err("fpu", f"{fpu!r} is not available on {cpu}")
+
+    mem = top.table("memory")
+    flash_origin, flash_bytes = mem.uint("flash_origin"), mem.uint("flash_bytes", minimum=1)
+    ram_origin, ram_bytes = mem.uint("ram_origin"), mem.uint("ram_bytes", minimum=1)
+    mem.finish()
+    if flash_origin + flash_bytes > 1 << 32 or ram_origin + ram_bytes > 1 << 32:
+        raise mem.err("flash_bytes", "makes a region run past the 4 GiB address space")
+    if flash_origin < ram_origin + ram_bytes and ram_origin < flash_origin + flash_bytes:
+        raise mem.err("ram_origin", "makes RAM overlap flash")
+
+    u = top.table("uart")
+    driver = u.get("driver", str, choices=tuple(UART_DRIVERS))
+    uart_kwargs: dict[str, Any] = dict(
+        driver=driver, base=u.uint("base"), baud=u.uint("baud", minimum=1), clock_hz=u.uint("clock_hz", minimum=1)
+    )
+    if driver == "nrf52-uarte":
+        uart_kwargs["tx_pin"], uart_kwargs["rx_pin"] = u.uint("tx_pin"), u.uint("rx_pin")
+    uart_kwargs["rx_irq"] = u.uint("rx_irq", None)
+    if uart_kwargs["rx_irq"] is not None and (driver not in RX_IRQ_DRIVERS or uart_kwargs["rx_irq"] > 239):
+        raise u.err("rx_irq", f"(sleep while waiting for input) works with {', '.join(RX_IRQ_DRIVERS)}, IRQ 0..239")
+    enables = u.get("clock_enables", list, [])
+    for i, item in enumerate(enables):
+        ok = isinstance(item, list) and len(item) == 2 and all(isinstance(x, int) and 0 <= x < 1 << 32 for x in item)
+        if not ok:
+            raise u.err(f"clock_enables[{i}]", f"must be [address, mask], got {item!r}")
+    uart_kwargs["clock_enables"] = tuple((a, m) for a, m in enables)
+    pins = []
+    for i, item in enumerate(u.get("pins", list, [])):
+        p = _Table(item, f"{u.where}.pins[{i}]", source)
+        pins.append(UartPin(gpio=p.uint("gpio"), pin=p.uint("pin"), af=p.uint("af")))
+        p.finish()
+        if pins[-1].pin > 15 or pins[-1].af > 15:
+            raise p.err("pin", "and af must be 0..15")
+    uart_kwargs["pins"] = tuple(pins)
+    u.finish()
+    uart = UartConfig(**uart_kwargs)
+    if uart.clock_hz < uart.baud * 16 and driver != "nrf52-uarte":
+        raise u.err("clock_hz", f"{uart.clock_hz} is too slow for {uart.baud} baud (needs 16x oversampling)")
+
+    q = top.table("qemu", optional=True)
+    qemu = None
+    if q is not None:
+        qemu = QemuConfig(machine=q.get("machine", str), serial_index=q.uint("serial_index", 0))
+        q.finish()
+
+    c = top.table("counter")
+    kind = c.get("kind", str, choices=tuple(COUNTERS))
+    unit = c.get("unit", str, "instructions" if qemu else "cycles", choices=UNITS)
+    systick_hz = c.uint("systick_hz", None, minimum=1)
+    c.finish()
+    if kind == "dwt" and qemu:
+        raise c.err("kind", "'dwt' does not work under QEMU (DWT is not emulated); use 'systick'")
+    if kind == "dwt" and cpu in ("cortex-m0", "cortex-m0plus"):
+        raise c.err("kind", f"'dwt' has no cycle counter on {cpu}; use 'systick'")
+    if unit == "instructions" and not qemu:
+        raise c.err("unit", "'instructions' needs a [qemu] board (-icount); hardware counts cycles")
+    if unit == "instructions" and not systick_hz:
+        raise c.err("systick_hz", "is missing (the SysTick clock of the QEMU machine)")
+    counter = CounterConfig(kind=kind, unit=unit, systick_hz=systick_hz)
+
+    f = top.table("flasher", optional=True)
+    flasher = None
+    if f is not None:
+        tool = f.get("tool", str, choices=FLASH_TOOLS)
+        target = f.get("target", str, None)
+        configs = f.get("configs", list, [])
+        f.finish()
+        if tool == "pyocd" and not target:
+            raise f.err("target", "is missing (the pyocd target name, see `pyocd list --targets`)")
+        if tool == "openocd" and (not configs or not all(isinstance(x, str) for x in configs)):
+            raise f.err("configs", "must list openocd config files (e.g. ['interface/cmsis-dap.cfg', ...])")
+        flasher = FlasherConfig(tool=tool, target=target, configs=tuple(configs))
+
+    board = Board(
+        name=name,
+        description=top.get("description", str, ""),
+        cpu=cpu,
+        fpu=fpu,
+        float_abi=float_abi,
+        clock_hz=top.uint("clock_hz", minimum=1),
+        chip=top.get("chip", str, "none", choices=tuple(CHIPS)),
+        flash_origin=flash_origin,
+        flash_bytes=flash_bytes,
+        ram_origin=ram_origin,
+        ram_bytes=ram_bytes,
+        stack_bytes=top.uint("stack_bytes", 2048, minimum=256),
+        boot2_bytes=top.uint("boot2_bytes", 0),
+        uart=uart,
+        counter=counter,
+        qemu=qemu,
+        flasher=flasher,
+        notes=top.get("notes", str, ""),
+        path=path,
+    )
+    top.finish()
+    if board.stack_bytes % 8:
+        raise top.err("stack_bytes", f"must be a multiple of 8, got {board.stack_bytes}")
+    return board
+
+
+def load_board_file(path: Path) -> Board:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"board file not found: {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    board = parse_board(data, source=str(path), path=path)
+    return board
+
+
+def board_names() -> list[str]:
+    return sorted(p.stem for p in paths.boards_dir().glob("*.toml"))
+
+
+def load_board(board: str | Path) -> Board:
+    """A board by name (``boards/<name>.toml``) or by path to a board file."""
+    s = str(board)
+    if s.endswith(".toml") or "/" in s or "\\" in s:
+        return load_board_file(Path(s))
+    path = paths.boards_dir() / f"{s}.toml"
+    if not path.is_file():
+        raise ConfigError(f"unknown board {s!r}; known boards: {', '.join(board_names())}")
+    b = load_board_file(path)
+    if b.name != path.stem:
+        raise ConfigError(f"{path}: name {b.name!r} does not match the file name {path.stem!r}")
+    return b
+
+
+def list_boards() -> list[Board]:
+    return [load_board(n) for n in board_names()]

@@ -1,0 +1,363 @@
+"""``mcuflow build``: compile an export directory (the generated C library) with the firmware
+for one board, using arm-none-eabi-gcc, and report flash/RAM use against the board's budget.
+
+Outputs go to ``DIR/build/<board>/`` (firmware.elf/.bin/.hex/.map, the generated linker script
+and board header, build.json), written in a temporary directory and renamed into place; the
+latest build's report is also copied to ``DIR/build.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from mcuflow import paths
+from mcuflow.boards import Board, load_board
+from mcuflow.errors import ConfigError, ToolchainError
+
+INSTALL_HINT = "install it with `apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi` (Debian/Ubuntu)"
+APPS = ("protocol", "selftest")
+# Sections placed in flash (their load image) and in RAM; .data is in both.
+FLASH_SECTIONS = (".boot2", ".vectors", ".text", ".rodata", ".ARM.exidx", ".data")
+RAM_SECTIONS = (".data", ".bss")
+# Rough flash cost of everything but the model's weights, for the check before compiling.
+FIRMWARE_FLASH_ESTIMATE = 3 * 1024
+COMPILE_TIMEOUT = 120
+BASE_CFLAGS = [
+    "-std=c99",
+    "-O2",
+    "-g",
+    "-Wall",
+    "-Wextra",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-fno-common",
+]
+
+
+@dataclass
+class BuildResult:
+    board: Board
+    out_dir: Path
+    elf: Path
+    report: dict[str, Any]
+
+    @property
+    def flash_bytes(self) -> int:
+        return self.report["flash_bytes"]
+
+    @property
+    def ram_bytes(self) -> int:
+        return self.report["ram_bytes"]
+
+    def summary(self) -> str:
+        r, b = self.report, self.board
+        return (
+            f"{b.name}: flash {r['flash_bytes']:,} / {b.flash_bytes:,} bytes ({100 * r['flash_bytes'] / b.flash_bytes:.1f}%), "
+            f"RAM {r['ram_bytes']:,} / {b.ram_bytes:,} bytes ({100 * r['ram_bytes'] / b.ram_bytes:.1f}%) "
+            f"+ {b.stack_bytes:,} stack"
+        )
+
+
+def find_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise ToolchainError(f"{name} not found on PATH; {INSTALL_HINT}")
+    return path
+
+
+def _run(cmd: list[str], what: str, timeout: float = COMPILE_TIMEOUT) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise ToolchainError(f"{what} timed out after {timeout:.0f} s") from None
+    return proc
+
+
+def _first_error(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if re.search(r"error:", ln, re.IGNORECASE)]
+    lines = lines or stderr.strip().splitlines() or ["?"]
+    return lines[0].strip()
+
+
+def app_sources(app: str) -> list[Path]:
+    fw = paths.firmware_dir()
+    if app == "selftest":
+        return sorted((fw / "selftest").glob("*.c"))
+    if app == "protocol":
+        srcs = sorted((fw / "app").glob("*.c"))
+        if not srcs:
+            raise ConfigError("the protocol app (firmware/app/*.c) is not available; build with --app selftest")
+        return srcs + sorted((fw / "link").glob("*.c"))
+    raise ConfigError(f"unknown app {app!r}; choose one of {', '.join(APPS)}")
+
+
+def check_export_dir(export_dir: Path) -> list[Path]:
+    if not export_dir.is_dir():
+        raise ConfigError(f"export directory not found: {export_dir}")
+    if not (export_dir / "mcuflow_model.h").is_file():
+        raise ConfigError(f"{export_dir} is not an mcuflow export (no mcuflow_model.h); run `mcuflow export` first")
+    srcs = sorted(export_dir.glob("*.c"))
+    if not srcs:
+        raise ConfigError(f"{export_dir} holds no generated *.c files")
+    return srcs
+
+
+def estimate_fit(export_dir: Path, board: Board) -> dict[str, int] | None:
+    """Check export.json's weight and RAM figures against the board before compiling anything."""
+    meta_path = export_dir / "export.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{meta_path}: unreadable export metadata: {err}") from None
+    weights = _weight_bytes(meta)
+    ram = meta.get("peak_ram_bytes")
+    est = {}
+    if isinstance(weights, int):
+        est["flash_bytes"] = weights + FIRMWARE_FLASH_ESTIMATE
+        if weights > board.flash_bytes - board.boot2_bytes:
+            raise ConfigError(
+                f"the model does not fit {board.name}: its weights alone take {weights:,} bytes, "
+                f"the board has {board.flash_bytes:,} bytes of flash"
+            )
+    if isinstance(ram, int):
+        est["ram_bytes"] = ram
+        if ram + board.stack_bytes > board.ram_bytes:
+            raise ConfigError(
+                f"the model does not fit {board.name}: it needs {ram:,} bytes of RAM plus a "
+                f"{board.stack_bytes:,}-byte stack, the board has {board.ram_bytes:,} bytes of RAM"
+            )
+    return est
+
+
+def _weight_bytes(meta: dict) -> int | None:
+    for key in ("weight_bytes", "weights_bytes", "flash_weight_bytes"):
+        if isinstance(meta.get(key), int):
+            return meta[key]
+    totals = meta.get("totals", {}).get("all") if isinstance(meta.get("totals"), dict) else None
+    if isinstance(totals, dict):  # mcuflow export: every constant the device stores
+        parts = [totals.get(k, 0) for k in ("weight_bytes", "index_bytes", "bias_bytes", "requant_bytes")]
+        if all(isinstance(p, int) for p in parts):
+            return sum(parts)
+    layers = meta.get("layers")
+    if isinstance(layers, list):
+        total = [layer.get("weight_bytes", layer.get("bytes")) for layer in layers if isinstance(layer, dict)]
+        if total and all(isinstance(t, int) for t in total):
+            return sum(total)
+    return None
+
+
+def render_port_files(board: Board, dest: Path) -> None:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(paths.firmware_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    (dest / "linker.ld").write_text(env.get_template("linker.ld.j2").render(board=board))
+    (dest / "board_config.h").write_text(env.get_template("board_config.h.j2").render(board=board))
+
+
+def section_sizes(elf: Path) -> dict[str, int]:
+    proc = _run([find_tool("arm-none-eabi-size"), "-A", "-d", str(elf)], "arm-none-eabi-size")
+    if proc.returncode != 0:
+        raise ToolchainError(f"arm-none-eabi-size failed: {_first_error(proc.stderr)}")
+    sizes = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit():
+            sizes[parts[0]] = int(parts[1])
+    return sizes
+
+
+_MAP_ENTRY = re.compile(r"^ (\.\S+|COMMON)\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)\s+(\S.*)$")
+_MAP_NAME_ONLY = re.compile(r"^ (\.\S+|COMMON)$")
+_MAP_CONT = re.compile(r"^\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)\s+(\S.*)$")
+_MAP_OUTPUT = re.compile(r"^(\.\S+)(\s|$)")
+
+
+def map_components(map_file: Path) -> dict[str, dict[str, int]]:
+    """Flash/RAM bytes per component, from the linker map (objects are named `<component>-*.o`)."""
+    comps: dict[str, dict[str, int]] = {}
+    out_section = None
+    started = False
+    pending = None
+    for line in map_file.read_text(errors="replace").splitlines():
+        if not started:
+            started = line.startswith("Linker script and memory map")
+            continue
+        m = _MAP_OUTPUT.match(line)
+        if m:
+            out_section = m.group(1)
+            continue
+        if pending is not None:
+            c = _MAP_CONT.match(line)
+            pending = None
+            if c:
+                _add_component(comps, out_section, int(c.group(2), 16), c.group(3))
+            continue
+        if _MAP_NAME_ONLY.match(line):
+            pending = line
+            continue
+        e = _MAP_ENTRY.match(line)
+        if e:
+            _add_component(comps, out_section, int(e.group(3), 16), e.group(4))
+    return comps
+
+
+def _components(map_file: Path, sections: dict[str, int]) -> dict[str, dict[str, int]]:
+    comps = map_components(map_file)
+    if sections.get(".boot2"):  # filled by the linker script, not by an object file
+        comps["boot2"] = {"flash": sections[".boot2"], "ram": 0}
+    return comps
+
+
+def _component_of(obj: str) -> str:
+    """Our objects are named `<component>-<source>.o`; archive members are the C library's."""
+    name = Path(obj.split("(")[0]).name
+    if "(" in obj or name.startswith("lib"):
+        return "libc"
+    return name.split("-", 1)[0] if "-" in name else "other"
+
+
+def _add_component(comps: dict, out_section: str | None, size: int, obj: str) -> None:
+    if size == 0 or out_section is None:
+        return
+    entry = comps.setdefault(_component_of(obj), {"flash": 0, "ram": 0})
+    if out_section in FLASH_SECTIONS:
+        entry["flash"] += size
+    if out_section in RAM_SECTIONS:
+        entry["ram"] += size
+
+
+def _compile(gcc: str, flags: list[str], src: Path, obj: Path) -> None:
+    proc = _run([gcc, *flags, "-c", str(src), "-o", str(obj)], f"compiling {src.name}")
+    if proc.returncode != 0:
+        raise ToolchainError(f"compiling {src} failed: {_first_error(proc.stderr)}")
+
+
+def _link_error(board: Board, stderr: str) -> Exception:
+    if "mcuflow: RAM overflow" in stderr or "region `RAM' overflowed" in stderr:
+        m = re.search(r"region `RAM' overflowed by (\d+) bytes", stderr)
+        by = f" by {int(m.group(1)):,} bytes" if m else ""
+        return ConfigError(
+            f"the firmware does not fit {board.name}'s RAM{by}: .data + .bss + the "
+            f"{board.stack_bytes:,}-byte stack exceed {board.ram_bytes:,} bytes"
+        )
+    if "mcuflow: flash overflow" in stderr or "region `FLASH' overflowed" in stderr:
+        m = re.search(r"region `FLASH' overflowed by (\d+) bytes", stderr)
+        by = f" by {int(m.group(1)):,} bytes" if m else ""
+        return ConfigError(f"the firmware does not fit {board.name}'s {board.flash_bytes:,} bytes of flash{by}")
+    return ToolchainError(f"linking failed: {_first_error(stderr)}")
+
+
+def build(
+    export_dir: str | Path,
+    board: str | Path | Board,
+    *,
+    app: str = "protocol",
+    extra_cflags: tuple[str, ...] = (),
+    jobs: int = 2,
+) -> BuildResult:
+    """Build firmware for `board` from the export in `export_dir`. Raises McuflowError on user errors."""
+    export_dir = Path(export_dir).resolve()
+    board = board if isinstance(board, Board) else load_board(board)
+    gcc = find_tool("arm-none-eabi-gcc")
+    objcopy = find_tool("arm-none-eabi-objcopy")
+    model_srcs = check_export_dir(export_dir)
+    app_srcs = app_sources(app)
+    estimate = estimate_fit(export_dir, board)
+
+    fw = paths.firmware_dir()
+    port_srcs = [fw / "core" / "startup.c", fw / "core" / "main.c", fw / "core" / "platform.c"]
+    port_srcs += [fw / s for s in board.firmware_sources()]
+
+    build_root = export_dir / "build"
+    build_root.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{board.name}.", dir=build_root))
+    try:
+        render_port_files(board, tmp)
+        includes = [tmp, fw / "include", export_dir, fw / "app", fw / "link"]
+        flags = board.cflags() + BASE_CFLAGS + [f"-I{d}" for d in includes] + list(extra_cflags)
+        units = [(s, tmp / f"model-{s.stem}.o") for s in model_srcs]
+        units += [(s, tmp / f"{s.parent.name}-{s.stem}.o") for s in port_srcs + app_srcs]
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for fut in [pool.submit(_compile, gcc, flags, s, o) for s, o in units]:
+                fut.result()
+
+        elf = tmp / "firmware.elf"
+        link = [gcc, *board.cflags(), "-nostartfiles", "--specs=nano.specs", f"-T{tmp / 'linker.ld'}"]
+        link += ["-Wl,--gc-sections", f"-Wl,-Map={tmp / 'firmware.map'}", "-o", str(elf)]
+        link += [str(o) for _, o in units]
+        proc = _run(link, "linking")
+        if proc.returncode != 0:
+            raise _link_error(board, proc.stderr)
+        for fmt, suffix in (("binary", ".bin"), ("ihex", ".hex")):
+            proc = _run([objcopy, "-O", fmt, str(elf), str(elf.with_suffix(suffix))], "objcopy")
+            if proc.returncode != 0:
+                raise ToolchainError(f"objcopy -O {fmt} failed: {_first_error(proc.stderr)}")
+
+        for _, obj in units:  # the map file keeps the per-object breakdown
+            obj.unlink()
+        sections = {k: v for k, v in section_sizes(elf).items() if k in FLASH_SECTIONS or k in RAM_SECTIONS}
+        report = {
+            "board": board.name,
+            "app": app,
+            "cpu": board.cpu,
+            "counter_unit": board.counter.unit,
+            "flash_bytes": sum(sections.get(s, 0) for s in FLASH_SECTIONS),
+            "ram_bytes": sum(sections.get(s, 0) for s in RAM_SECTIONS),
+            "stack_bytes": board.stack_bytes,
+            "sections": sections,
+            "components": _components(tmp / "firmware.map", sections),
+            "budget": {"flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes},
+            "estimate": estimate,
+            "cflags": board.cflags() + BASE_CFLAGS + list(extra_cflags),
+            "files": {"elf": "firmware.elf", "bin": "firmware.bin", "hex": "firmware.hex", "map": "firmware.map"},
+        }
+        text = json.dumps(report, indent=2) + "\n"
+        (tmp / "build.json").write_text(text)
+
+        final = build_root / board.name
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _write_atomic(export_dir / "build.json", text)
+    return BuildResult(board=board, out_dir=final, elf=final / "firmware.elf", report=report)
+
+
+def _replace_dir(src: Path, dest: Path) -> None:
+    """Put `src` at `dest`, replacing an older build without ever leaving a half-written one."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(dest, old)
+    os.rename(src, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,68 @@
+"""``mcuflow exits``: early-exit threshold analysis of a trained checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mcuflow.cli.main import cli
+from mcuflow.errors import ConfigError
+
+
+@cli.command("exits")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="MCUFLOW_DATA_DIR",
+    help="Directory with the MNIST IDX files (env MCUFLOW_DATA_DIR).",
+)
+@click.option(
+    "--bundled", is_flag=True, help="Use the 500 bundled test images (examples/) instead of the full test set."
+)
+@click.option("--test-limit", type=int, default=None, help="Use the first N test images only.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the accuracy-vs-exit-fraction plot (PNG).",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the full analysis as JSON."
+)
+def exits(
+    checkpoint: Path,
+    data_dir: Path | None,
+    bundled: bool,
+    test_limit: int | None,
+    plot_path: Path | None,
+    json_path: Path | None,
+) -> None:
+    """Sweep exit thresholds on max softmax probability and on entropy.
+
+    For each threshold: the fraction of test samples leaving at the early exit,
+    the accuracy of those, and the end-to-end accuracy (the others answered by
+    the final output). Also reports the end-to-end accuracy when 50%, 70% and
+    90% of the samples exit early (the most confident ones).
+    """
+    from mcuflow.checkpoint import load
+    from mcuflow.data import bundled_test_subset, load_mnist
+    from mcuflow.nn.exits_analysis import analyse_model, format_table, plot
+    from mcuflow.nn.train import write_json
+
+    model = load(checkpoint)
+    if not model.exits:
+        raise ConfigError(f"{checkpoint} has no early exit to analyse")
+    if test_limit is not None and test_limit < 1:
+        raise ConfigError("--test-limit must be at least 1")
+    data = bundled_test_subset() if bundled else load_mnist("test", data_dir)
+    x, y = data.subset(test_limit).tensors()
+    analysis = analyse_model(model, x, y)
+    click.echo(format_table(analysis))
+    if plot_path:
+        plot(analysis, plot_path, title=f"early exit: {checkpoint.name}")
+        click.echo(f"plot: {plot_path}")
+    if json_path:
+        write_json(analysis.to_dict(), json_path)
+        click.echo(f"json: {json_path}")

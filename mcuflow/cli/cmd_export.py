@@ -1,0 +1,68 @@
+"""``mcuflow export``: compile a checkpoint's head and exits to an int8 C library."""
+
+from __future__ import annotations
+
+import click
+
+from mcuflow.cli.main import cli
+from mcuflow.ir.packed import FORMATS
+from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD
+
+
+@cli.command("export")
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Export directory.")
+@click.option("--board", default=None, help="Check that the head fits this board (see mcuflow boards).")
+@click.option(
+    "--exit-threshold",
+    type=float,
+    default=DEFAULT_EXIT_THRESHOLD,
+    show_default=True,
+    help="Exit when the exit's max-softmax confidence is at least this, in (0, 1].",
+)
+@click.option(
+    "--format",
+    "force_format",
+    type=click.Choice(["auto", *FORMATS]),
+    default="auto",
+    show_default=True,
+    help="Storage format for the head's layers (auto: the smallest per layer).",
+)
+@click.option(
+    "--calibration-samples", type=int, default=1000, show_default=True, help="Training images to calibrate on."
+)
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), default=None, help="MNIST directory (default $MCUFLOW_DATA_DIR)."
+)
+@click.option(
+    "--per-channel/--per-tensor", default=True, show_default=True, help="Weight scale per output row or per tensor."
+)
+def export_cmd(
+    source, out_dir, board, exit_threshold, force_format, calibration_samples, data_dir, per_channel
+) -> None:
+    """Compile SOURCE (a checkpoint .pt or an ONNX file) into a C library in OUTPUT."""
+    from mcuflow.export import export
+
+    res = export(
+        source,
+        out_dir,
+        board=board,
+        exit_threshold=exit_threshold,
+        force_format=None if force_format == "auto" else force_format,
+        calibration_samples=calibration_samples,
+        data_dir=data_dir,
+        per_channel=per_channel,
+    )
+    s = res.summary
+    for layer in s["layers"]["head"] + [m for e in s["exits"] for m in e["layers"]]:
+        click.echo(
+            f"  {layer['name']:<12} {layer['n_in']:>6} -> {layer['n_out']:<6} {layer['format']:<10} "
+            f"nnz {layer['nnz']:>7}  weights {layer['weight_bytes']:>7} B  indices {layer['index_bytes']:>7} B"
+        )
+    t = s["totals"]["all"]
+    click.echo(
+        f"wrote {res.directory}: {t['weight_bytes']} B weights, {t['index_bytes']} B indices, "
+        f"peak RAM {s['peak_ram_bytes']} B, exit threshold {s['exit_threshold']} ({res.seconds:.2f} s)"
+    )
+    for note in res.notes:
+        click.echo(f"note: {note}")

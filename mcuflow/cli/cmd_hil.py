@@ -1,0 +1,71 @@
+"""``mcuflow hil``: one command from checkpoint to a measured QEMU session."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mcuflow.cli.main import cli
+
+
+@cli.command("hil")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--board", "-b", default="qemu-mps2-an386", show_default=True, help="A QEMU board (see `mcuflow boards`).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="MNIST directory (default: $MCUFLOW_DATA_DIR, else the bundled 500 test images).",
+)
+@click.option("--samples", "-n", type=int, default=None, help="Test samples to run [default: 1000, or all bundled].")
+@click.option("--exit-threshold", type=float, default=None, help="Early-exit confidence threshold in (0, 1].")
+@click.option("--format", "force_format", default=None, help="Force one weight storage format for every layer.")
+@click.option("--calibration-samples", type=int, default=None, help="Images to calibrate int8 quantisation on.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Keep the export and build here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for each answer.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def hil_command(checkpoint, board, data_dir, samples, exit_threshold, force_format, calibration_samples, workdir,
+                json_path, timeout, quiet):
+    """Export CHECKPOINT, build it for a QEMU board, stream test samples over serial and report.
+
+    Every device answer is checked against the numpy int8 reference (class, exit
+    decision, intermediate bytes). The JSON holds samples, accuracy,
+    float_accuracy, reference_accuracy, exit_rate, parity_mismatches,
+    bytes_up_per_sample, bytes_per_offload, bytes_down_per_sample,
+    device_instructions_mean, samples_per_second and lost, among others.
+    Exits with status 3 when a sample was lost or differs from the reference.
+
+    Example: mcuflow hil examples/paper_sparse.pt --board qemu-mps2-an386 --json out/hil.json
+    """
+    from mcuflow.hil import run_hil, summary_lines, write_json
+
+    def log(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    result = run_hil(
+        checkpoint,
+        board,
+        samples=samples,
+        data_dir=data_dir,
+        exit_threshold=exit_threshold,
+        workdir=workdir,
+        calibration_samples=calibration_samples,
+        force_format=force_format,
+        timeout=timeout,
+        show_progress=not quiet,
+        log=log,
+    )
+    for line in summary_lines(result):
+        click.echo(line)
+    if json_path:
+        write_json(result, json_path)
+        click.echo(f"results written to {json_path}")
+    if result["parity_mismatches"] or result["lost"] or result["errors"]:
+        click.echo(
+            f"mcuflow: error: {result['parity_mismatches']} parity mismatches, {result['lost']} lost, "
+            f"{result['errors']} refused samples",
+            err=True,
+        )
+        sys.exit(3)

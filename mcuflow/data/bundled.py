@@ -1,0 +1,39 @@
+"""The small MNIST test subset shipped in ``examples/`` (CC BY-SA 3.0; see examples/README.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mcuflow.data.mnist import MNISTSplit
+from mcuflow.errors import DataError
+
+BUNDLED_NAME = "mnist_test_500.npz"
+
+
+def examples_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "examples"
+
+
+def bundled_test_subset(path: str | os.PathLike | None = None) -> MNISTSplit:
+    """The first 500 MNIST test images (uint8 ``(500, 28, 28)``) and their labels."""
+    path = Path(path) if path else examples_dir() / BUNDLED_NAME
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images, labels = z["images"], z["labels"]
+    except (OSError, KeyError, ValueError) as err:
+        raise DataError(f"cannot read the bundled MNIST subset {path}: {err}") from None
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+        raise DataError(f"{path} does not hold uint8 images (N, 28, 28) with N labels")
+    return MNISTSplit(images, labels.astype(np.uint8))
+
+
+def write_bundled_subset(split: MNISTSplit, n: int, path: str | os.PathLike) -> Path:
+    """Write the first ``n`` samples of ``split`` as a compressed npz (atomically)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, images=split.images[:n], labels=split.labels[:n])
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,340 @@
+"""``mcuflow export``: checkpoint or ONNX -> IR -> passes -> C library, export.json, tail files.
+
+The output directory is written atomically: everything goes to a temporary directory beside
+it, renamed into place at the very end, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mcuflow.codegen import render_library
+from mcuflow.errors import ConfigError, DataError, McuflowError
+from mcuflow.frontend import graph_from_model, graph_from_onnx
+from mcuflow.ir.graph import Graph
+from mcuflow.ir.packed import FORMATS
+from mcuflow.ir.quantized import QLinear, QModel
+from mcuflow.passes import choose_formats, fuse_relu, plan_memory, quantize
+from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD, threshold_q15
+
+DEFAULT_CALIBRATION_SAMPLES = 1000
+EXPORT_FORMAT_VERSION = 1
+
+
+@dataclass
+class ExportResult:
+    directory: Path
+    model: QModel
+    summary: dict
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def compile_graph(
+    graph: Graph,
+    calibration: np.ndarray,
+    per_channel: bool = True,
+    exit_threshold: float = DEFAULT_EXIT_THRESHOLD,
+    force_format: str | None = None,
+) -> QModel:
+    """The named passes in order: fuse_relu -> quantize -> choose_formats -> plan_memory."""
+    fused = fuse_relu(graph)
+    if not fused.head or not any(n.kind == "linear" for n in fused.head):
+        raise ConfigError("the head has no linear layer: nothing to run on the device")
+    q = quantize(fused, calibration, per_channel=per_channel, exit_threshold=exit_threshold)
+    choose_formats(q, force=force_format)
+    plan_memory(q)
+    if q.intermediate_len > 65535:
+        raise ConfigError(f"the head output has {q.intermediate_len} elements; the result struct holds at most 65535")
+    return q
+
+
+# ---------------------------------------------------------------- calibration data
+
+
+def calibration_inputs(n: int, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, str]:
+    """The first ``n`` MNIST training images as float pixels/255 (N, 784), and where they came from.
+
+    Falls back to the bundled test subset in ``examples/`` when no MNIST directory is available.
+    """
+    if n <= 0:
+        raise ConfigError(f"--calibration-samples must be positive, got {n}")
+    from mcuflow.data import bundled_test_subset, load_mnist, resolve_data_dir
+
+    try:
+        split = load_mnist("train", data_dir, download=False)
+        source = f"MNIST train ({resolve_data_dir(data_dir)})"
+    except DataError as err:
+        try:
+            split = bundled_test_subset()
+        except DataError:
+            raise DataError(
+                f"no calibration data: {err}; pass --data-dir or set MCUFLOW_DATA_DIR to a directory with MNIST"
+            ) from None
+        source = "bundled MNIST test subset (examples/)"
+    images = split.images[:n]
+    return images.reshape(len(images), -1).astype(np.float64) / 255.0, f"{source}, first {len(images)} images"
+
+
+# ---------------------------------------------------------------- export.json and npz
+
+
+def _layer_meta(layer: QLinear) -> dict:
+    pw = layer.packed
+    p = layer.params
+    return {
+        "name": layer.name,
+        "n_in": layer.n_in,
+        "n_out": layer.n_out,
+        "degree": layer.degree,
+        "pattern": layer.pattern,
+        "structured": None if p is None else {"n_in": p.n_in, "n_out": p.n_out, "d_in": p.d_in, "p": p.p, "s": p.s},
+        **(pw.describe() if pw else {}),
+        "bias_bytes": 4 * layer.n_out,
+        "requant_bytes": 5 * layer.n_out,
+        "macs": layer.nnz,
+        "relu": layer.relu,
+        "input": {"scale": layer.in_scale, "zero_point": layer.in_zp},
+        "output": {"scale": layer.out_scale, "zero_point": layer.out_zp},
+        "weight_scale": {"min": float(layer.w_scale.min()), "max": float(layer.w_scale.max())},
+        "act_min": layer.act_min,
+        "act_max": layer.act_max,
+        "saturated_biases": layer.saturated_biases,
+    }
+
+
+def summary(q: QModel) -> dict:
+    head = [_layer_meta(layer) for layer in q.head]
+    exits = [
+        {"name": e.name, "at": e.at, "threshold_q15": e.threshold_q15, "layers": [_layer_meta(x) for x in e.layers]}
+        for e in q.exits
+    ]
+    every = head + [m for e in exits for m in e["layers"]]
+
+    def total(key: str, metas: list) -> int:
+        return sum(m[key] for m in metas)
+
+    totals = {
+        part: {
+            k: total(k, metas) for k in ("nnz", "weight_bytes", "index_bytes", "bias_bytes", "requant_bytes", "macs")
+        }
+        for part, metas in (("head", head), ("exits", [m for e in exits for m in e["layers"]]), ("all", every))
+    }
+    return {
+        "format_version": EXPORT_FORMAT_VERSION,
+        "name": q.name,
+        "source": q.source,
+        "model_hash": q.model_hash,
+        "input_len": q.input_len,
+        "padded_len": q.padded_len,
+        "intermediate_len": q.intermediate_len,
+        "num_classes": q.num_classes,
+        "num_exits": len(q.exits),
+        "exit_threshold": q.exit_threshold,
+        "exit_threshold_q15": q.exits[0].threshold_q15 if q.exits else None,
+        "peak_ram_bytes": q.plan.peak_ram_bytes,
+        "arena_offsets": q.plan.offsets,
+        "quantization": {
+            "scheme": "int8 symmetric weights, asymmetric int8 activations, int32 bias, Q31 multiplier + shift",
+            "per_channel": q.per_channel,
+            "calibration_samples": q.calibration_samples,
+            "input": {"scale": q.input_scale, "zero_point": q.input_zp},
+            "intermediate": {"scale": q.intermediate_scale, "zero_point": q.intermediate_zp},
+        },
+        "layers": {"head": head},
+        "exits": exits,
+        "totals": totals,
+        "notes": q.notes,
+    }
+
+
+def _npz_arrays(q: QModel) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+
+    def put(key: str, layer: QLinear) -> None:
+        for attr in ("weight", "columns", "bias", "mult", "rshift", "w_scale"):
+            arrays[f"{key}.{attr}"] = getattr(layer, attr)
+
+    for i, layer in enumerate(q.head):
+        put(f"head{i}", layer)
+    for e, ex in enumerate(q.exits):
+        for j, layer in enumerate(ex.layers):
+            put(f"exit{e}.{j}", layer)
+        arrays[f"exit{e}.lut"] = ex.lut
+    return arrays
+
+
+# ---------------------------------------------------------------- the tail
+
+
+def tail_arrays(model) -> dict[str, np.ndarray] | None:
+    """``tail.npz`` content for a SplitNet's tail (Linear/SparseLinear/ReLU), or None if it has none."""
+    from torch import nn
+
+    from mcuflow.nn.sparse import SparseLinear
+
+    tail = getattr(model, "tail", None)
+    if tail is None or len(tail) == 0:
+        return None
+    arrays: dict[str, np.ndarray] = {}
+    n = 0
+    for i, module in enumerate(tail):
+        if isinstance(module, nn.ReLU):
+            if n == 0:
+                raise ConfigError(f"tail.{i} (ReLU) does not follow a linear layer")
+            arrays[f"{n - 1}.relu"] = np.array(True)
+            continue
+        if isinstance(module, SparseLinear):
+            w, cols = module.weight, module.columns
+        elif isinstance(module, nn.Linear):
+            w = module.weight
+            cols = np.tile(np.arange(module.in_features), (module.out_features, 1))
+        else:
+            raise ConfigError(f"tail.{i} ({type(module).__name__}) cannot be exported to tail.npz")
+        arrays[f"{n}.weight"] = w.detach().cpu().float().numpy()
+        arrays[f"{n}.columns"] = np.asarray(cols, dtype=np.int64)
+        b = module.bias
+        arrays[f"{n}.bias"] = (
+            b.detach().cpu().float().numpy() if b is not None else np.zeros(module.out_features, np.float32)
+        )
+        arrays[f"{n}.relu"] = np.array(False)
+        n += 1
+    arrays["n_layers"] = np.array(n)
+    return arrays
+
+
+def export_tail_onnx(model, width: int, path: Path) -> None:
+    import torch
+
+    dummy = torch.zeros(1, width)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.tail,
+            (dummy,),
+            str(path),
+            input_names=["intermediate"],
+            output_names=["logits"],
+            dynamic_axes={"intermediate": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+        )
+
+
+# ---------------------------------------------------------------- the command
+
+
+def _check_board(board: str | None, q: QModel, notes: list[str]) -> None:
+    if not board:
+        return
+    try:
+        from mcuflow import boards
+    except ImportError:
+        notes.append(f"--board {board}: board files are not available in this version; fit not checked")
+        return
+    loader = getattr(boards, "load_board", None) or getattr(boards, "get_board", None)
+    if loader is None:
+        notes.append(f"--board {board}: mcuflow.boards has no loader; fit not checked")
+        return
+    b = loader(board)
+    ram = getattr(b, "ram_size", None) or getattr(b, "ram_bytes", None)
+    flash = getattr(b, "flash_size", None) or getattr(b, "flash_bytes", None)
+    flash_need = sum(layer.packed.total_bytes + 9 * layer.n_out for layer in q.all_layers() if layer.packed is not None)
+    if ram and q.plan.peak_ram_bytes > ram:
+        raise ConfigError(f"the head needs {q.plan.peak_ram_bytes} bytes of RAM; board {board} has {ram}")
+    if flash and flash_need > flash:
+        raise ConfigError(
+            f"the head's weights and constants need {flash_need} bytes of flash; board {board} has {flash}"
+        )
+    notes.append(
+        f"board {board}: {q.plan.peak_ram_bytes} B arena of {ram} B RAM, {flash_need} B weights and constants of {flash} B flash"
+    )
+
+
+def export(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    board: str | None = None,
+    exit_threshold: float = DEFAULT_EXIT_THRESHOLD,
+    force_format: str | None = None,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    data_dir: str | os.PathLike | None = None,
+    per_channel: bool = True,
+    overwrite: bool = True,
+    calibration: np.ndarray | None = None,
+) -> ExportResult:
+    """Compile a checkpoint (``.pt``) or ONNX file (``.onnx``) into ``out_dir``, atomically."""
+    t0 = time.perf_counter()
+    source, out_dir = Path(source), Path(out_dir)
+    notes: list[str] = []
+    # Check the options before any slow work, so a typo fails fast.
+    threshold_q15(exit_threshold)
+    if force_format is not None and force_format not in FORMATS:
+        raise ConfigError(f"unknown storage format {force_format!r}; choose one of {', '.join(FORMATS)}")
+    if calibration is None and calibration_samples <= 0:
+        raise ConfigError(f"--calibration-samples must be positive, got {calibration_samples}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} exists and is not a directory")
+    if out_dir.exists() and not overwrite:
+        raise ConfigError(f"{out_dir} already exists")
+    model = None
+    if source.suffix.lower() == ".onnx":
+        graph = graph_from_onnx(source)
+    else:
+        from mcuflow.checkpoint import load, model_hash
+
+        model = load(source)
+        graph = graph_from_model(model, model_hash(model), name=source.stem)
+    if calibration is None:
+        calibration, where = calibration_inputs(calibration_samples, data_dir)
+        if graph.input_len != calibration.shape[1]:
+            raise ConfigError(
+                f"the model takes {graph.input_len} inputs but the calibration images have {calibration.shape[1]}"
+            )
+    else:
+        where = f"caller-supplied, {len(calibration)} samples"
+    notes.append(f"calibration: {where}")
+    q = compile_graph(graph, calibration, per_channel, exit_threshold, force_format)
+    q.notes = notes
+    _check_board(board, q, notes)
+    files = render_library(q)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+        np.savez(tmp / "quantized.npz", **_npz_arrays(q))
+        if model is not None:
+            arrays = tail_arrays(model)
+            if arrays is not None:
+                np.savez(tmp / "tail.npz", **arrays)
+                export_tail_onnx(model, q.intermediate_len, tmp / "tail.onnx")
+        else:
+            notes.append("ONNX source: no tail exported (the ONNX file holds the head and exits only)")
+        meta = summary(q)
+        meta["tail"] = {"onnx": "tail.onnx", "npz": "tail.npz"} if (tmp / "tail.npz").exists() else None
+        meta["files"] = sorted([*files, "quantized.npz", *(["tail.npz", "tail.onnx"] if meta["tail"] else [])])
+        meta["export_seconds"] = round(time.perf_counter() - t0, 3)
+        (tmp / "export.json").write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            os.replace(out_dir, old / "x")
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and not isinstance(err, McuflowError):
+            raise ConfigError(f"cannot write {out_dir}: {err}") from None
+        raise
+    return ExportResult(out_dir, q, meta, time.perf_counter() - t0, notes)

@@ -1,0 +1,155 @@
+"""ONNX -> float IR, for a head and exits trained elsewhere.
+
+Accepted graphs: one float input ``(N, n_in)`` (or ``(n_in,)``), and nodes Gemm, MatMul followed by
+Add (a bias initializer), Relu, Flatten and Identity. Weights must be initializers.
+
+Outputs are identified by order: the **first graph output is the head output** (the intermediate
+the device offloads); **every further output is an exit's logits**, exits evaluated in that order.
+Each exit's chain is followed back to the head chain; the point where it joins is where it reads.
+Zero weights are kept as stored (dense) unless every row has the same nonzero count, in which case
+the layer becomes a fixed in-degree sparse layer (``pattern='explicit'``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from mcuflow.errors import ConfigError
+from mcuflow.ir.graph import ExitBranch, Graph, Linear, Relu
+
+SUPPORTED = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Identity")
+
+
+def _attr(node, name: str, default):
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _linear_from_matrix(name: str, w: np.ndarray, b: np.ndarray) -> Linear:
+    n_out, n_in = w.shape
+    nz = w != 0
+    counts = nz.sum(axis=1)
+    if counts.min() == counts.max() and 0 < counts[0] < n_in:
+        cols = np.stack([np.flatnonzero(row) for row in nz]).astype(np.int64)
+        weight = np.take_along_axis(w, cols, axis=1)
+        return Linear(name, n_in, n_out, weight, cols, b, pattern="explicit")
+    cols = np.tile(np.arange(n_in, dtype=np.int64), (n_out, 1))
+    return Linear(name, n_in, n_out, w.astype(np.float64), cols, b)
+
+
+def graph_from_onnx(path: str | Path, name: str | None = None) -> Graph:
+    import onnx
+    from onnx import numpy_helper
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path))
+    except Exception as err:  # onnx raises DecodeError and friends
+        raise ConfigError(f"{path} is not a readable ONNX model: {str(err).splitlines()[0][:200]}") from None
+    g = model.graph
+    inits = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ConfigError(f"{path}: expected exactly one non-weight graph input, found {len(inputs)}")
+    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+    if not dims or dims[-1] <= 0:
+        raise ConfigError(f"{path}: the input needs a fixed last dimension (the input length)")
+    input_name, input_len = inputs[0].name, int(dims[-1])
+    if len(g.output) < 1:
+        raise ConfigError(f"{path}: the graph has no outputs")
+
+    producer = {}
+    for i, node in enumerate(g.node):
+        if node.op_type not in SUPPORTED:
+            raise ConfigError(
+                f"{path}: node {node.name or i} ({node.op_type}) is not supported; use {', '.join(SUPPORTED)}"
+            )
+        for out in node.output:
+            producer[out] = node
+
+    def data_input(node) -> str:
+        data = [x for x in node.input if x and x not in inits]
+        if len(data) != 1:
+            raise ConfigError(f"{path}: node {node.name} ({node.op_type}) needs one data input and initializer weights")
+        return data[0]
+
+    def chain(tensor: str, stop: set[str]) -> tuple[list, str]:
+        """Nodes from a stop tensor to ``tensor`` (in execution order), and the stop tensor reached."""
+        nodes = []
+        while tensor not in stop:
+            if tensor not in producer:
+                raise ConfigError(f"{path}: output {tensor} does not depend on the input {input_name}")
+            node = producer[tensor]
+            nodes.append(node)
+            tensor = data_input(node)
+        return nodes[::-1], tensor
+
+    def lower(nodes, width: int, prefix: str) -> tuple[list, int]:
+        out, i = [], 0
+        while i < len(nodes):
+            node = nodes[i]
+            label = node.name or f"{prefix}.{i}"
+            if node.op_type in ("Flatten", "Identity"):
+                pass
+            elif node.op_type == "Relu":
+                out.append(Relu(label, width))
+            elif node.op_type == "Gemm":
+                if _attr(node, "transA", 0):
+                    raise ConfigError(f"{path}: {label} (Gemm) with transA=1 is not supported")
+                w = inits[node.input[1]] * float(_attr(node, "alpha", 1.0))
+                w = w if _attr(node, "transB", 0) else w.T
+                b = inits[node.input[2]] * float(_attr(node, "beta", 1.0)) if len(node.input) > 2 else 0.0
+                b = np.broadcast_to(np.asarray(b, dtype=np.float64), (w.shape[0],)).copy()
+                out.append(_linear_from_matrix(label, w, b))
+            elif node.op_type == "MatMul":
+                w = inits[node.input[1]].T
+                b = np.zeros(w.shape[0])
+                if i + 1 < len(nodes) and nodes[i + 1].op_type == "Add":
+                    add = nodes[i + 1]
+                    bias_name = [x for x in add.input if x in inits]
+                    if len(bias_name) != 1:
+                        raise ConfigError(f"{path}: {add.name} (Add) after MatMul must add one initializer bias")
+                    b = np.broadcast_to(inits[bias_name[0]].reshape(-1), (w.shape[0],)).copy()
+                    i += 1
+                out.append(_linear_from_matrix(label, w, b))
+            else:
+                raise ConfigError(f"{path}: {label} (Add) is only supported as the bias of a MatMul")
+            if out and isinstance(out[-1], Linear):
+                if out[-1].n_in != width:
+                    raise ConfigError(f"{path}: {label} expects {out[-1].n_in} inputs but receives {width}")
+                width = out[-1].n_out
+            i += 1
+        return out, width
+
+    head_nodes, _ = chain(g.output[0].name, {input_name})
+    head, width = lower(head_nodes, input_len, "head")
+    # head tensor -> number of IR head nodes before it
+    head_tensors = {input_name: 0}
+    ir_count, onnx_to_ir = 0, []
+    for node in head_nodes:
+        if node.op_type in ("Gemm", "MatMul", "Relu"):
+            ir_count += 1
+        onnx_to_ir.append(ir_count)
+        head_tensors[node.output[0]] = ir_count
+    exits = []
+    num_classes = None
+    for e, output in enumerate(g.output[1:]):
+        nodes, joined = chain(output.name, set(head_tensors))
+        at = head_tensors[joined]
+        w_at = Graph("tmp", input_len, head[:at], [], 0, "").width_after(at)
+        branch, n_cls = lower(nodes, w_at, f"exit{e}")
+        if not any(isinstance(n, Linear) for n in branch):
+            raise ConfigError(f"{path}: exit output {output.name} has no linear layer")
+        if num_classes is not None and n_cls != num_classes:
+            raise ConfigError(f"{path}: exit {output.name} gives {n_cls} logits, another gives {num_classes}")
+        num_classes = n_cls
+        exits.append(ExitBranch(f"exit{e}_{output.name}", at, branch))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Graph(name or path.stem, input_len, head, exits, num_classes or width, digest, source="onnx")

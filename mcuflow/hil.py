@@ -1,0 +1,285 @@
+"""Host-in-the-loop sessions: export, build, boot QEMU, stream test samples, report.
+
+One session checks the whole system at once: every device answer is compared
+with the numpy integer reference (class, exit decision, intermediate bytes), so
+``parity_mismatches`` is the bit-exactness verdict of the firmware on real data,
+and the same run measures accuracy, exit rate, bytes on the wire, the device's
+own instruction counter and throughput.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mcuflow.errors import ConfigError, DataError
+
+# A real UART at 115200 baud sends 11,520 bytes/s with 8N1 framing (10 bits a byte).
+BAUD_115200_BYTES_PER_S = 115200 / 10
+DEFAULT_SAMPLES = 1000
+
+
+@dataclass
+class HilData:
+    images: np.ndarray  # uint8 (N, 28, 28)
+    labels: np.ndarray  # uint8 (N,)
+    source: str
+
+
+def load_test_data(data_dir: str | os.PathLike | None, samples: int | None) -> HilData:
+    """MNIST test images from ``data_dir`` (or $MCUFLOW_DATA_DIR); else the bundled 500."""
+    from mcuflow.data import bundled_test_subset, load_mnist, resolve_data_dir
+
+    if data_dir is not None or os.environ.get("MCUFLOW_DATA_DIR"):
+        split = load_mnist("test", data_dir, download=data_dir is None)
+        source = f"MNIST test set in {resolve_data_dir(data_dir)}"
+    else:
+        split = bundled_test_subset()
+        source = "bundled MNIST test subset (examples/)"
+    if samples is not None:
+        if samples <= 0:
+            raise ConfigError(f"--samples must be positive, got {samples}")
+        if samples > len(split):
+            raise DataError(f"asked for {samples} samples but the {source} has {len(split)}; pass --data-dir")
+        split = split.subset(samples)
+    elif len(split) > DEFAULT_SAMPLES:
+        split = split.subset(DEFAULT_SAMPLES)
+    return HilData(split.images, split.labels, source)
+
+
+def float_predictions(model, images: np.ndarray, exit_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The float model's end-to-end answer at ``exit_threshold`` (max softmax), and its final-layer answer."""
+    import torch
+
+    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
+    with torch.no_grad():
+        exit_logits, final = model(x)
+    pred = final.argmax(1).numpy()
+    end_to_end = pred.copy()
+    decided = np.zeros(len(images), dtype=bool)
+    for logits in exit_logits:
+        prob = torch.softmax(logits, 1)
+        conf, cls = prob.max(1)
+        take = (conf.numpy() >= exit_threshold) & ~decided
+        end_to_end[take] = cls.numpy()[take]
+        decided |= take
+    return end_to_end, pred
+
+
+def reference_predictions(export_dir: Path, inputs: np.ndarray, tail):
+    """The numpy int8 reference for every sample, finished by the same host tail."""
+    from mcuflow import reference
+
+    q = reference.load_export(export_dir)
+    ref = reference.run(q, inputs)
+    meta = json.loads((export_dir / "export.json").read_text())
+    inter = meta["quantization"]["intermediate"]
+    deq = reference.dequantize(ref.intermediate, float(inter["scale"]), int(inter["zero_point"]))
+    tail_pred = np.argmax(tail.logits(deq), axis=1)
+    pred = np.where(ref.exited.astype(bool), ref.label, tail_pred)
+    return ref, pred
+
+
+def _parity_problem(rec, ref, i: int) -> str | None:
+    """Why a device answer differs from the reference, or None if it is bit-exact."""
+    if rec.status == "local":
+        if not ref.exited[i]:
+            return "device exited early, reference offloads"
+        if rec.exit_index != int(ref.exit_index[i]) or rec.prediction != int(ref.label[i]):
+            return f"exit {rec.exit_index}/class {rec.prediction} vs reference {ref.exit_index[i]}/{ref.label[i]}"
+        return None
+    if rec.status == "offload":
+        if ref.exited[i]:
+            return "device offloads, reference exits early"
+        if rec.intermediate is None or not np.array_equal(np.asarray(rec.intermediate, np.int8), ref.intermediate[i]):
+            return "intermediate bytes differ"
+        return None
+    return None  # lost or refused samples are counted separately
+
+
+def run_hil(
+    checkpoint: str | os.PathLike,
+    board: str,
+    *,
+    samples: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    exit_threshold: float | None = None,
+    workdir: str | os.PathLike | None = None,
+    calibration_samples: int | None = None,
+    force_format: str | None = None,
+    timeout: float = 5.0,
+    retries: int = 1,
+    show_progress: bool = True,
+    log=print,
+) -> dict:
+    """Run one session and return its results (see ``mcuflow hil --help`` for the keys)."""
+    import mcuflow
+    from mcuflow import export as exporter
+    from mcuflow.boards import load_board
+    from mcuflow.build import build
+    from mcuflow.link import DeviceClient
+    from mcuflow.link.transport import SerialTransport
+    from mcuflow.progress import progress
+    from mcuflow.qemu import QemuSession
+    from mcuflow.reference import pixels_to_input
+    from mcuflow.tail import check_model_hash, load_tail, run_session
+
+    t_start = time.perf_counter()
+    b = load_board(board)
+    if b.qemu is None:
+        raise ConfigError(f"board {b.name} is hardware; hil runs QEMU boards (use `mcuflow run --port` on hardware)")
+    model = mcuflow.load(checkpoint)
+    threshold = exporter.DEFAULT_EXIT_THRESHOLD if exit_threshold is None else exit_threshold
+    data = load_test_data(data_dir, samples)
+    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="mcuflow-hil-"))
+    export_dir = work / "export"
+
+    log(f"hil: exporting {checkpoint} (exit threshold {threshold:g})")
+    kwargs = {}
+    if calibration_samples is not None:
+        kwargs["calibration_samples"] = calibration_samples
+    t0 = time.perf_counter()
+    exporter.export(
+        checkpoint,
+        export_dir,
+        board=b.name,
+        exit_threshold=threshold,
+        force_format=force_format,
+        data_dir=data_dir,
+        **kwargs,
+    )
+    export_seconds = time.perf_counter() - t0
+    log(f"hil: building firmware for {b.name}")
+    t0 = time.perf_counter()
+    built = build(export_dir, b)
+    build_seconds = time.perf_counter() - t0
+    meta = json.loads((export_dir / "export.json").read_text())
+
+    inputs = pixels_to_input(data.images)
+    tail = load_tail(model, export_dir)
+    ref, ref_pred = reference_predictions(export_dir, inputs, tail)
+    float_e2e, float_final = float_predictions(model, data.images, threshold)
+
+    log(f"hil: {len(inputs)} samples from the {data.source} on {b.name} ({b.qemu.machine}) under QEMU")
+    records = []
+    mismatches: list[dict] = []
+    with QemuSession(built.elf, b) as q:
+        client = DeviceClient(SerialTransport.wrap(q.serial, q.url or ""), timeout=timeout, retries=retries)
+        hello = client.hello(timeout=max(timeout, 10.0), retries=2)
+        check_model_hash(hello.model_hash.hex(), meta["model_hash"], "the export")
+        t_session = time.perf_counter()
+        with progress(len(inputs), f"hil {b.name}", enabled=show_progress) as bar:
+            for rec in run_session(client, inputs, tail, data.labels, keep_intermediate=True, max_consecutive_lost=5):
+                records.append(rec)
+                problem = _parity_problem(rec, ref, rec.index)
+                if problem is not None:
+                    mismatches.append({"index": rec.index, "problem": problem})
+                bar.update(1, acc=sum(bool(r.correct) for r in records) / len(records))
+        seconds = time.perf_counter() - t_session
+        hello_stats = client.stats.as_dict()
+        try:
+            client.bye(timeout=2.0)
+        except Exception:  # noqa: BLE001  the session's results stand even if the goodbye is lost
+            pass
+
+    answered = [r for r in records if r.status in ("local", "offload")]
+    local = [r for r in answered if r.status == "local"]
+    offload = [r for r in answered if r.status == "offload"]
+    n = len(records)
+    up = sum(r.bytes_up for r in records)
+    down = sum(r.bytes_down for r in records)
+    labels = data.labels.astype(np.int64)
+    result = {
+        "board": b.name,
+        "qemu_machine": b.qemu.machine,
+        "cpu": b.cpu,
+        "checkpoint": str(checkpoint),
+        "model_hash": meta["model_hash"],
+        "data": data.source,
+        "exit_threshold": threshold,
+        "samples": n,
+        "answered": len(answered),
+        "lost": sum(r.status == "lost" for r in records),
+        "errors": sum(r.status == "error" for r in records),
+        "accuracy": sum(bool(r.correct) for r in records) / n if n else None,
+        "float_accuracy": float(np.mean(float_e2e == labels)),
+        "float_final_accuracy": float(np.mean(float_final == labels)),
+        "reference_accuracy": float(np.mean(ref_pred == labels)),
+        "exit_rate": len(local) / len(answered) if answered else None,
+        "parity_mismatches": len(mismatches),
+        "parity_examples": mismatches[:10],
+        "bytes_up_per_sample": up / n if n else None,
+        "bytes_down_per_sample": down / n if n else None,
+        "bytes_per_offload": sum(r.bytes_up for r in offload) / len(offload) if offload else None,
+        "bytes_per_local_result": sum(r.bytes_up for r in local) / len(local) if local else None,
+        "device_instructions_mean": float(np.mean([r.instructions for r in answered])) if answered else None,
+        "device_instructions_local_mean": float(np.mean([r.instructions for r in local])) if local else None,
+        "device_instructions_offload_mean": float(np.mean([r.instructions for r in offload])) if offload else None,
+        "instruction_unit": built.report.get("counter_unit", "instructions"),
+        "samples_per_second": n / seconds if seconds else None,
+        "session_seconds": seconds,
+        "link_seconds_per_sample_at_115200": (up + down) / n / BAUD_115200_BYTES_PER_S if n else None,
+        "samples_per_second_at_115200": n * BAUD_115200_BYTES_PER_S / (up + down) if up + down else None,
+        "link": hello_stats,
+        "export_seconds": round(export_seconds, 3),
+        "build_seconds": round(build_seconds, 3),
+        "flash_bytes": built.report["flash_bytes"],
+        "ram_bytes": built.report["ram_bytes"],
+        "budget": built.report["budget"],
+        "export": {k: meta[k] for k in ("layers", "totals", "peak_ram_bytes") if k in meta},
+        "workdir": str(work),
+        "wall_seconds": round(time.perf_counter() - t_start, 3),
+    }
+    return result
+
+
+def write_json(result: dict, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(result, f, indent=2, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def summary_lines(r: dict) -> list[str]:
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.2f}%"
+
+    def num(x, fmt=",.0f"):
+        return "n/a" if x is None else format(x, fmt)
+
+    return [
+        f"board            {r['board']} ({r['cpu']}, QEMU {r['qemu_machine']})",
+        f"samples          {r['samples']:,} ({r['data']}), lost {r['lost']}, errors {r['errors']}",
+        f"accuracy         {pct(r['accuracy'])} end to end (float {pct(r['float_accuracy'])}, "
+        f"int8 reference {pct(r['reference_accuracy'])}, float final layer {pct(r['float_final_accuracy'])})",
+        f"early exit       {pct(r['exit_rate'])} answered on the device at threshold {r['exit_threshold']:g}",
+        f"parity           {r['parity_mismatches']} mismatches against the numpy reference",
+        f"device           {num(r['device_instructions_mean'])} {r['instruction_unit']} per inference (mean)",
+        f"wire             {num(r['bytes_down_per_sample'], ',.1f')} B down, {num(r['bytes_up_per_sample'], ',.1f')} B up "
+        f"per sample; {num(r['bytes_per_offload'], ',.1f')} B per offload",
+        f"throughput       {num(r['samples_per_second'], ',.0f')} samples/s under QEMU; at 115200 baud the link alone "
+        f"would take {num(1000 * (r['link_seconds_per_sample_at_115200'] or 0), ',.1f')} ms/sample "
+        f"({num(r['samples_per_second_at_115200'], ',.1f')} samples/s)",
+        f"memory           flash {r['flash_bytes']:,} of {r['budget']['flash_bytes']:,} B, "
+        f"RAM {r['ram_bytes']:,} of {r['budget']['ram_bytes']:,} B (static, excluding stack)",
+    ]

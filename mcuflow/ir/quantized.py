@@ -1,0 +1,99 @@
+"""The quantised IR: what the C library and the numpy reference both execute.
+
+Arithmetic of a layer (TFLite int8 style, zero points folded into the bias):
+
+    acc[r]  = bias[r] + sum_k w[r, k] * x[columns[r, k]]          (int32, never overflows: checked at export)
+    y[r]    = clamp(((acc[r] * mult[r] + 2**(rshift[r]-1)) >> rshift[r]) + out_zp, act_min, act_max)
+
+with ``bias[r] = round(b / (s_in * s_w[r])) - in_zp * sum_k w[r, k]`` and the real multiplier
+``s_in * s_w[r] / s_out = mult[r] * 2**-rshift[r]``; ``>>`` is an arithmetic shift of an int64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mcuflow.ir.packed import PackedWeights
+
+
+@dataclass
+class QLinear:
+    name: str
+    n_in: int
+    n_out: int
+    weight: np.ndarray  # int8 (n_out, d)
+    columns: np.ndarray  # int64 (n_out, d)
+    bias: np.ndarray  # int32 (n_out,), zero point folded in
+    mult: np.ndarray  # int32 (n_out,), Q31 in [2**30, 2**31)
+    rshift: np.ndarray  # uint8 (n_out,), 1..62
+    in_scale: float
+    in_zp: int
+    w_scale: np.ndarray  # float64 (n_out,)
+    out_scale: float
+    out_zp: int
+    act_min: int
+    act_max: int
+    relu: bool
+    pattern: str
+    params: object | None = None  # StructuredParams for the structured pattern
+    packed: PackedWeights | None = None
+    saturated_biases: int = 0
+
+    @property
+    def degree(self) -> int:
+        return int(self.columns.shape[1])
+
+    @property
+    def nnz(self) -> int:
+        return int(self.columns.size)
+
+
+@dataclass
+class QExit:
+    """An exit branch reading the head after ``at`` head layers, and its integer decision."""
+
+    name: str
+    at: int
+    layers: list[QLinear]
+    lut: np.ndarray  # uint16 (256,): round(32768 * exp(-d * logit_scale))
+    threshold_q15: int
+
+
+@dataclass
+class QModel:
+    name: str
+    model_hash: str
+    input_len: int
+    padded_len: int
+    input_scale: float
+    input_zp: int
+    head: list[QLinear]
+    exits: list[QExit]
+    num_classes: int
+    exit_threshold: float
+    per_channel: bool
+    calibration_samples: int
+    source: str = "torch"
+    plan: object | None = None  # passes.memory.MemoryPlan
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def intermediate(self) -> QLinear:
+        return self.head[-1]
+
+    @property
+    def intermediate_len(self) -> int:
+        return self.head[-1].n_out if self.head else self.padded_len
+
+    @property
+    def intermediate_scale(self) -> float:
+        return self.head[-1].out_scale if self.head else self.input_scale
+
+    @property
+    def intermediate_zp(self) -> int:
+        return self.head[-1].out_zp if self.head else self.input_zp
+
+    def all_layers(self) -> list[QLinear]:
+        return [*self.head, *(layer for e in self.exits for layer in e.layers)]

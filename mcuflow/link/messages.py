@@ -1,0 +1,253 @@
+"""Message types and their payloads (docs/protocol.md). Parsing is strict: every
+byte from the device is untrusted, so sizes and fields are checked and a bad
+message raises :class:`ProtocolError`, never an IndexError or a silent misread."""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mcuflow.link import encodings
+from mcuflow.link.errors import DeviceError, ProtocolError
+from mcuflow.link.frame import MAX_PAYLOAD, Frame
+
+HELLO = 0x01
+INFER = 0x02
+BYE = 0x03
+INFER_SPARSE = 0x04
+HELLO_REPLY = 0x81
+LOCAL_RESULT = 0x82
+OFFLOAD = 0x83
+BYE_REPLY = 0x84
+ERROR = 0xFF
+
+MESSAGE_NAMES = {
+    HELLO: "HELLO",
+    INFER: "INFER",
+    BYE: "BYE",
+    INFER_SPARSE: "INFER_SPARSE",
+    HELLO_REPLY: "HELLO_REPLY",
+    LOCAL_RESULT: "LOCAL_RESULT",
+    OFFLOAD: "OFFLOAD",
+    BYE_REPLY: "BYE_REPLY",
+    ERROR: "ERROR",
+}
+
+# OFFLOAD encodings; 1..3 are reserved for issue 6.
+ENC_DENSE = 0
+ENC_BITMAP = 1
+ENC_INDEX_VALUE = 2
+ENC_ZERO_RUNS = 3
+ENCODING_NAMES = {ENC_DENSE: "dense", ENC_BITMAP: "bitmap", ENC_INDEX_VALUE: "index-value", ENC_ZERO_RUNS: "zero-runs"}
+
+CAP_DEDUP = 1 << 8
+CAP_BYE = 1 << 9
+CAP_INFER_SPARSE = 1 << 10
+
+BOARD_NAME_MAX = 32
+ERROR_TEXT_MAX = 64
+_HELLO = struct.Struct("<BBIHHBBHI32sB")
+_LOCAL = struct.Struct("<BBHI")
+_OFFLOAD = struct.Struct("<BBHiII")
+HELLO_FIXED_LEN = _HELLO.size
+LOCAL_RESULT_LEN = _LOCAL.size
+OFFLOAD_FIXED_LEN = _OFFLOAD.size
+
+
+def name(msg_type: int) -> str:
+    return MESSAGE_NAMES.get(msg_type, f"0x{msg_type:02x}")
+
+
+@dataclass(frozen=True)
+class Hello:
+    firmware_version: tuple[int, int]
+    capabilities: int
+    input_len: int
+    intermediate_len: int
+    num_classes: int
+    num_exits: int
+    max_payload: int
+    frames_dropped: int
+    model_hash: bytes
+    board: str
+    wire_len: int = 0
+
+    @property
+    def model_hash_hex(self) -> str:
+        return self.model_hash.hex()
+
+    @property
+    def encodings(self) -> list[int]:
+        return [i for i in range(8) if self.capabilities >> i & 1]
+
+    def pack(self) -> bytes:
+        board = self.board.encode("ascii")
+        return (
+            _HELLO.pack(
+                *self.firmware_version,
+                self.capabilities,
+                self.input_len,
+                self.intermediate_len,
+                self.num_classes,
+                self.num_exits,
+                self.max_payload,
+                self.frames_dropped,
+                self.model_hash,
+                len(board),
+            )
+            + board
+        )
+
+    @classmethod
+    def parse(cls, payload: bytes, wire_len: int = 0) -> Hello:
+        if len(payload) < HELLO_FIXED_LEN:
+            raise ProtocolError(f"HELLO_REPLY of {len(payload)} bytes is shorter than {HELLO_FIXED_LEN}")
+        major, minor, caps, n_in, n_mid, n_cls, n_exits, max_payload, dropped, digest, k = _HELLO.unpack_from(payload)
+        if k > BOARD_NAME_MAX or len(payload) != HELLO_FIXED_LEN + k:
+            raise ProtocolError(f"HELLO_REPLY board name length {k} does not match its {len(payload)}-byte payload")
+        raw_name = payload[HELLO_FIXED_LEN:]
+        if not all(0x20 <= b < 0x7F for b in raw_name):
+            raise ProtocolError("HELLO_REPLY board name is not printable ASCII")
+        if not 0 < n_in <= MAX_PAYLOAD:
+            raise ProtocolError(f"HELLO_REPLY input length {n_in} outside 1..{MAX_PAYLOAD}")
+        if not 0 < n_mid <= MAX_PAYLOAD - OFFLOAD_FIXED_LEN:
+            raise ProtocolError(f"HELLO_REPLY intermediate length {n_mid} outside 1..{MAX_PAYLOAD - OFFLOAD_FIXED_LEN}")
+        if n_cls < 1:
+            raise ProtocolError("HELLO_REPLY says the model has no classes")
+        return cls(
+            (major, minor), caps, n_in, n_mid, n_cls, n_exits, max_payload, dropped, digest, raw_name.decode(), wire_len
+        )
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    """The device answered at an early exit."""
+
+    exit_index: int
+    label: int
+    confidence_q15: int
+    instructions: int
+    wire_len: int = 0
+
+    @property
+    def confidence(self) -> float:
+        return self.confidence_q15 / 32768.0
+
+    def pack(self) -> bytes:
+        return _LOCAL.pack(self.exit_index, self.label, self.confidence_q15, self.instructions)
+
+    @classmethod
+    def parse(cls, payload: bytes, wire_len: int = 0) -> LocalResult:
+        if len(payload) != LOCAL_RESULT_LEN:
+            raise ProtocolError(f"LOCAL_RESULT of {len(payload)} bytes, expected {LOCAL_RESULT_LEN}")
+        exit_index, label, conf, instr = _LOCAL.unpack(payload)
+        if conf > 32768:
+            raise ProtocolError(f"LOCAL_RESULT confidence {conf} exceeds 1.0 in Q0.15")
+        return cls(exit_index, label, conf, instr, wire_len)
+
+
+@dataclass(frozen=True)
+class Offload:
+    """The device sent its head output for the host to finish."""
+
+    encoding: int
+    bits: int
+    zero_point: int
+    scale: float
+    instructions: int
+    values: np.ndarray = field(repr=False)  # int8, decoded
+    wire_len: int = 0
+
+    @property
+    def scale_bits(self) -> int:
+        return struct.unpack("<I", struct.pack("<f", self.scale))[0]
+
+    def dequantize(self) -> np.ndarray:
+        return ((self.values.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)).astype(
+            np.float32
+        )
+
+    def pack(self) -> bytes:
+        values = np.asarray(self.values, dtype=np.int8)
+        if self.encoding == ENC_DENSE:
+            body = values.tobytes()
+        elif self.encoding == ENC_BITMAP:
+            body = encodings.bitmap_encode(values, self.zero_point)
+        else:
+            raise ValueError(f"no encoder for encoding {self.encoding} yet")
+        head = _OFFLOAD.pack(self.encoding, self.bits, values.size, self.zero_point, self.scale_bits, self.instructions)
+        return head + body
+
+    @classmethod
+    def parse(cls, payload: bytes, wire_len: int = 0, expected_len: int | None = None) -> Offload:
+        if len(payload) < OFFLOAD_FIXED_LEN:
+            raise ProtocolError(f"OFFLOAD of {len(payload)} bytes is shorter than its {OFFLOAD_FIXED_LEN}-byte header")
+        encoding, bits, count, zero_point, scale_bits, instr = _OFFLOAD.unpack_from(payload)
+        if expected_len is not None and count != expected_len:
+            raise ProtocolError(f"OFFLOAD carries {count} elements, the device announced {expected_len}")
+        if bits != 8:
+            raise ProtocolError(f"OFFLOAD with {bits}-bit values is not supported (8 only)")
+        if not -128 <= zero_point <= 127:
+            raise ProtocolError(f"OFFLOAD zero point {zero_point} outside int8")
+        (scale,) = struct.unpack("<f", struct.pack("<I", scale_bits))
+        if not (math.isfinite(scale) and scale > 0):
+            raise ProtocolError(f"OFFLOAD scale {scale!r} is not a positive finite number")
+        values = decode_tensor(encoding, payload[OFFLOAD_FIXED_LEN:], count, fill=zero_point)
+        return cls(encoding, bits, zero_point, scale, instr, values, wire_len)
+
+
+def decode_tensor(encoding: int, data: bytes, count: int, fill: int = 0) -> np.ndarray:
+    """Decode an OFFLOAD body into ``count`` int8 values; never writes out of bounds.
+    ``fill`` is the value elements left out of a sparse encoding take (the zero point)."""
+    if encoding == ENC_DENSE:
+        if len(data) != count:
+            raise ProtocolError(f"dense OFFLOAD body has {len(data)} bytes for {count} elements")
+        return np.frombuffer(data, dtype=np.int8).copy()
+    if encoding == ENC_BITMAP:
+        return encodings.bitmap_decode(data, count, fill)
+    label = ENCODING_NAMES.get(encoding, "unassigned")
+    raise ProtocolError(f"OFFLOAD encoding {encoding} ({label}) is not supported by this host")
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    code: int
+    text: str
+    wire_len: int = 0
+
+    def pack(self) -> bytes:
+        return bytes([self.code]) + self.text.encode("ascii")[:ERROR_TEXT_MAX]
+
+    @classmethod
+    def parse(cls, payload: bytes, wire_len: int = 0) -> ErrorReply:
+        if not 1 <= len(payload) <= 1 + ERROR_TEXT_MAX:
+            raise ProtocolError(f"ERROR message of {len(payload)} bytes (1..{1 + ERROR_TEXT_MAX} allowed)")
+        return cls(payload[0], payload[1:].decode("ascii", errors="replace"), wire_len)
+
+    def to_exception(self, seq: int | None = None) -> DeviceError:
+        return DeviceError(self.code, self.text, seq)
+
+
+Reply = Hello | LocalResult | Offload | ErrorReply
+
+
+def parse_reply(frame: Frame, expected_intermediate: int | None = None) -> Reply | None:
+    """Parse a device→host frame. ``None`` for BYE_REPLY; raises ProtocolError otherwise."""
+    if frame.version != 1:
+        raise ProtocolError(f"device speaks protocol version {frame.version}; this host speaks 1")
+    if frame.type == HELLO_REPLY:
+        return Hello.parse(frame.payload, frame.wire_len)
+    if frame.type == LOCAL_RESULT:
+        return LocalResult.parse(frame.payload, frame.wire_len)
+    if frame.type == OFFLOAD:
+        return Offload.parse(frame.payload, frame.wire_len, expected_intermediate)
+    if frame.type == ERROR:
+        return ErrorReply.parse(frame.payload, frame.wire_len)
+    if frame.type == BYE_REPLY:
+        if frame.payload:
+            raise ProtocolError("BYE_REPLY carries a payload")
+        return None
+    raise ProtocolError(f"device sent message type {name(frame.type)}, which is not a reply")

@@ -1,0 +1,102 @@
+"""Buffer planning: the run's schedule, tensor lifetimes, and offsets in one static arena.
+
+Tensors live from the step that writes them to the last step that reads them; the head
+output and every exit's logits live to the end (the caller reads them after the run).
+Offsets are 4-byte aligned and assigned greedily, biggest tensor first, at the lowest
+offset that does not overlap a tensor alive at the same time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcuflow.ir.quantized import QLinear, QModel
+
+ALIGN = 4
+
+
+@dataclass
+class Step:
+    kind: str  # "pad" | "linear" | "exit"
+    src: str  # tensor names; "input" is the caller's buffer, not in the arena
+    dst: str
+    layer: QLinear | None = None
+    exit_index: int = -1
+
+
+@dataclass
+class MemoryPlan:
+    offsets: dict[str, int]
+    sizes: dict[str, int]
+    arena_bytes: int
+    steps: list[Step]
+
+    @property
+    def peak_ram_bytes(self) -> int:
+        return self.arena_bytes
+
+
+def schedule(model: QModel) -> list[Step]:
+    steps: list[Step] = []
+    x = "input"
+    if model.padded_len != model.input_len:
+        steps.append(Step("pad", "input", "padded"))
+        x = "padded"
+    head_tensor = [x]
+    head_tensor += [f"h{i}" for i in range(len(model.head))]
+    for pos in range(len(model.head) + 1):
+        for e, ex in enumerate(model.exits):
+            if ex.at != pos:
+                continue
+            src = head_tensor[pos]
+            for j, layer in enumerate(ex.layers):
+                dst = f"e{e}_{j}"
+                steps.append(Step("linear", src, dst, layer, e))
+                src = dst
+            steps.append(Step("exit", src, src, None, e))
+        if pos < len(model.head):
+            steps.append(Step("linear", head_tensor[pos], head_tensor[pos + 1], model.head[pos]))
+    return steps
+
+
+def _size(model: QModel, name: str, steps: list[Step]) -> int:
+    if name == "padded":
+        return model.padded_len
+    for s in steps:
+        if s.dst == name and s.layer is not None:
+            return s.layer.n_out
+    raise KeyError(name)
+
+
+def plan_memory(model: QModel) -> MemoryPlan:
+    steps = schedule(model)
+    end = len(steps)
+    life: dict[str, list[int]] = {}
+    for i, s in enumerate(steps):
+        for name in (s.src, s.dst):
+            if name != "input":
+                life.setdefault(name, [i, i])[1] = i
+    final = f"h{len(model.head) - 1}" if model.head else ("padded" if "padded" in life else None)
+    keep = {final} | {s.src for s in steps if s.kind == "exit"}
+    for name in keep:
+        if name in life:
+            life[name][1] = end
+    sizes = {name: _size(model, name, steps) for name in life}
+    offsets: dict[str, int] = {}
+    for name in sorted(life, key=lambda n: (-sizes[n], life[n][0])):
+        busy = sorted(
+            (offsets[o], offsets[o] + sizes[o])
+            for o in offsets
+            if life[o][0] <= life[name][1] and life[name][0] <= life[o][1]
+        )
+        off = 0
+        for lo, hi in busy:
+            if off + sizes[name] <= lo:
+                break
+            off = max(off, -(-hi // ALIGN) * ALIGN)
+        offsets[name] = off
+    arena = max((offsets[n] + sizes[n] for n in offsets), default=0)
+    arena = -(-arena // ALIGN) * ALIGN
+    plan = MemoryPlan(offsets, sizes, arena, steps)
+    model.plan = plan
+    return plan

@@ -1,0 +1,329 @@
+"""The host tail runner: finish OFFLOAD samples and run whole host-driven sessions.
+
+A :class:`Tail` turns dequantised intermediates ``(N, intermediate_len)`` into
+logits. Three back ends, picked by :func:`load_tail`:
+
+- ``numpy``: the torch-free ``tail.npz`` an export writes (``mcuflow.reference.tail_forward``);
+- ``onnx``: ``tail.onnx`` through onnxruntime, when it is installed;
+- ``torch``: the tail of the checkpoint's SplitNet.
+
+:func:`run_session` drives a :class:`~mcuflow.link.DeviceClient` over a batch of
+int8 inputs and yields one :class:`SampleRecord` per input: a lost or refused
+sample is a record too, never a gap.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mcuflow.errors import ConfigError, DataError, McuflowError
+from mcuflow.link import DeviceClient, DeviceError, LinkTimeout, LocalResult, Offload
+from mcuflow.link.errors import LinkError, ProtocolError
+
+BACKENDS = ("auto", "numpy", "onnx", "torch")
+
+
+class Tail:
+    kind = "?"
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, offload: Offload) -> int:
+        return int(np.argmax(self.logits(offload.dequantize()[None, :])[0]))
+
+
+class NumpyTail(Tail):
+    kind = "numpy"
+
+    def __init__(self, path: Path):
+        from mcuflow.reference import tail_forward
+
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                self._z = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"cannot read the tail weights {path}: {err}") from None
+        self._forward = tail_forward
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self._forward(self._z, np.asarray(x, dtype=np.float32))
+
+
+class OnnxTail(Tail):
+    kind = "onnx"
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: np.asarray(x, dtype=np.float32)})[0]
+
+
+class TorchTail(Tail):
+    kind = "torch"
+
+    def __init__(self, model):
+        self._model = model
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self._model.run_tail(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
+
+
+def _onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_tail(model=None, export_dir: str | Path | None = None, backend: str = "auto") -> Tail:
+    """The tail to finish offloaded samples with. ``model`` is a loaded SplitNet (or None)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown tail back end {backend!r}; choose one of {', '.join(BACKENDS)}")
+    d = Path(export_dir) if export_dir is not None else None
+    if backend in ("auto", "numpy") and d is not None and (d / "tail.npz").is_file():
+        return NumpyTail(d / "tail.npz")
+    if backend in ("auto", "onnx") and d is not None and (d / "tail.onnx").is_file():
+        if _onnxruntime_available():
+            return OnnxTail(d / "tail.onnx")
+        if backend == "onnx":
+            raise ConfigError("--tail onnx needs onnxruntime (pip install onnxruntime)")
+    if backend in ("auto", "torch") and model is not None:
+        return TorchTail(model)
+    where = f"export {d}" if d is not None else "no export"
+    raise ConfigError(
+        f"no {backend if backend != 'auto' else ''} tail available ({where}, checkpoint: {model is not None})"
+    )
+
+
+# -- inputs ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputQuant:
+    """``q = clamp(round(x / scale) + zero_point)``; MNIST pixels use ``x = p / 255``."""
+
+    scale: float = 1.0 / 255.0
+    zero_point: int = -128
+
+    @classmethod
+    def from_export(cls, export_dir: str | Path) -> InputQuant:
+        meta = read_export_meta(export_dir)
+        try:
+            q = meta["quantization"]["input"]
+            return cls(float(q["scale"]), int(q["zero_point"]))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{export_dir}/export.json has no input quantisation parameters") from None
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """int8 passes through; uint8 are pixels (x = p/255); floats are x."""
+        a = np.asarray(x)
+        if a.dtype == np.int8:
+            return a
+        if a.dtype == np.uint8:
+            a = a.astype(np.float64) / 255.0
+        elif not np.issubdtype(a.dtype, np.floating):
+            raise DataError(f"inputs must be int8 (quantised), uint8 (pixels) or float, got {a.dtype}")
+        q = np.round(a.astype(np.float64) / self.scale) + self.zero_point
+        return np.clip(q, -128, 127).astype(np.int8)
+
+
+def read_export_meta(export_dir: str | Path) -> dict:
+    path = Path(export_dir) / "export.json"
+    try:
+        meta = json.loads(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror or err}") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path} is not an mcuflow export description")
+    return meta
+
+
+def load_inputs(path: str | Path, input_len: int) -> np.ndarray:
+    """A ``.npy`` of one input or a batch, flattened to ``(N, input_len)``."""
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read inputs from {path}: {err}") from None
+    if a.ndim == 0 or a.size % input_len or a.size == 0:
+        raise DataError(f"{path} holds {a.shape}; need (N, {input_len}) or a multiple of {input_len} elements")
+    if a.size == input_len:
+        return a.reshape(1, input_len)
+    if a.shape[0] * input_len != a.size:
+        raise DataError(f"{path} holds {a.shape}; each sample must have {input_len} elements")
+    return a.reshape(a.shape[0], input_len)
+
+
+# -- sessions ----------------------------------------------------------------
+
+
+@dataclass
+class SampleRecord:
+    index: int
+    status: str  # "local", "offload", "lost", "error"
+    prediction: int | None = None
+    truth: int | None = None
+    exit_index: int | None = None
+    confidence: float | None = None
+    instructions: int | None = None
+    bytes_down: int = 0
+    bytes_up: int = 0
+    intermediate: np.ndarray | None = field(default=None, repr=False)
+    error: str | None = None
+
+    @property
+    def correct(self) -> bool | None:
+        if self.truth is None or self.prediction is None:
+            return None
+        return self.prediction == self.truth
+
+    def as_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "intermediate"}
+        d["correct"] = self.correct
+        return d
+
+
+@dataclass
+class SessionSummary:
+    samples: int = 0
+    local: int = 0
+    offloaded: int = 0
+    lost: int = 0
+    errors: int = 0
+    correct: int = 0
+    labelled: int = 0
+    bytes_down: int = 0
+    bytes_up: int = 0
+    bytes_up_offload: int = 0
+    instructions_sum: int = 0
+    seconds: float = 0.0
+
+    def add(self, r: SampleRecord) -> None:
+        self.samples += 1
+        self.bytes_down += r.bytes_down
+        self.bytes_up += r.bytes_up
+        if r.status == "local":
+            self.local += 1
+        elif r.status == "offload":
+            self.offloaded += 1
+            self.bytes_up_offload += r.bytes_up
+        elif r.status == "lost":
+            self.lost += 1
+        else:
+            self.errors += 1
+        if r.instructions is not None:
+            self.instructions_sum += r.instructions
+        if r.correct is not None:
+            self.labelled += 1
+            self.correct += int(r.correct)
+
+    def as_dict(self) -> dict:
+        answered = self.local + self.offloaded
+        return {
+            "samples": self.samples,
+            "answered": answered,
+            "local": self.local,
+            "offloaded": self.offloaded,
+            "lost": self.lost,
+            "errors": self.errors,
+            "accuracy": self.correct / self.labelled if self.labelled else None,
+            "exit_rate": self.local / answered if answered else None,
+            "bytes_down_per_sample": self.bytes_down / self.samples if self.samples else None,
+            "bytes_up_per_sample": self.bytes_up / self.samples if self.samples else None,
+            "bytes_per_offload": self.bytes_up_offload / self.offloaded if self.offloaded else None,
+            "device_instructions_mean": self.instructions_sum / answered if answered else None,
+            "samples_per_second": self.samples / self.seconds if self.seconds > 0 else None,
+            "seconds": self.seconds,
+            # A real UART at 115200 baud, 8N1 (10 bits per byte), both directions in turn.
+            "link_ms_per_sample_at_115200": (self.bytes_down + self.bytes_up) / self.samples * 10 / 115.2
+            if self.samples
+            else None,
+        }
+
+
+def run_session(
+    client: DeviceClient,
+    inputs: np.ndarray,
+    tail: Tail | None,
+    labels: np.ndarray | None = None,
+    summary: SessionSummary | None = None,
+    keep_intermediate: bool = False,
+    max_consecutive_lost: int = 0,
+    on_lost: Callable[[int, DeviceClient], None] | None = None,
+) -> Iterator[SampleRecord]:
+    """Send each int8 input and yield its record (in order, one per input).
+
+    After ``max_consecutive_lost`` timeouts in a row (0: never) the remaining
+    inputs are not sent and are reported as lost. ``on_lost`` is called after
+    each timeout (a hook to re-HELLO a reset device, say).
+    """
+    summary = summary if summary is not None else SessionSummary()
+    start = time.monotonic()
+    run_of_lost = 0
+    link_failure: str | None = None
+    for i, x in enumerate(inputs):
+        truth = int(labels[i]) if labels is not None else None
+        rec = SampleRecord(i, "lost", truth=truth)
+        if link_failure is not None:
+            rec.error = f"not sent: {link_failure}"
+        elif max_consecutive_lost and run_of_lost >= max_consecutive_lost:
+            rec.error = f"not sent: {run_of_lost} answers in a row were lost"
+        else:
+            up_before, down_before = client.stats.bytes_up, client.stats.bytes_down
+            try:
+                reply = client.infer(x)
+                if isinstance(reply, LocalResult):
+                    rec.status, rec.prediction = "local", reply.label
+                    rec.exit_index, rec.confidence = reply.exit_index, reply.confidence
+                else:
+                    rec.status, rec.prediction = "offload", None
+                    if keep_intermediate:
+                        rec.intermediate = reply.values
+                    if tail is not None:
+                        rec.prediction = tail.predict(reply)
+                rec.instructions = reply.instructions
+                run_of_lost = 0
+            except LinkTimeout as err:
+                rec.status, rec.error = "lost", str(err)
+                run_of_lost += 1
+                if on_lost is not None:
+                    on_lost(i, client)
+            except (DeviceError, ProtocolError) as err:
+                rec.status, rec.error = "error", str(err)
+                run_of_lost = 0
+            except LinkError as err:  # the port itself failed: this and every later sample is lost
+                rec.status, rec.error = "lost", str(err)
+                link_failure = f"the link failed ({err})"
+            rec.bytes_up = client.stats.bytes_up - up_before
+            rec.bytes_down = client.stats.bytes_down - down_before
+        summary.add(rec)
+        summary.seconds = time.monotonic() - start
+        yield rec
+
+
+def check_model_hash(device_hash_hex: str, expected_hex: str, source: str) -> None:
+    if device_hash_hex.lower() != expected_hex.lower():
+        raise HashMismatch(
+            f"the device runs model {device_hash_hex[:16]}..., but {source} is {expected_hex[:16]}...; "
+            "flash or build the firmware for this model (or pass the matching --model/--export)"
+        )
+
+
+class HashMismatch(McuflowError):
+    """The device carries a different model than the host would finish."""

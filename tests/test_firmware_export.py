@@ -1,0 +1,92 @@
+"""Real `mcuflow export` output (the paper-sized model) as firmware: sizes on Cortex-M4 against
+the targets, and bit-exact answers from the device under QEMU against the numpy reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import require_tools
+from firmware_helpers import builtin_input, parse_fields
+
+from mcuflow import checkpoint, reference
+from mcuflow.build import build
+from mcuflow.export import export
+from mcuflow.nn.config import build_model, paper_config
+from mcuflow.qemu import QemuSession
+
+pytestmark = [pytest.mark.firmware, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def paper_export(tmp_path_factory) -> Path:
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    d = tmp_path_factory.mktemp("paper")
+    torch.manual_seed(0)
+    cfg = paper_config("sparse")
+    ckpt = checkpoint.save(build_model(cfg), d / "paper.pt", cfg)
+    # Untrained weights have the paper model's exact shapes, which is what sizes and counts depend on.
+    calib = np.random.default_rng(0).random((64, 784)).astype(np.float32)
+    export(ckpt, d / "export", calibration=calib)
+    return d / "export"
+
+
+def test_paper_model_fits_the_targets_on_cortex_m4(paper_export):
+    r = build(paper_export, "qemu-mps2-an386").report  # the protocol firmware, as shipped
+    assert r["flash_bytes"] <= 12 * 1024, r["components"]  # issue target: flash <= 12 KB (goal 8 KB)
+    # RAM (stack excluded): the platform layer and the model's arena must stay small; the protocol
+    # app's frame buffers (firmware/app, firmware/link) come on top and are reported against the
+    # 4 KB target in docs/results-firmware.md.
+    comps = r["components"]
+    own = sum(c["ram"] for name, c in comps.items() if name not in ("app", "link"))
+    assert own <= 1024, comps
+    assert r["ram_bytes"] == pytest.approx(sum(c["ram"] for c in comps.values()), abs=32)  # alignment
+    assert r["components"]["model"]["flash"] >= 2000  # 2,000 int8 weights at least
+
+
+@pytest.mark.parametrize("board", ["qemu-mps2-an385", "qemu-mps2-an386", "qemu-mps2-an500", "qemu-netduinoplus2"])
+def test_device_matches_the_reference_under_qemu(paper_export, board):
+    model = reference.load_export(paper_export)
+    elf = build(paper_export, board, app="selftest").elf
+    rng = np.random.default_rng(1)
+    xs = [builtin_input(model.input_len), rng.integers(-128, 128, size=model.input_len).astype(np.int8)]
+    want = reference.run(model, np.stack(xs))
+    with QemuSession(elf, board) as q:
+        lines = q.read_until(b"ready\n").decode().splitlines()
+        got = [parse_fields(lines[1])]
+        q.write(b"r" + xs[1].tobytes())
+        got.append(parse_fields(q.read_until(b"\n").decode()))
+    for i, f in enumerate(got):
+        assert int(f["exited"]) == want.exited[i]
+        if want.exited[i]:
+            assert int(f["label"]) == want.label[i] and int(f["conf"]) == want.confidence_q15[i]
+        else:
+            assert bytes.fromhex(f["inter"]) == want.intermediate[i].tobytes()
+        assert 1_000 < int(f["count"]) < 200_000  # instructions per head inference, from SysTick
+
+
+@pytest.mark.parametrize("board", ["qemu-mps2-an385", "qemu-mps2-an386", "qemu-mps2-an500", "qemu-netduinoplus2"])
+def test_protocol_firmware_answers_over_serial(paper_export, board):
+    from mcuflow.link.client import DeviceClient
+    from mcuflow.link.messages import LocalResult, Offload
+    from mcuflow.link.transport import SerialTransport
+
+    model = reference.load_export(paper_export)
+    elf = build(paper_export, board).elf
+    xs = np.random.default_rng(2).integers(-128, 128, size=(3, model.input_len)).astype(np.int8)
+    want = reference.run(model, xs)
+    with QemuSession(elf, board) as q:
+        client = DeviceClient(SerialTransport.wrap(q.serial, q.url), timeout=5.0)
+        hello = client.hello()
+        assert hello.board == board and hello.input_len == model.input_len
+        for i, x in enumerate(xs):
+            reply = client.infer(x)
+            if want.exited[i]:
+                assert isinstance(reply, LocalResult) and reply.label == want.label[i]
+            else:
+                assert isinstance(reply, Offload)
+                assert np.array_equal(reply.values, want.intermediate[i])
+            assert 1_000 < reply.instructions < 200_000
+        client.bye()

@@ -221,7 +221,7 @@ def map_components(map_file: Path) -> dict[str, dict[str, int]]:
 def _components(map_file: Path, sections: dict[str, int]) -> dict[str, dict[str, int]]:
     comps = map_components(map_file)
     if sections.get(".boot2"):  # filled by the linker script, not by an object file
-        comps["boot2"] = {"flash": sections[".boot2"], "ram": 0}
+        comps["boot2"] = {"flash": sections[".boot2"], "ram": 0, "rodata": 0}
     return comps
 
 
@@ -236,9 +236,11 @@ def _component_of(obj: str) -> str:
 def _add_component(comps: dict, out_section: str | None, size: int, obj: str) -> None:
     if size == 0 or out_section is None:
         return
-    entry = comps.setdefault(_component_of(obj), {"flash": 0, "ram": 0})
+    entry = comps.setdefault(_component_of(obj), {"flash": 0, "ram": 0, "rodata": 0})
     if out_section in FLASH_SECTIONS:
         entry["flash"] += size
+    if out_section == ".rodata":  # constants: for the model, its weights and quantisation tables
+        entry["rodata"] += size
     if out_section in RAM_SECTIONS:
         entry["ram"] += size
 

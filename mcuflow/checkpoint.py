@@ -39,6 +39,9 @@ def save(model: SplitNet, path: str | os.PathLike, config: ModelConfig | None = 
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

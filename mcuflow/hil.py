@@ -83,7 +83,43 @@ def reference_predictions(export_dir: Path, inputs: np.ndarray, tail):
     deq = reference.dequantize(ref.intermediate, float(inter["scale"]), int(inter["zero_point"]))
     tail_pred = np.argmax(tail.logits(deq), axis=1)
     pred = np.where(ref.exited.astype(bool), ref.label, tail_pred)
-    return ref, pred
+    return ref, pred, tail_pred
+
+
+TRADEOFF_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
+
+
+def threshold_tradeoff(ref, tail_pred, labels, bytes_local: float | None, bytes_offload: float | None) -> list[dict]:
+    """What other exit thresholds would have given, from the int8 reference's exit confidences.
+
+    The device's rule: exits in attach order, the first whose Q15 confidence reaches
+    the threshold answers. Bytes up use the session's measured frame sizes.
+    """
+    from mcuflow.passes.quantize import threshold_q15
+
+    rows = []
+    for t in TRADEOFF_THRESHOLDS:
+        tq = threshold_q15(t)
+        pred = np.asarray(tail_pred).copy()
+        decided = np.zeros(len(pred), dtype=bool)
+        for conf, lab in zip(ref.exit_confidence_q15, ref.exit_label, strict=True):
+            take = (conf.astype(np.int64) >= tq) & ~decided
+            pred[take] = lab[take]
+            decided |= take
+        rate = float(decided.mean()) if len(pred) else 0.0
+        up = None
+        if bytes_local is not None and bytes_offload is not None:
+            up = rate * bytes_local + (1 - rate) * bytes_offload
+        rows.append(
+            {
+                "threshold": t,
+                "exit_rate": rate,
+                "offload_rate": 1 - rate,
+                "accuracy": float(np.mean(pred == labels)),
+                "bytes_up_per_sample": up,
+            }
+        )
+    return rows
 
 
 def _parity_problem(rec, ref, i: int) -> str | None:
@@ -159,11 +195,12 @@ def run_hil(
     t0 = time.perf_counter()
     built = build(export_dir, b)
     build_seconds = time.perf_counter() - t0
+    log(f"hil: {built.summary()}")
     meta = json.loads((export_dir / "export.json").read_text())
 
     inputs = pixels_to_input(data.images)
     tail = load_tail(model, export_dir)
-    ref, ref_pred = reference_predictions(export_dir, inputs, tail)
+    ref, ref_pred, tail_ref_pred = reference_predictions(export_dir, inputs, tail)
     float_e2e, float_final = float_predictions(model, data.images, threshold)
 
     log(f"hil: {len(inputs)} samples from the {data.source} on {b.name} ({b.qemu.machine}) under QEMU")
@@ -195,6 +232,8 @@ def run_hil(
     up = sum(r.bytes_up for r in records)
     down = sum(r.bytes_down for r in records)
     labels = data.labels.astype(np.int64)
+    bytes_local = sum(r.bytes_up for r in local) / len(local) if local else None
+    bytes_offload = sum(r.bytes_up for r in offload) / len(offload) if offload else None
     result = {
         "board": b.name,
         "qemu_machine": b.qemu.machine,
@@ -216,8 +255,8 @@ def run_hil(
         "parity_examples": mismatches[:10],
         "bytes_up_per_sample": up / n if n else None,
         "bytes_down_per_sample": down / n if n else None,
-        "bytes_per_offload": sum(r.bytes_up for r in offload) / len(offload) if offload else None,
-        "bytes_per_local_result": sum(r.bytes_up for r in local) / len(local) if local else None,
+        "bytes_per_offload": bytes_offload,
+        "bytes_per_local_result": bytes_local,
         "device_instructions_mean": float(np.mean([r.instructions for r in answered])) if answered else None,
         "device_instructions_local_mean": float(np.mean([r.instructions for r in local])) if local else None,
         "device_instructions_offload_mean": float(np.mean([r.instructions for r in offload])) if offload else None,
@@ -232,9 +271,11 @@ def run_hil(
         "flash_bytes": built.report["flash_bytes"],
         "ram_bytes": built.report["ram_bytes"],
         "budget": built.report["budget"],
-        "export": {k: meta[k] for k in ("layers", "totals", "peak_ram_bytes") if k in meta},
+        "export": {k: meta[k] for k in ("layers", "exits", "totals", "peak_ram_bytes") if k in meta},
+        "components": built.report.get("components", {}),
         "workdir": str(work),
         "wall_seconds": round(time.perf_counter() - t_start, 3),
+        "tradeoff": threshold_tradeoff(ref, tail_ref_pred, labels, bytes_local, bytes_offload),
     }
     return result
 

@@ -79,6 +79,14 @@ def test_flash_needs_a_build_and_a_hardware_board(tmp_path):
         QemuSession(tmp_path / "x.elf", "nucleo-f401re").start()
 
 
+def test_flash_cli_reports_errors_in_one_line(tmp_path, capsys):
+    from mcuflow.cli import main
+
+    assert main(["flash", str(tmp_path), "--board", "qemu-mps2-an386"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mcuflow: error: ") and "Traceback" not in err
+
+
 def test_missing_cross_compiler_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import pytest
 
@@ -41,6 +42,10 @@ def test_train_writes_checkpoint_and_metrics(tmp_path, mnist_dir, capsys):
     assert data["test_samples"] == 200 and data["train_samples"] == 600
     assert 0.0 <= data["accuracy"]["final"] <= 1.0 and len(data["accuracy"]["exits"]) == 1
     assert [j["density"] for j in data["junctions"]] == pytest.approx([0.05, 0.225, 1.0])
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (ckpt, metrics):  # atomic writes must not leave mkstemp's 0600
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     model = mcuflow.load(ckpt)
     assert model.config.out_degrees == [2, 9, 10] and model.meta["accuracy"] == data["accuracy"]
     # non-TTY progress: plain lines, no carriage returns

@@ -158,9 +158,8 @@ def test_board_budget_is_checked(tmp_path, mnist_dir, monkeypatch):
     ids=["deep", "shallow", "random", "split2_two_exits"],
 )
 def test_other_model_shapes_export_bit_exact(overrides, tmp_path, mnist_dir):
-    from conftest import require_tools
-
     from c.compiler_support import assert_parity, build_harness, run_harness
+    from conftest import require_tools
 
     require_tools("gcc")
     family = overrides.pop("family", "sparse")

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcuflow.link import DeviceClient, DeviceError, LinkTimeout, LocalResult, Offload, ProcessTransport, cobs
+from mcuflow.link import DeviceClient, DeviceError, LinkTimeout, LocalResult, Offload, ProcessTransport, cobs, encodings
 from mcuflow.link import messages as m
 from mcuflow.link.crc import crc16
 from mcuflow.link.frame import MAX_ENCODED, Frame, FrameDecoder, FrameDrop, encode_frame
@@ -356,3 +356,53 @@ def test_malformed_sparse_infer_gets_error(device, payload):
     err = m.parse_reply(reply)
     assert reply.type == m.ERROR and err.code == 4
     assert DeviceClient(device, timeout=2.0).hello().frames_dropped == 0
+
+
+def test_device_builds_and_serves_with_clang_under_sanitizers(tmp_path):
+    require_tools("clang")
+    exe = _build_module().build_device(tmp_path, "clang", sanitize=True)
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
+    t = ProcessTransport([str(exe)], env=env)
+    try:
+        client = DeviceClient(t, timeout=5.0)
+        assert client.hello().board == "host-fake"
+        x = sparse_input(np.random.default_rng(11))
+        kind, want, _ = fake_head(x, 1)
+        reply = client.infer(x)
+        assert (kind == "local") == isinstance(reply, LocalResult)
+        client.bye()
+    finally:
+        assert t.close() == 0
+
+
+@pytest.mark.slow
+def test_libfuzzer_on_the_serve_loop_finds_nothing(tmp_path):
+    """A bounded libFuzzer run (ASan + UBSan) over the receiver, the handlers and the bitmap decoder."""
+    require_tools("clang")
+    build = _build_module()
+    exe = build.compile_program(
+        tmp_path / "fuzz_serve",
+        [build.LINK_C, HERE / "c" / "link" / "fuzz_serve.c"],
+        "clang",
+        sanitize=False,
+        extra=["-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all"],
+    )
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    x = np.full(784, -128, np.int8)
+    x[100:130] = 7
+    seeds = {
+        "hello": encode_frame(m.HELLO, 1),
+        "infer": encode_frame(m.INFER, 2, bytes(784)),
+        "sparse": encode_frame(m.INFER_SPARSE, 3, bytes([1, 0x80]) + encodings.bitmap_encode(x, -128)),
+        "bye": encode_frame(m.BYE, 4),
+    }
+    for name, data in seeds.items():
+        (corpus / name).write_bytes(data)
+    proc = subprocess.run(
+        [str(exe), "-runs=30000", "-seed=20261122", "-max_len=2200", "-rss_limit_mb=1024", str(corpus)],
+        capture_output=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
+    assert b"Done 30000 runs" in proc.stderr

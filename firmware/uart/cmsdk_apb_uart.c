@@ -15,7 +15,6 @@
 #define CTRL_RX_INT_EN (1u << 3)
 #define INT_RX (1u << 1)
 
-
 void port_uart_init(void)
 {
     uint32_t div = BOARD_UART_CLOCK_HZ / BOARD_UART_BAUD;
@@ -37,7 +36,7 @@ int platform_uart_getc(void)
 {
     while (!(UART_STATE & STATE_RX_FULL)) {
 #ifdef BOARD_UART_RX_IRQ
-        PORT_IRQ_MASK();
+        PORT_IRQ_MASK(); /* sleep until the RX interrupt pends: see port.h */
         UART_CTRL |= CTRL_RX_INT_EN;
         if (!(UART_STATE & STATE_RX_FULL)) {
             PORT_WFI();

@@ -13,6 +13,7 @@ from mcuflow.cli import (  # noqa: E402,F401  isort: skip
     cmd_sweep,
     cmd_run,
     cmd_hil,
+    cmd_report,
 )
 
 __all__ = ["cli", "main"]

@@ -24,10 +24,18 @@ from mcuflow.cli.main import cli
 @click.option("--calibration-samples", type=int, default=None, help="Images to calibrate int8 quantisation on.")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Keep the export and build here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Write an HTML report.")
+@click.option(
+    "--sweep",
+    "sweep_csv",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A `mcuflow sweep` CSV for the report's accuracy-vs-parameters plot [default: the bundled one].",
+)
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for each answer.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def hil_command(checkpoint, board, data_dir, samples, exit_threshold, force_format, calibration_samples, workdir,
-                json_path, timeout, quiet):
+                json_path, report_path, sweep_csv, timeout, quiet):
     """Export CHECKPOINT, build it for a QEMU board, stream test samples over serial and report.
 
     Every device answer is checked against the numpy int8 reference (class, exit
@@ -62,6 +70,11 @@ def hil_command(checkpoint, board, data_dir, samples, exit_threshold, force_form
     if json_path:
         write_json(result, json_path)
         click.echo(f"results written to {json_path}")
+    if report_path:
+        from mcuflow.report import DEFAULT_SWEEP, write_report
+
+        write_report(result, report_path, sweep_csv or DEFAULT_SWEEP)
+        click.echo(f"report written to {report_path}")
     if result["parity_mismatches"] or result["lost"] or result["errors"]:
         click.echo(
             f"mcuflow: error: {result['parity_mismatches']} parity mismatches, {result['lost']} lost, "

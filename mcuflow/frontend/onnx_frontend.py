@@ -6,7 +6,8 @@ Add (a bias initializer), Relu, Flatten and Identity. Weights must be initialize
 Outputs are identified by order: the **first graph output is the head output** (the intermediate
 the device offloads); **every further output is an exit's logits**, exits evaluated in that order.
 Each exit's chain is followed back to the head chain; the point where it joins is where it reads.
-Zero weights are kept as stored (dense) unless every row has the same nonzero count, in which case
+The input is quantised like MNIST pixels: values in [0, 1], scale 1/255, zero point -128, so a network
+trained elsewhere must take its inputs in that range. Zero weights are kept as stored (dense) unless every row has the same nonzero count, in which case
 the layer becomes a fixed in-degree sparse layer (``pattern='explicit'``).
 """
 

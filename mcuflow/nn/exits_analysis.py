@@ -179,9 +179,6 @@ def format_table(analysis: ExitAnalysis) -> str:
 
 def plot(analysis: ExitAnalysis, path: str | Path, title: str = "early exit") -> Path:
     """End-to-end accuracy against the fraction exiting early, one curve per criterion (PNG)."""
-    import os
-    import tempfile
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,15 +207,11 @@ def plot(analysis: ExitAnalysis, path: str | Path, title: str = "early exit") ->
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    from mcuflow.nn.train import atomic_output
+
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_output(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)
     return path

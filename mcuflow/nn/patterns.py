@@ -95,6 +95,7 @@ def structured_params(n_in: int, n_out: int, out_degree: int, seed: int) -> Stru
 
 
 _SEARCH_BUDGET = 5e6  # work units spent scoring shifts, so building a model stays fast
+_MAX_SCORED_ROWS = 1024  # above this the row-overlap matrix is too big to score; distinct rows still are
 
 
 @functools.lru_cache(maxsize=256)
@@ -128,11 +129,14 @@ def _best_shift(n_in: int, n_out: int, d_in: int) -> int:
         distinct = len({r.tobytes() for r in np.sort(cols.reshape(n_out, d_in), axis=1)})
         # Overlap of rows i and j = number of columns both use; each column has
         # exactly d_out rows, so count the row pairs column by column.
-        by_col = rows[np.argsort(cols, kind="stable")].reshape(n_in, d_out)
-        pairs = (by_col[:, :, None] * n_out + by_col[:, None, :]).ravel()
-        overlap = np.bincount(pairs, minlength=n_out * n_out).reshape(n_out, n_out)
-        np.fill_diagonal(overlap, 0)
-        key = (-distinct, int(overlap.max()), int((overlap * overlap).sum()), abs(s - legacy), s)
+        worst = spread = 0
+        if n_out <= _MAX_SCORED_ROWS:
+            by_col = rows[np.argsort(cols, kind="stable")].reshape(n_in, d_out)
+            pairs = (by_col[:, :, None] * n_out + by_col[:, None, :]).ravel()
+            overlap = np.bincount(pairs, minlength=n_out * n_out).reshape(n_out, n_out)
+            np.fill_diagonal(overlap, 0)
+            worst, spread = int(overlap.max()), int((overlap * overlap).sum())
+        key = (-distinct, worst, spread, abs(s - legacy), s)
         if best_key is None or key < best_key:
             best_key, best_s = key, s
     return int(best_s)

@@ -12,6 +12,8 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,17 +257,34 @@ def build_and_train(
     return train(model, train_xy, test_xy, cfg, show_progress=show_progress, eval_every_epoch=eval_every_epoch)
 
 
-def write_json(data: Any, path: str | Path) -> Path:
-    """Write ``data`` as indented JSON, atomically (temp file, then rename)."""
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextmanager
+def atomic_output(path: str | Path, suffix: str = "") -> Iterator[str]:
+    """Yield a temporary file name next to ``path``; on success it replaces ``path``.
+
+    The file gets the usual umask permissions (mkstemp alone would leave 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
+        yield tmp
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_json(data: Any, path: str | Path) -> Path:
+    """Write ``data`` as indented JSON, atomically (temp file, then rename)."""
+    with atomic_output(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    return Path(path)

@@ -21,8 +21,10 @@ LINK_C = ROOT / "firmware" / "link" / "mcuflow_link.c"
 SERVE_C = ROOT / "firmware" / "app" / "serve.c"
 
 
-def compile_program(out: Path, sources: list[Path], cc: str = "gcc", sanitize: bool = False) -> Path:
-    cmd = [cc, *FLAGS, *(SANITIZE if sanitize else []), *INCLUDES, *map(str, sources), "-o", str(out)]
+def compile_program(
+    out: Path, sources: list[Path], cc: str = "gcc", sanitize: bool = False, extra: list[str] | None = None
+) -> Path:
+    cmd = [cc, *FLAGS, *(SANITIZE if sanitize else []), *(extra or []), *INCLUDES, *map(str, sources), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}\n{proc.stderr}")

@@ -1,0 +1,29 @@
+"""``mcuflow report``: the HTML report of a HIL session from its JSON."""
+
+from __future__ import annotations
+
+import click
+
+from mcuflow.cli.main import cli
+
+
+@cli.command("report")
+@click.argument("result_json", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help="HTML file to write.")
+@click.option(
+    "--sweep",
+    "sweep_csv",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A `mcuflow sweep` CSV for the accuracy-vs-parameters plot [default: the bundled one].",
+)
+def report_command(result_json, output, sweep_csv):
+    """Render RESULT_JSON (from `mcuflow hil --json`) as one self-contained HTML file.
+
+    Example: mcuflow report out/hil.json -o out/report.html
+    """
+    from mcuflow.report import DEFAULT_SWEEP, load_result, write_report
+
+    result = load_result(result_json)
+    write_report(result, output, sweep_csv or DEFAULT_SWEEP)
+    click.echo(f"report written to {output}")

@@ -1,0 +1,73 @@
+"""Tier 3: real host-in-the-loop sessions under QEMU, checked against the numpy reference."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import ROOT, require_tools
+from mcuflow.cli import main
+
+CHECKPOINT = ROOT / "examples" / "paper_sparse.pt"
+KEYS = (
+    "samples", "accuracy", "float_accuracy", "reference_accuracy", "exit_rate", "parity_mismatches",
+    "bytes_up_per_sample", "bytes_per_offload", "bytes_down_per_sample", "device_instructions_mean",
+    "samples_per_second", "lost",
+)
+
+pytestmark = [pytest.mark.firmware, pytest.mark.slow]
+
+
+def _qemu_pids() -> set[str]:
+    out = subprocess.run(["pgrep", "-f", "qemu-system-arm"], capture_output=True, text=True, timeout=10).stdout
+    return set(out.split())
+
+
+@pytest.fixture(autouse=True)
+def _tools(monkeypatch):
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    monkeypatch.delenv("MCUFLOW_DATA_DIR", raising=False)  # the bundled subset: no dataset needed
+
+
+@pytest.mark.parametrize(
+    "board,samples",
+    [("qemu-mps2-an386", 120), ("qemu-mps2-an385", 25), ("qemu-mps2-an500", 25), ("qemu-netduinoplus2", 25)],
+)
+def test_hil_session_is_bit_exact(tmp_path, board, samples):
+    before = _qemu_pids()
+    out = tmp_path / "hil.json"
+    report = tmp_path / "report.html"
+    code = main(
+        ["hil", str(CHECKPOINT), "--board", board, "--samples", str(samples), "--workdir", str(tmp_path / "w"),
+         "--json", str(out), "--report", str(report), "--quiet"]
+    )
+    assert code == 0
+    r = json.loads(out.read_text())
+    for key in KEYS:
+        assert key in r, key
+    assert r["samples"] == samples
+    assert r["lost"] == 0 and r["errors"] == 0
+    assert r["parity_mismatches"] == 0, r["parity_examples"]
+    # Bit-exact device + the same tail means the device's accuracy is the reference's.
+    assert r["accuracy"] == pytest.approx(r["reference_accuracy"])
+    assert 0.0 <= r["exit_rate"] <= 1.0
+    assert r["device_instructions_mean"] > 1000  # the head has 1,600 MACs: a counter stuck at 0 fails here
+    assert r["bytes_down_per_sample"] > 0 and r["bytes_up_per_sample"] > 0
+    assert r["samples_per_second"] > 0
+    assert report.read_text().count("data:image/png;base64,") >= 3
+    assert _qemu_pids() <= before  # no orphan emulator
+
+
+def test_hil_refuses_a_hardware_board(tmp_path, capsys):
+    code = main(["hil", str(CHECKPOINT), "--board", "nucleo-f401re", "--samples", "5", "--workdir", str(tmp_path)])
+    assert code != 0
+    assert "hardware" in capsys.readouterr().err
+
+
+def test_hil_rejects_more_samples_than_bundled(tmp_path, capsys):
+    code = main(["hil", str(CHECKPOINT), "--samples", "100000", "--workdir", str(tmp_path / "w")])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "--data-dir" in err and "Traceback" not in err

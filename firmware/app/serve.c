@@ -19,9 +19,19 @@ typedef char mcuflow_input_fits_frame[(MCUFLOW_INPUT_LEN <= MCUFLOW_LINK_MAX_PAY
 typedef char mcuflow_intermediate_fits_frame
     [(MCUFLOW_OFFLOAD_FIXED_LEN + MCUFLOW_INTERMEDIATE_LEN <= MCUFLOW_LINK_MAX_PAYLOAD) ? 1 : -1];
 
+/* Replies are small (the largest is HELLO or a dense OFFLOAD), so the transmit
+ * buffers are sized for them rather than for the largest frame: on the paper
+ * model this keeps about 1.9 KB of RAM free. */
+#define SERVE_MAX2(a, b) ((a) > (b) ? (a) : (b))
+#define SERVE_REPLY_MAX_PAYLOAD                                                                   \
+    SERVE_MAX2(SERVE_MAX2(MCUFLOW_HELLO_FIXED_LEN + MCUFLOW_BOARD_NAME_MAX, 1u + MCUFLOW_ERROR_TEXT_MAX), \
+               SERVE_MAX2(MCUFLOW_LOCAL_RESULT_LEN, MCUFLOW_OFFLOAD_FIXED_LEN + MCUFLOW_INTERMEDIATE_LEN))
+#define SERVE_TX_RAW_CAP (MCUFLOW_LINK_HEADER_LEN + SERVE_REPLY_MAX_PAYLOAD + MCUFLOW_LINK_CRC_LEN)
+#define SERVE_TX_ENC_CAP (SERVE_TX_RAW_CAP + 1u + SERVE_TX_RAW_CAP / 254u)
+
 static mcuflow_rx_t rx;
-static uint8_t tx_raw[MCUFLOW_LINK_MAX_RAW];
-static uint8_t tx_enc[MCUFLOW_LINK_MAX_ENCODED + 1u];
+static uint8_t tx_raw[SERVE_TX_RAW_CAP];
+static uint8_t tx_enc[SERVE_TX_ENC_CAP + 1u];
 
 /* The last reply and the request it answered (deduplication, docs/protocol.md). */
 static uint32_t last_len;
@@ -36,7 +46,7 @@ static uint8_t *payload_out(void) {
 
 static void send_reply(uint8_t type, uint16_t seq, uint16_t len) {
     uint32_t raw_len = mcuflow_frame_build(type, seq, payload_out(), len, tx_raw, sizeof tx_raw);
-    uint32_t enc_len = raw_len ? mcuflow_cobs_encode(tx_raw, raw_len, tx_enc, MCUFLOW_LINK_MAX_ENCODED) : 0u;
+    uint32_t enc_len = raw_len ? mcuflow_cobs_encode(tx_raw, raw_len, tx_enc, SERVE_TX_ENC_CAP) : 0u;
     if (enc_len == 0u) {
         return; /* cannot happen with the static checks above */
     }

@@ -23,6 +23,8 @@ from mcuflow.frontend import graph_from_model, graph_from_onnx
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.packed import FORMATS
 from mcuflow.ir.quantized import QLinear, QModel
+from mcuflow.link.encodings import LinkConfig, link_scale
+from mcuflow.linkopt.config import config_header
 from mcuflow.passes import choose_formats, fuse_relu, plan_memory, quantize
 from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD, threshold_q15
 
@@ -259,6 +261,21 @@ def _check_board(board: str | None, q: QModel, notes: list[str]) -> None:
     )
 
 
+LINK_CONFIG_HEADER = "mcuflow_link_config.h"
+
+
+def _link_config(q: QModel, calibration: np.ndarray, threshold: int, topk: int, bits: int, shift: int | None):
+    """The OFFLOAD compression settings; narrow codes take their shift from the calibration range."""
+    from mcuflow import reference
+    from mcuflow.linkopt import resolve_link
+
+    inter = None
+    if bits < 8 and shift is None:
+        x = reference.quantize_input(calibration, q.input_scale, q.input_zp)
+        inter = reference.run(q, x).intermediate
+    return resolve_link(q, inter, threshold=threshold, topk=topk, bits=bits, shift=shift)
+
+
 def export(
     source: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -271,6 +288,10 @@ def export(
     per_channel: bool = True,
     overwrite: bool = True,
     calibration: np.ndarray | None = None,
+    prune_threshold: int = 0,
+    prune_topk: int = 0,
+    link_bits: int = 8,
+    link_shift: int | None = None,
 ) -> ExportResult:
     """Compile a checkpoint (``.pt``) or ONNX file (``.onnx``) into ``out_dir``, atomically."""
     t0 = time.perf_counter()
@@ -280,6 +301,7 @@ def export(
     threshold_q15(exit_threshold)
     if force_format is not None and force_format not in FORMATS:
         raise ConfigError(f"unknown storage format {force_format!r}; choose one of {', '.join(FORMATS)}")
+    LinkConfig(prune_threshold, prune_topk, link_bits).validate()
     if calibration is None and calibration_samples <= 0:
         raise ConfigError(f"--calibration-samples must be positive, got {calibration_samples}")
     if out_dir.exists() and not out_dir.is_dir():
@@ -305,6 +327,7 @@ def export(
     notes.append(f"calibration: {where}")
     q = compile_graph(graph, calibration, per_channel, exit_threshold, force_format)
     q.notes = notes
+    link = _link_config(q, calibration, prune_threshold, prune_topk, link_bits, link_shift)
     _check_board(board, q, notes)
     files = render_library(q)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -313,6 +336,7 @@ def export(
         for name, text in files.items():
             (tmp / name).write_text(text)
         np.savez(tmp / "quantized.npz", **_npz_arrays(q))
+        (tmp / LINK_CONFIG_HEADER).write_text(config_header(link))
         if model is not None:
             arrays = tail_arrays(model)
             if arrays is not None:
@@ -321,8 +345,11 @@ def export(
         else:
             notes.append("ONNX source: no tail exported (the ONNX file holds the head and exits only)")
         meta = summary(q)
+        meta["link"] = {**link.as_dict(), "scale": link_scale(q.intermediate_scale, link), "label": link.label()}
         meta["tail"] = {"onnx": "tail.onnx", "npz": "tail.npz"} if (tmp / "tail.npz").exists() else None
-        meta["files"] = sorted([*files, "quantized.npz", *(["tail.npz", "tail.onnx"] if meta["tail"] else [])])
+        meta["files"] = sorted(
+            [*files, LINK_CONFIG_HEADER, "quantized.npz", *(["tail.npz", "tail.onnx"] if meta["tail"] else [])]
+        )
         meta["export_seconds"] = round(time.perf_counter() - t0, 3)
         (tmp / "export.json").write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
         if out_dir.exists():

@@ -9,10 +9,13 @@ own instruction counter and throughput.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,15 +76,21 @@ def float_predictions(model, images: np.ndarray, exit_threshold: float) -> tuple
 
 
 def reference_predictions(export_dir: Path, inputs: np.ndarray, tail):
-    """The numpy int8 reference for every sample, finished by the same host tail."""
+    """The numpy int8 reference for every sample, finished by the same host tail.
+
+    The intermediate goes through the export's link compression (pruning, narrow codes), so
+    ``ref.link.codes`` is what the device sends and the tail sees exactly that."""
     from mcuflow import reference
+    from mcuflow.linkopt import link_from_export
 
     q = reference.load_export(export_dir)
     ref = reference.run(q, inputs)
     meta = json.loads((export_dir / "export.json").read_text())
     inter = meta["quantization"]["intermediate"]
-    deq = reference.dequantize(ref.intermediate, float(inter["scale"]), int(inter["zero_point"]))
-    tail_pred = np.argmax(tail.logits(deq), axis=1)
+    ref.link = reference.link_offload(
+        ref.intermediate, float(inter["scale"]), int(inter["zero_point"]), link_from_export(export_dir)
+    )
+    tail_pred = np.argmax(tail.logits(ref.link.dequantize()), axis=1)
     pred = np.where(ref.exited.astype(bool), ref.label, tail_pred)
     return ref, pred, tail_pred
 
@@ -133,7 +142,8 @@ def _parity_problem(rec, ref, i: int) -> str | None:
     if rec.status == "offload":
         if ref.exited[i]:
             return "device offloads, reference exits early"
-        if rec.intermediate is None or not np.array_equal(np.asarray(rec.intermediate, np.int8), ref.intermediate[i]):
+        # parity on what crossed the link: the pruned, possibly narrowed codes (docs/protocol.md)
+        if rec.intermediate is None or not np.array_equal(np.asarray(rec.intermediate, np.int8), ref.link.codes[i]):
             return "intermediate bytes differ"
         return None
     return None  # lost or refused samples are counted separately
@@ -151,8 +161,15 @@ def run_hil(
     force_format: str | None = None,
     timeout: float = 5.0,
     retries: int = 1,
+    devices: int = 1,
     show_progress: bool = True,
     log=print,
+    prune_threshold: int = 0,
+    prune_topk: int = 0,
+    link_bits: int = 8,
+    link_shift: int | None = None,
+    faults: str | None = None,
+    fault_seed: int = 0,
 ) -> dict:
     """Run one session and return its results (see ``mcuflow hil --help`` for the keys)."""
     import mcuflow
@@ -188,6 +205,10 @@ def run_hil(
         exit_threshold=threshold,
         force_format=force_format,
         data_dir=data_dir,
+        prune_threshold=prune_threshold,
+        prune_topk=prune_topk,
+        link_bits=link_bits,
+        link_shift=link_shift,
         **kwargs,
     )
     export_seconds = time.perf_counter() - t0
@@ -203,27 +224,59 @@ def run_hil(
     ref, ref_pred, tail_ref_pred = reference_predictions(export_dir, inputs, tail)
     float_e2e, float_final = float_predictions(model, data.images, threshold)
 
-    log(f"hil: {len(inputs)} samples from the {data.source} on {b.name} ({b.qemu.machine}) under QEMU")
-    records = []
+    devices = max(1, min(devices, len(inputs)))
+    where = f"{devices} emulated {b.name} devices" if devices > 1 else f"{b.name} ({b.qemu.machine}) under QEMU"
+    log(f"hil: {len(inputs)} samples from the {data.source} on {where}")
+    records: list = []
     mismatches: list[dict] = []
-    with QemuSession(built.elf, b) as q:
-        client = DeviceClient(SerialTransport.wrap(q.serial, q.url or ""), timeout=timeout, retries=retries)
-        hello = client.hello(timeout=max(timeout, 10.0), retries=2)
-        check_model_hash(hello.model_hash.hex(), meta["model_hash"], "the export")
-        t_session = time.perf_counter()
-        with progress(len(inputs), f"hil {b.name}", enabled=show_progress) as bar:
-            for rec in run_session(client, inputs, tail, data.labels, keep_intermediate=True, max_consecutive_lost=5):
-                records.append(rec)
+    correct = 0
+    lock = threading.Lock()
+    chunks = np.array_split(np.arange(len(inputs)), devices)
+
+    def device_session(chunk: np.ndarray, bar) -> dict:
+        """One emulated device serving ``chunk`` of the samples; records are re-indexed globally."""
+        nonlocal correct
+        with QemuSession(built.elf, b) as q, contextlib.ExitStack() as on_exit:
+            if faults is None:
+                client = DeviceClient(SerialTransport.wrap(q.serial, q.url or ""), timeout=timeout, retries=retries)
+            else:  # through a fault-injecting proxy, with resends and re-HELLOs (mcuflow.link.faults)
+                from mcuflow.link.faults import QemuFaultLink
+
+                seed = fault_seed + (int(chunk[0]) if len(chunk) else 0)
+                faulty = QemuFaultLink(q, faults, seed, timeout=timeout, retries=max(retries, 3), log=log)
+                on_exit.callback(faulty.close)
+                client = faulty.client
+            hello = client.hello(timeout=max(timeout, 10.0), retries=2)
+            check_model_hash(hello.model_hash.hex(), meta["model_hash"], "the export")
+            stream = run_session(
+                client, inputs[chunk], tail, data.labels[chunk], keep_intermediate=True, max_consecutive_lost=5
+            )
+            for rec in stream:
+                rec.index = int(chunk[rec.index])
                 problem = _parity_problem(rec, ref, rec.index)
-                if problem is not None:
-                    mismatches.append({"index": rec.index, "problem": problem})
-                bar.update(1, acc=sum(bool(r.correct) for r in records) / len(records))
+                with lock:
+                    records.append(rec)
+                    correct += bool(rec.correct)
+                    if problem is not None:
+                        mismatches.append({"index": rec.index, "problem": problem})
+                    bar.update(1, acc=correct / len(records))
+            stats = client.stats.as_dict() if faults is None else faulty.stats()
+            # The session's results stand even if the goodbye is lost.
+            with contextlib.suppress(Exception):
+                client.bye(timeout=2.0)
+        return stats
+
+    with progress(len(inputs), f"hil {b.name}", enabled=show_progress) as bar:
+        t_session = time.perf_counter()
+        if devices == 1:
+            link_stats = [device_session(chunks[0], bar)]
+        else:
+            with ThreadPoolExecutor(max_workers=devices) as pool:
+                link_stats = list(pool.map(lambda c: device_session(c, bar), chunks))
         seconds = time.perf_counter() - t_session
-        hello_stats = client.stats.as_dict()
-        try:
-            client.bye(timeout=2.0)
-        except Exception:  # noqa: BLE001  the session's results stand even if the goodbye is lost
-            pass
+    records.sort(key=lambda r: r.index)
+    mismatches.sort(key=lambda m: m["index"])
+    hello_stats = {k: sum(st[k] for st in link_stats) for k in link_stats[0] if isinstance(link_stats[0][k], int)}
 
     answered = [r for r in records if r.status in ("local", "offload")]
     local = [r for r in answered if r.status == "local"]
@@ -261,6 +314,7 @@ def run_hil(
         "device_instructions_local_mean": float(np.mean([r.instructions for r in local])) if local else None,
         "device_instructions_offload_mean": float(np.mean([r.instructions for r in offload])) if offload else None,
         "instruction_unit": built.report.get("counter_unit", "instructions"),
+        "devices": devices,
         "samples_per_second": n / seconds if seconds else None,
         "session_seconds": seconds,
         "link_seconds_per_sample_at_115200": (up + down) / n / BAUD_115200_BYTES_PER_S if n else None,
@@ -276,8 +330,56 @@ def run_hil(
         "workdir": str(work),
         "wall_seconds": round(time.perf_counter() - t_start, 3),
         "tradeoff": threshold_tradeoff(ref, tail_ref_pred, labels, bytes_local, bytes_offload),
+        "link_compression": _link_summary(meta, ref, offload),
     }
+    if faults is not None:
+        result["faults"] = {"spec": faults, "seed": fault_seed, "devices": devices}
     return result
+
+
+def _link_summary(meta: dict, ref, offload: list) -> dict:
+    """The link settings and what they gave: measured OFFLOAD bytes against the reference's prediction
+    and against the float32 / int8 dense baselines (docs/results-link.md)."""
+    from mcuflow.linkopt import FLOAT32_BYTES, offload_wire_bytes
+
+    n_mid = int(meta["intermediate_len"])
+    off_idx = np.flatnonzero(~ref.exited.astype(bool))
+    body = ref.link.body_bytes[off_idx]
+    predicted_wire = float(np.mean([offload_wire_bytes(int(b)) for b in body])) if len(body) else None
+    measured_wire = float(np.mean([r.bytes_up for r in offload])) if offload else None
+    mean_body = float(body.mean()) if len(body) else None
+    encs = np.bincount(ref.link.encoding[off_idx], minlength=4) if len(body) else np.zeros(4, int)
+    return {
+        "config": meta.get("link"),
+        "offloads": len(offload),
+        "tensor_bytes_per_offload": mean_body,
+        "payload_bytes_per_offload": None if mean_body is None else mean_body + 16,
+        "wire_bytes_per_offload_predicted": predicted_wire,
+        "wire_bytes_per_offload_measured": measured_wire,
+        "encodings_used": {
+            name: int(c) for name, c in zip(("dense", "bitmap", "index-value", "zero-runs"), encs, strict=True)
+        },
+        "float32_tensor_bytes": FLOAT32_BYTES * n_mid,
+        "int8_tensor_bytes": n_mid,
+        "compression_vs_float32": None if not mean_body else FLOAT32_BYTES * n_mid / mean_body,
+        "compression_vs_int8": None if not mean_body else n_mid / mean_body,
+        "wire_compression_vs_float32": None
+        if not measured_wire
+        else offload_wire_bytes(FLOAT32_BYTES * n_mid) / measured_wire,
+        "wire_compression_vs_int8": None if not measured_wire else offload_wire_bytes(n_mid) / measured_wire,
+    }
+
+
+def _link_line(lc: dict | None) -> str:
+    if not lc or not lc.get("offloads"):
+        return "link             no offloads"
+    cfg = (lc.get("config") or {}).get("label", "dense int8")
+    return (
+        f"link             {cfg}: {lc['tensor_bytes_per_offload']:.2f} B tensor, "
+        f"{lc['wire_bytes_per_offload_measured']:.2f} B on the wire per offload; "
+        f"{lc['compression_vs_float32']:.1f}x vs float32 ({lc['compression_vs_int8']:.2f}x vs int8) tensor, "
+        f"{lc['wire_compression_vs_float32']:.2f}x frame"
+    )
 
 
 def write_json(result: dict, path: str | os.PathLike) -> Path:
@@ -321,6 +423,7 @@ def summary_lines(r: dict) -> list[str]:
         f"throughput       {num(r['samples_per_second'], ',.0f')} samples/s under QEMU; at 115200 baud the link alone "
         f"would take {num(1000 * (r['link_seconds_per_sample_at_115200'] or 0), ',.1f')} ms/sample "
         f"({num(r['samples_per_second_at_115200'], ',.1f')} samples/s)",
+        _link_line(r.get("link_compression")),
         f"memory           flash {r['flash_bytes']:,} of {r['budget']['flash_bytes']:,} B, "
         f"RAM {r['ram_bytes']:,} of {r['budget']['ram_bytes']:,} B (static, excluding stack)",
     ]

@@ -31,6 +31,7 @@ class ReferenceResult:
     exit_confidence_q15: list[np.ndarray]  # per exit, uint16 (N,)
     exit_label: list[np.ndarray]  # per exit, uint8 (N,)
     evaluated: np.ndarray  # bool (N, num_exits): exits the device actually ran (in order, up to the answer)
+    link: LinkResult | None = None  # the intermediate as sent over the link (set by link_offload's callers)
 
 
 def requantize(acc: np.ndarray, mult: np.ndarray, rshift: np.ndarray) -> np.ndarray:
@@ -125,6 +126,32 @@ def pixels_to_input(images: np.ndarray) -> np.ndarray:
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (np.asarray(q, dtype=np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+@dataclass
+class LinkResult:
+    """What the device sends for each sample's intermediate under a link configuration."""
+
+    codes: np.ndarray  # int8-held codes (N, intermediate_len): what the host decodes, compared for parity
+    zero_point: int  # the OFFLOAD header's zero point (the fill of the sparse encodings)
+    scale: float  # the OFFLOAD header's scale
+    bits: int
+    encoding: np.ndarray  # uint8 (N,): the encoding the device picks
+    body_bytes: np.ndarray  # int64 (N,): its size (the OFFLOAD payload is 16 bytes more)
+
+    def dequantize(self) -> np.ndarray:
+        return dequantize(self.codes, self.scale, self.zero_point)
+
+
+def link_offload(intermediate: np.ndarray, scale: float, zero_point: int, cfg) -> LinkResult:
+    """The device's OFFLOAD compression (``mcuflow.link.encodings.LinkConfig``) on int8 head outputs."""
+    from mcuflow.link import encodings
+
+    codes, fill = encodings.link_codes(intermediate, zero_point, cfg)
+    sizes = encodings.encoded_sizes(codes.reshape(-1, codes.shape[-1]), cfg.bits, fill)
+    enc = np.argmin(sizes, axis=1)
+    body = sizes[np.arange(len(sizes)), enc]
+    return LinkResult(codes, fill, encodings.link_scale(scale, cfg), cfg.bits, enc.astype(np.uint8), body)
 
 
 # ---------------------------------------------------------------- exports on disk

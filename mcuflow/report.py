@@ -82,7 +82,9 @@ def memory_figure(r: dict) -> str:
             limit = max(limit, budget * 1.05)
         ax.set_xlim(0, limit)
         ax.set_yticks([])
-        ax.set_title(f"{kind.upper()}: {used:,} B used of {budget:,} B ({100 * used / budget:.2f}% of the board)", fontsize=9)
+        ax.set_title(
+            f"{kind.upper()}: {used:,} B used of {budget:,} B ({100 * used / budget:.2f}% of the board)", fontsize=9
+        )
         ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
     fig.tight_layout()
     s = _png(fig)
@@ -125,7 +127,11 @@ def params_figure(sweep: list[dict]) -> str | None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
     for fam, marker in (("sparse", "o-"), ("deep", "s--"), ("shallow", "^:")):
-        pts = sorted((x["params"], 100 * x["accuracy"] if x["accuracy"] <= 1 else x["accuracy"]) for x in sweep if x["family"] == fam)
+        pts = sorted(
+            (x["params"], 100 * x["accuracy"] if x["accuracy"] <= 1 else x["accuracy"])
+            for x in sweep
+            if x["family"] == fam
+        )
         if pts:
             ax.plot([p for p, _ in pts], [a for _, a in pts], marker, label=fam)
     ax.set_xlabel("parameters (edges + biases)")
@@ -155,7 +161,11 @@ def layers_figure(r: dict) -> str | None:
     ax.set_xlim(0, max(vals) * 1.25 if vals and max(vals) else 1)
     unit = "device instructions per inference" if key == "instructions" else "MACs per inference"
     total = r.get("device_instructions_mean")
-    extra = f"; whole head incl. exit decision: {total:,.0f} {r.get('instruction_unit', 'instructions')} (device counter)" if total else ""
+    extra = (
+        f"; whole head incl. exit decision: {total:,.0f} {r.get('instruction_unit', 'instructions')} (device counter)"
+        if total
+        else ""
+    )
     ax.set_title(f"Per layer: {unit}{extra}", fontsize=9)
     fig.tight_layout()
     s = _png(fig)
@@ -229,13 +239,16 @@ def render(r: dict, sweep: list[dict] | None = None) -> str:
         ("bytes device → host per sample", _num(r.get("bytes_up_per_sample"), ",.1f")),
         ("bytes per offloaded sample", _num(r.get("bytes_per_offload"), ",.1f")),
         ("samples per second (QEMU)", _num(r.get("samples_per_second"), ",.0f")),
-        ("link time per sample at 115200 baud", f"{_num(1000 * (r.get('link_seconds_per_sample_at_115200') or 0), ',.1f')} ms"),
+        (
+            "link time per sample at 115200 baud",
+            f"{_num(1000 * (r.get('link_seconds_per_sample_at_115200') or 0), ',.1f')} ms",
+        ),
         ("lost samples", str(r.get("lost", 0))),
     ]
     mrows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in metrics)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>mcuflow HIL report: {e(r['board'])}</title>
+<title>mcuflow HIL report: {e(r["board"])}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 1.5rem auto; padding: 0 1rem; color: #222; }}
 h1 {{ font-size: 1.4rem; }} h2 {{ font-size: 1.1rem; margin-top: 1.8rem; border-bottom: 1px solid #ddd; }}
@@ -245,17 +258,17 @@ table {{ border-collapse: collapse; font-size: .85rem; }} td, th {{ padding: .25
 img {{ max-width: 100%; }} .note {{ color: #777; font-size: .85rem; }}
 </style></head><body>
 <h1>mcuflow host-in-the-loop report</h1>
-<p>{e(r['board'])} ({e(str(r.get('cpu', '')))}, QEMU {e(str(r.get('qemu_machine', '')))}), {r['samples']:,} samples from the {e(str(r.get('data', '')))};
-model <code>{e(str(r.get('model_hash', ''))[:16])}</code> from <code>{e(str(r.get('checkpoint', '')))}</code>.</p>
-<div class="verdict {'pass' if ok else 'fail'}">{e(verdict)}</div>
+<p>{e(r["board"])} ({e(str(r.get("cpu", "")))}, QEMU {e(str(r.get("qemu_machine", "")))}), {r["samples"]:,} samples from the {e(str(r.get("data", "")))};
+model <code>{e(str(r.get("model_hash", ""))[:16])}</code> from <code>{e(str(r.get("checkpoint", "")))}</code>.</p>
+<div class="verdict {"pass" if ok else "fail"}">{e(verdict)}</div>
 <h2>Results</h2><table>{mrows}</table>
 <h2>The model on the device</h2>
-<table><tr><th>layer</th><th>shape</th><th>pattern</th><th>density</th><th>format</th><th>nnz</th><th>weight B</th><th>index B</th><th>ReLU</th></tr>{''.join(rows)}</table>
-<p class="note">Peak activation RAM (arena): {_num((r.get('export') or {}).get('peak_ram_bytes'))} B.</p>
-<h2>Flash and RAM against the board</h2>{_img(memory_figure(r), 'memory')}
-<h2>Exit threshold: accuracy vs offloading vs bytes</h2>{_img(tradeoff_figure(r), 'threshold trade-off')}
-<h2>Per-layer work</h2>{_img(layers_figure(r), 'per-layer work')}
-<h2>Accuracy vs parameters: sparse, deep, shallow</h2>{_img(params_figure(sweep or []), 'accuracy vs parameters (run `mcuflow sweep` and pass --sweep)')}
+<table><tr><th>layer</th><th>shape</th><th>pattern</th><th>density</th><th>format</th><th>nnz</th><th>weight B</th><th>index B</th><th>ReLU</th></tr>{"".join(rows)}</table>
+<p class="note">Peak activation RAM (arena): {_num((r.get("export") or {}).get("peak_ram_bytes"))} B.</p>
+<h2>Flash and RAM against the board</h2>{_img(memory_figure(r), "memory")}
+<h2>Exit threshold: accuracy vs offloading vs bytes</h2>{_img(tradeoff_figure(r), "threshold trade-off")}
+<h2>Per-layer work</h2>{_img(layers_figure(r), "per-layer work")}
+<h2>Accuracy vs parameters: sparse, deep, shallow</h2>{_img(params_figure(sweep or []), "accuracy vs parameters (run `mcuflow sweep` and pass --sweep)")}
 <p class="note">Generated by mcuflow from a <code>mcuflow hil --json</code> result.</p>
 </body></html>
 """

@@ -12,9 +12,18 @@ from mcuflow.cli import main
 
 CHECKPOINT = ROOT / "examples" / "paper_sparse.pt"
 KEYS = (
-    "samples", "accuracy", "float_accuracy", "reference_accuracy", "exit_rate", "parity_mismatches",
-    "bytes_up_per_sample", "bytes_per_offload", "bytes_down_per_sample", "device_instructions_mean",
-    "samples_per_second", "lost",
+    "samples",
+    "accuracy",
+    "float_accuracy",
+    "reference_accuracy",
+    "exit_rate",
+    "parity_mismatches",
+    "bytes_up_per_sample",
+    "bytes_per_offload",
+    "bytes_down_per_sample",
+    "device_instructions_mean",
+    "samples_per_second",
+    "lost",
 )
 
 pytestmark = [pytest.mark.firmware, pytest.mark.slow]
@@ -40,8 +49,21 @@ def test_hil_session_is_bit_exact(tmp_path, board, samples):
     out = tmp_path / "hil.json"
     report = tmp_path / "report.html"
     code = main(
-        ["hil", str(CHECKPOINT), "--board", board, "--samples", str(samples), "--workdir", str(tmp_path / "w"),
-         "--json", str(out), "--report", str(report), "--quiet"]
+        [
+            "hil",
+            str(CHECKPOINT),
+            "--board",
+            board,
+            "--samples",
+            str(samples),
+            "--workdir",
+            str(tmp_path / "w"),
+            "--json",
+            str(out),
+            "--report",
+            str(report),
+            "--quiet",
+        ]
     )
     assert code == 0
     r = json.loads(out.read_text())
@@ -71,3 +93,27 @@ def test_hil_rejects_more_samples_than_bundled(tmp_path, capsys):
     assert code != 0
     err = capsys.readouterr().err
     assert "--data-dir" in err and "Traceback" not in err
+
+
+def test_hil_with_parallel_devices_keeps_every_sample_in_order(tmp_path):
+    out = tmp_path / "hil.json"
+    code = main(
+        [
+            "hil",
+            str(CHECKPOINT),
+            "--samples",
+            "40",
+            "--devices",
+            "2",
+            "--workdir",
+            str(tmp_path / "w"),
+            "--json",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    r = json.loads(out.read_text())
+    assert r["devices"] == 2 and r["samples"] == 40 and r["answered"] == 40
+    assert r["parity_mismatches"] == 0 and r["lost"] == 0
+    assert r["accuracy"] == pytest.approx(r["reference_accuracy"])

@@ -16,22 +16,53 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _result(mismatches: int = 0) -> dict:
     layer = {
-        "name": "head.1", "n_in": 800, "n_out": 40, "degree": 40, "pattern": "structured",
-        "format": "index_free", "nnz": 1600, "weight_bytes": 1600, "index_bytes": 0, "macs": 1600, "relu": True,
+        "name": "head.1",
+        "n_in": 800,
+        "n_out": 40,
+        "degree": 40,
+        "pattern": "structured",
+        "format": "index_free",
+        "nnz": 1600,
+        "weight_bytes": 1600,
+        "index_bytes": 0,
+        "macs": 1600,
+        "relu": True,
     }
     return {
-        "board": "qemu-mps2-an386", "cpu": "cortex-m4", "qemu_machine": "mps2-an386", "samples": 100,
-        "data": "test", "checkpoint": "m.pt", "model_hash": "ab" * 32, "exit_threshold": 0.9,
-        "accuracy": 0.95, "float_accuracy": 0.951, "reference_accuracy": 0.95, "exit_rate": 0.6,
-        "parity_mismatches": mismatches, "lost": 0, "bytes_up_per_sample": 30.0, "bytes_down_per_sample": 250.0,
-        "bytes_per_offload": 66.0, "device_instructions_mean": 9000.0, "instruction_unit": "instructions",
-        "samples_per_second": 100.0, "link_seconds_per_sample_at_115200": 0.025,
-        "flash_bytes": 7000, "ram_bytes": 3000, "budget": {"flash_bytes": 16384, "ram_bytes": 4096},
+        "board": "qemu-mps2-an386",
+        "cpu": "cortex-m4",
+        "qemu_machine": "mps2-an386",
+        "samples": 100,
+        "data": "test",
+        "checkpoint": "m.pt",
+        "model_hash": "ab" * 32,
+        "exit_threshold": 0.9,
+        "accuracy": 0.95,
+        "float_accuracy": 0.951,
+        "reference_accuracy": 0.95,
+        "exit_rate": 0.6,
+        "parity_mismatches": mismatches,
+        "lost": 0,
+        "bytes_up_per_sample": 30.0,
+        "bytes_down_per_sample": 250.0,
+        "bytes_per_offload": 66.0,
+        "device_instructions_mean": 9000.0,
+        "instruction_unit": "instructions",
+        "samples_per_second": 100.0,
+        "link_seconds_per_sample_at_115200": 0.025,
+        "flash_bytes": 7000,
+        "ram_bytes": 3000,
+        "budget": {"flash_bytes": 16384, "ram_bytes": 4096},
         "components": {"model": {"flash": 4000, "ram": 800}, "app": {"flash": 3000, "ram": 2200}},
         "export": {"layers": {"head": [layer]}, "exits": [], "peak_ram_bytes": 840},
         "tradeoff": [
-            {"threshold": t, "exit_rate": 1 - t / 2, "offload_rate": t / 2, "accuracy": 0.9 + t / 20,
-             "bytes_up_per_sample": 20 + 40 * t}
+            {
+                "threshold": t,
+                "exit_rate": 1 - t / 2,
+                "offload_rate": t / 2,
+                "accuracy": 0.9 + t / 20,
+                "bytes_up_per_sample": 20 + 40 * t,
+            }
             for t in (0.5, 0.7, 0.9)
         ],
     }
@@ -42,8 +73,10 @@ def _images(html: str) -> list[bytes]:
 
 
 def test_report_embeds_every_plot_and_the_verdict():
-    sweep = [{"family": f, "params": p, "accuracy": a} for f, p, a in
-             (("sparse", 2450, 0.95), ("deep", 2455, 0.77), ("shallow", 2443, 0.81))]
+    sweep = [
+        {"family": f, "params": p, "accuracy": a}
+        for f, p, a in (("sparse", 2450, 0.95), ("deep", 2455, 0.77), ("shallow", 2443, 0.81))
+    ]
     html = render(_result(), sweep)
     images = _images(html)
     assert len(images) == 4  # memory, trade-off, per-layer, accuracy vs parameters

@@ -7,6 +7,29 @@
 #include "mcuflow_model.h"
 #include "platform.h"
 
+/* The export's link compression settings (mcuflow export --prune-* --link-bits), when present. */
+#if defined(__has_include)
+#if __has_include("mcuflow_link_config.h")
+#include "mcuflow_link_config.h"
+#endif
+#endif
+#ifndef MCUFLOW_LINK_PRUNE_THRESHOLD
+#define MCUFLOW_LINK_PRUNE_THRESHOLD 0u
+#endif
+#ifndef MCUFLOW_LINK_PRUNE_TOPK
+#define MCUFLOW_LINK_PRUNE_TOPK 0u
+#endif
+#ifndef MCUFLOW_LINK_BITS
+#define MCUFLOW_LINK_BITS 8u
+#endif
+#ifndef MCUFLOW_LINK_SHIFT
+#define MCUFLOW_LINK_SHIFT 0u
+#endif
+#ifndef MCUFLOW_LINK_CODE_ZP
+#define MCUFLOW_LINK_CODE_ZP 0u
+#endif
+typedef char mcuflow_link_bits_valid[(MCUFLOW_LINK_BITS >= 2u && MCUFLOW_LINK_BITS <= 8u) ? 1 : -1];
+
 #ifndef MCUFLOW_FIRMWARE_VERSION_MAJOR
 #define MCUFLOW_FIRMWARE_VERSION_MAJOR 0
 #endif
@@ -69,7 +92,7 @@ static uint16_t error_payload(uint8_t code, const char *text) {
 static uint16_t hello_payload(void) {
     uint8_t *p = payload_out();
     const char *board = platform_board_name();
-    uint32_t caps = MCUFLOW_CAP_ENC_DENSE | MCUFLOW_CAP_DEDUP | MCUFLOW_CAP_BYE | MCUFLOW_CAP_INFER_SPARSE;
+    uint32_t caps = MCUFLOW_CAP_ENC_ALL | MCUFLOW_CAP_DEDUP | MCUFLOW_CAP_BYE | MCUFLOW_CAP_INFER_SPARSE;
     uint16_t i, k = 0;
     p[0] = (uint8_t)MCUFLOW_FIRMWARE_VERSION_MAJOR;
     p[1] = (uint8_t)MCUFLOW_FIRMWARE_VERSION_MINOR;
@@ -95,13 +118,44 @@ static uint16_t hello_payload(void) {
 
 /* INFER_SPARSE inputs are decoded here; INFER inputs are used where they lie. */
 static int8_t sparse_input[MCUFLOW_INPUT_LEN];
+/* The pruned (and possibly narrowed) head output, one code per byte, before encoding. */
+static uint8_t link_codes[MCUFLOW_INTERMEDIATE_LEN];
+static const mcuflow_linkopt_t link_opt = {MCUFLOW_LINK_PRUNE_THRESHOLD, MCUFLOW_LINK_PRUNE_TOPK, MCUFLOW_LINK_BITS,
+                                           MCUFLOW_LINK_SHIFT, MCUFLOW_LINK_CODE_ZP};
+
+/* OFFLOAD body: the smallest encoding of the compressed intermediate. Returns the payload length. */
+static uint16_t offload_payload(const mcuflow_head_result_t *res, uint32_t instructions) {
+    uint8_t *p = payload_out();
+    uint8_t fill = mcuflow_link_codes(res->intermediate, res->intermediate_len, res->intermediate_zero_point,
+                                      &link_opt, link_codes);
+    uint8_t enc = mcuflow_link_choose(link_codes, res->intermediate_len, link_opt.bits, fill);
+    uint32_t scale_bits = res->intermediate_scale_bits;
+    int32_t zp = res->intermediate_zero_point;
+    uint32_t body;
+    if (link_opt.bits < 8u) {
+        /* scale * 2^shift: add to the float32 exponent (the export keeps the scale a normal number) */
+        scale_bits += (uint32_t)link_opt.shift << 23;
+        zp = link_opt.code_zp;
+    }
+    body = mcuflow_link_encode(enc, link_codes, res->intermediate_len, link_opt.bits, fill,
+                               p + MCUFLOW_OFFLOAD_FIXED_LEN, MCUFLOW_INTERMEDIATE_LEN);
+    if (body == 0u) {
+        return 0; /* cannot happen: the chosen encoding is never larger than dense */
+    }
+    p[0] = enc;
+    p[1] = link_opt.bits;
+    mcuflow_put_u16(p + 2, res->intermediate_len);
+    mcuflow_put_u32(p + 4, (uint32_t)zp);
+    mcuflow_put_u32(p + 8, scale_bits);
+    mcuflow_put_u32(p + 12, instructions);
+    return (uint16_t)(MCUFLOW_OFFLOAD_FIXED_LEN + body);
+}
 
 static uint8_t infer_payload(const mcuflow_frame_t *f, uint16_t *len) {
     mcuflow_head_result_t res;
     const int8_t *input = (const int8_t *)f->payload;
     uint8_t *p = payload_out();
     uint32_t n;
-    uint16_t i;
     int rc;
     if (f->type == MCUFLOW_MSG_INFER_SPARSE) {
         if (f->length < 2u || f->payload[0] != MCUFLOW_ENC_BITMAP ||
@@ -134,16 +188,11 @@ static uint8_t infer_payload(const mcuflow_frame_t *f, uint16_t *len) {
         *len = error_payload(MCUFLOW_ERR_INTERNAL, "head returned a bad intermediate");
         return MCUFLOW_MSG_ERROR;
     }
-    p[0] = (uint8_t)MCUFLOW_ENC_DENSE;
-    p[1] = 8u;
-    mcuflow_put_u16(p + 2, res.intermediate_len);
-    mcuflow_put_u32(p + 4, (uint32_t)res.intermediate_zero_point);
-    mcuflow_put_u32(p + 8, res.intermediate_scale_bits);
-    mcuflow_put_u32(p + 12, n);
-    for (i = 0; i < res.intermediate_len; i++) {
-        p[MCUFLOW_OFFLOAD_FIXED_LEN + i] = (uint8_t)res.intermediate[i];
+    *len = offload_payload(&res, n);
+    if (*len == 0u) {
+        *len = error_payload(MCUFLOW_ERR_INTERNAL, "OFFLOAD encoding failed");
+        return MCUFLOW_MSG_ERROR;
     }
-    *len = (uint16_t)(MCUFLOW_OFFLOAD_FIXED_LEN + res.intermediate_len);
     return MCUFLOW_MSG_OFFLOAD;
 }
 

@@ -166,3 +166,199 @@ int mcuflow_rx_push(mcuflow_rx_t *rx, uint8_t byte, mcuflow_frame_t *frame) {
     rx->len = 0;
     return MCUFLOW_RX_FRAME;
 }
+
+/* ---- OFFLOAD compression: pruning, narrow codes and the four encodings ---- */
+
+static uint32_t link_mag(const int8_t *q, int32_t zp, uint32_t i) {
+    int32_t d = (int32_t)q[i] - zp;
+    return (uint32_t)(d < 0 ? -d : d);
+}
+
+/* Elements of magnitude above m that survive the threshold. */
+static uint32_t link_count_above(const int8_t *q, uint32_t n, int32_t zp, uint32_t thr, uint32_t m) {
+    uint32_t i, c = 0;
+    for (i = 0; i < n; i++) {
+        uint32_t a = link_mag(q, zp, i);
+        if (a > thr && a > m) {
+            c++;
+        }
+    }
+    return c;
+}
+
+uint8_t mcuflow_link_codes(const int8_t *q, uint32_t n, int32_t zp, const mcuflow_linkopt_t *opt, uint8_t *codes) {
+    uint32_t thr = opt->threshold, i, cut = 0, ties = n, fill;
+    int32_t top = (1 << opt->bits) - 1;
+    if (opt->topk != 0u && link_count_above(q, n, zp, thr, 0u) > opt->topk) {
+        /* Smallest magnitude cut with at most topk elements above it (binary search, no buffer);
+         * elements exactly at the cut fill the remaining places in index order. */
+        uint32_t lo = 0, hi = 255;
+        while (lo < hi) {
+            uint32_t mid = (lo + hi) / 2u;
+            if (link_count_above(q, n, zp, thr, mid) <= opt->topk) {
+                hi = mid;
+            } else {
+                lo = mid + 1u;
+            }
+        }
+        cut = lo;
+        ties = opt->topk - link_count_above(q, n, zp, thr, cut);
+    }
+    fill = opt->bits >= 8u ? (uint8_t)zp : opt->code_zp;
+    for (i = 0; i < n; i++) {
+        uint32_t a = link_mag(q, zp, i);
+        int keep = a > thr && a > cut;
+        int32_t d;
+        if (!keep && a > thr && a == cut && cut != 0u && ties != 0u) {
+            keep = 1;
+            ties--;
+        }
+        if (!keep) {
+            codes[i] = (uint8_t)fill;
+            continue;
+        }
+        if (opt->bits >= 8u) {
+            codes[i] = (uint8_t)q[i];
+            continue;
+        }
+        d = (int32_t)q[i] - zp;
+        if (opt->shift != 0u) {
+            /* arithmetic shift, as everywhere in the generated code (gcc/clang/arm) */
+            d = (d + (1 << (opt->shift - 1u))) >> opt->shift;
+        }
+        d += opt->code_zp;
+        codes[i] = (uint8_t)(d < 0 ? 0 : (d > top ? top : d));
+    }
+    return (uint8_t)fill;
+}
+
+static uint32_t link_packed(uint32_t k, uint8_t bits) {
+    return (k * bits + 7u) / 8u;
+}
+
+static uint32_t link_width(uint32_t n) {
+    return n <= 255u ? 1u : 2u;
+}
+
+/* Values that differ from fill, and the nibbles of their zero runs. */
+static void link_stats(const uint8_t *codes, uint32_t n, uint8_t fill, uint32_t *k, uint32_t *nibbles) {
+    uint32_t i, gap = 0;
+    *k = 0;
+    *nibbles = 0;
+    for (i = 0; i < n; i++) {
+        if (codes[i] == fill) {
+            gap++;
+            continue;
+        }
+        *nibbles += gap / 15u + 1u;
+        gap = 0;
+        (*k)++;
+    }
+}
+
+uint32_t mcuflow_link_size(uint8_t enc, const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill) {
+    uint32_t k, nib, w = link_width(n);
+    link_stats(codes, n, fill, &k, &nib);
+    switch (enc) {
+    case MCUFLOW_ENC_DENSE:
+        return link_packed(n, bits);
+    case MCUFLOW_ENC_BITMAP:
+        return (n + 7u) / 8u + link_packed(k, bits);
+    case MCUFLOW_ENC_INDEX_VALUE:
+        return w * (1u + k) + link_packed(k, bits);
+    case MCUFLOW_ENC_ZERO_RUNS:
+        return w + (nib + 1u) / 2u + link_packed(k, bits);
+    default:
+        return 0;
+    }
+}
+
+uint8_t mcuflow_link_choose(const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill) {
+    uint8_t enc, best = MCUFLOW_ENC_DENSE;
+    uint32_t best_size = mcuflow_link_size(MCUFLOW_ENC_DENSE, codes, n, bits, fill);
+    for (enc = 1; enc < MCUFLOW_ENC_COUNT; enc++) {
+        uint32_t s = mcuflow_link_size(enc, codes, n, bits, fill);
+        if (s < best_size) {
+            best = enc;
+            best_size = s;
+        }
+    }
+    return best;
+}
+
+/* Appends the low `bits` bits of v to an LSB-first bit stream (out must be zeroed). */
+static void link_put_bits(uint8_t *out, uint32_t *bitpos, uint32_t v, uint8_t bits) {
+    uint8_t b;
+    for (b = 0; b < bits; b++) {
+        if (v >> b & 1u) {
+            out[*bitpos / 8u] |= (uint8_t)(1u << (*bitpos % 8u));
+        }
+        (*bitpos)++;
+    }
+}
+
+static void link_put_index(uint8_t *out, uint32_t *o, uint32_t v, uint32_t w) {
+    out[(*o)++] = (uint8_t)(v & 0xFFu);
+    if (w == 2u) {
+        out[(*o)++] = (uint8_t)(v >> 8);
+    }
+}
+
+uint32_t mcuflow_link_encode(uint8_t enc, const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill,
+                             uint8_t *out, uint32_t out_cap) {
+    uint32_t size = mcuflow_link_size(enc, codes, n, bits, fill), i, o = 0, bitpos, k, nib, w = link_width(n);
+    if (enc >= MCUFLOW_ENC_COUNT || size > out_cap) {
+        return 0;
+    }
+    for (i = 0; i < size; i++) {
+        out[i] = 0;
+    }
+    link_stats(codes, n, fill, &k, &nib);
+    if (enc == MCUFLOW_ENC_DENSE) {
+        bitpos = 0;
+        for (i = 0; i < n; i++) {
+            link_put_bits(out, &bitpos, codes[i], bits);
+        }
+        return size;
+    }
+    if (enc == MCUFLOW_ENC_BITMAP) {
+        o = (n + 7u) / 8u;
+        for (i = 0; i < n; i++) {
+            if (codes[i] != fill) {
+                out[i / 8u] |= (uint8_t)(1u << (i % 8u));
+            }
+        }
+    } else if (enc == MCUFLOW_ENC_INDEX_VALUE) {
+        link_put_index(out, &o, k, w);
+        for (i = 0; i < n; i++) {
+            if (codes[i] != fill) {
+                link_put_index(out, &o, i, w);
+            }
+        }
+    } else {
+        uint32_t gap = 0, j = 0;
+        link_put_index(out, &o, k, w);
+        for (i = 0; i < n; i++) {
+            if (codes[i] == fill) {
+                gap++;
+                continue;
+            }
+            while (gap >= 15u) {
+                out[o + j / 2u] |= (uint8_t)(15u << (4u * (j % 2u)));
+                j++;
+                gap -= 15u;
+            }
+            out[o + j / 2u] |= (uint8_t)(gap << (4u * (j % 2u)));
+            j++;
+            gap = 0;
+        }
+        o += (j + 1u) / 2u;
+    }
+    bitpos = o * 8u;
+    for (i = 0; i < n; i++) {
+        if (codes[i] != fill) {
+            link_put_bits(out, &bitpos, codes[i], bits);
+        }
+    }
+    return size;
+}

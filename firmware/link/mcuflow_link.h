@@ -36,12 +36,16 @@ extern "C" {
 #define MCUFLOW_ERR_HEAD_FAILED      5u
 #define MCUFLOW_ERR_INTERNAL         6u
 
-/* Tensor encodings (2, 3 reserved: index/value, zero run lengths). */
+/* Tensor encodings. */
 #define MCUFLOW_ENC_DENSE         0u
 #define MCUFLOW_ENC_BITMAP        1u
+#define MCUFLOW_ENC_INDEX_VALUE   2u
+#define MCUFLOW_ENC_ZERO_RUNS     3u
+#define MCUFLOW_ENC_COUNT         4u
 
 /* HELLO capabilities. */
 #define MCUFLOW_CAP_ENC_DENSE     (1ul << MCUFLOW_ENC_DENSE)
+#define MCUFLOW_CAP_ENC_ALL       ((1ul << MCUFLOW_ENC_COUNT) - 1ul)
 #define MCUFLOW_CAP_DEDUP         (1ul << 8)
 #define MCUFLOW_CAP_BYE           (1ul << 9)
 #define MCUFLOW_CAP_INFER_SPARSE  (1ul << 10)
@@ -65,6 +69,29 @@ int32_t mcuflow_cobs_decode(const uint8_t *in, uint32_t len, uint8_t *out, uint3
  * exactly n values into out; returns 0, or -1 (out untouched past what was
  * checked) if the sizes disagree or bits past n are set. */
 int mcuflow_bitmap_decode(const uint8_t *in, uint32_t len, int8_t fill, int8_t *out, uint32_t n);
+
+/* OFFLOAD compression (docs/protocol.md, "Link compression"). With d = q - zp:
+ * elements with |d| <= threshold are pruned, then all but the topk largest |d|
+ * (ties: lower index first; 0 keeps all); bits < 8 turns each d into the code
+ * clamp(((d + 2^(shift-1)) >> shift) + code_zp, 0, 2^bits - 1). bits == 8 keeps q. */
+typedef struct {
+    uint8_t threshold;
+    uint16_t topk;
+    uint8_t bits;      /* 2..8 */
+    uint8_t shift;     /* 0..8, bits < 8 only */
+    uint8_t code_zp;   /* 0 or 2^(bits-1), bits < 8 only */
+} mcuflow_linkopt_t;
+
+/* Writes the n codes (bits wide, held in bytes) of int8 q into codes; returns the fill code
+ * (the code of the real value 0: zp as a byte when bits == 8, else code_zp). */
+uint8_t mcuflow_link_codes(const int8_t *q, uint32_t n, int32_t zp, const mcuflow_linkopt_t *opt, uint8_t *codes);
+/* Body size of encoding enc for these codes (0 for an unknown encoding). */
+uint32_t mcuflow_link_size(uint8_t enc, const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill);
+/* Writes encoding enc of the codes into out; returns its size, or 0 if out_cap is too small. */
+uint32_t mcuflow_link_encode(uint8_t enc, const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill,
+                             uint8_t *out, uint32_t out_cap);
+/* The smallest encoding (lowest id on a tie). */
+uint8_t mcuflow_link_choose(const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill);
 
 /* Writes header + payload + CRC into raw; returns its length or 0 if it does not fit. */
 uint32_t mcuflow_frame_build(uint8_t type, uint16_t seq, const uint8_t *payload, uint16_t len,

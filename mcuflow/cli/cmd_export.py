@@ -35,10 +35,37 @@ from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD
     "--data-dir", type=click.Path(file_okay=False), default=None, help="MNIST directory (default $MCUFLOW_DATA_DIR)."
 )
 @click.option(
+    "--prune-threshold", type=int, default=0, show_default=True, help="Link: prune |q - zp| <= T on the device."
+)
+@click.option(
+    "--prune-topk", type=int, default=0, show_default=True, help="Link: send only the K largest values (0: all)."
+)
+@click.option(
+    "--link-bits",
+    type=click.IntRange(2, 8),
+    default=8,
+    show_default=True,
+    help="Link: bits per sent value (8, 6, 4...).",
+)
+@click.option(
+    "--link-shift", type=click.IntRange(0, 8), default=None, help="Link: right shift for --link-bits < 8 [auto]."
+)
+@click.option(
     "--per-channel/--per-tensor", default=True, show_default=True, help="Weight scale per output row or per tensor."
 )
 def export_cmd(
-    source, out_dir, board, exit_threshold, force_format, calibration_samples, data_dir, per_channel
+    source,
+    out_dir,
+    board,
+    exit_threshold,
+    force_format,
+    calibration_samples,
+    data_dir,
+    per_channel,
+    prune_threshold,
+    prune_topk,
+    link_bits,
+    link_shift,
 ) -> None:
     """Compile SOURCE (a checkpoint .pt or an ONNX file) into a C library in OUTPUT."""
     from mcuflow.export import export
@@ -52,6 +79,10 @@ def export_cmd(
         calibration_samples=calibration_samples,
         data_dir=data_dir,
         per_channel=per_channel,
+        prune_threshold=prune_threshold,
+        prune_topk=prune_topk,
+        link_bits=link_bits,
+        link_shift=link_shift,
     )
     s = res.summary
     for layer in s["layers"]["head"] + [m for e in s["exits"] for m in e["layers"]]:
@@ -64,5 +95,7 @@ def export_cmd(
         f"wrote {res.directory}: {t['weight_bytes']} B weights, {t['index_bytes']} B indices, "
         f"peak RAM {s['peak_ram_bytes']} B, exit threshold {s['exit_threshold']} ({res.seconds:.2f} s)"
     )
+    link = s.get("link") or {}
+    click.echo(f"link compression: {link.get('label', 'dense int8')}")
     for note in res.notes:
         click.echo(f"note: {note}")

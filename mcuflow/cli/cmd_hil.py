@@ -11,7 +11,9 @@ from mcuflow.cli.main import cli
 
 @cli.command("hil")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--board", "-b", default="qemu-mps2-an386", show_default=True, help="A QEMU board (see `mcuflow boards`).")
+@click.option(
+    "--board", "-b", default="qemu-mps2-an386", show_default=True, help="A QEMU board (see `mcuflow boards`)."
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
@@ -32,10 +34,63 @@ from mcuflow.cli.main import cli
     default=None,
     help="A `mcuflow sweep` CSV for the report's accuracy-vs-parameters plot [default: the bundled one].",
 )
-@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for each answer.")
+@click.option(
+    "--devices",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Emulated devices serving the samples in parallel (a HIL farm); each is its own QEMU.",
+)
+@click.option(
+    "--timeout", type=float, default=None, help="Seconds to wait for each answer [default: 5, or 0.5 with --faults]."
+)
+@click.option(
+    "--faults",
+    default=None,
+    metavar="SPEC",
+    help="Inject link faults through a TCP proxy, e.g. drop=0.01,flip=0.001 (also dup, insert, garbage, "
+    "delim, trunc, reset; per=byte|frame; dir=down|up|both). The host resends and re-HELLOs.",
+)
+@click.option("--fault-seed", type=int, default=0, show_default=True, help="Seed of the injected faults (logged).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def hil_command(checkpoint, board, data_dir, samples, exit_threshold, force_format, calibration_samples, workdir,
-                json_path, report_path, sweep_csv, timeout, quiet):
+@click.option(
+    "--prune-threshold", type=int, default=0, show_default=True, help="Link: prune |q - zp| <= T on the device."
+)
+@click.option(
+    "--prune-topk", type=int, default=0, show_default=True, help="Link: send only the K largest values (0: all)."
+)
+@click.option(
+    "--link-bits",
+    type=click.IntRange(2, 8),
+    default=8,
+    show_default=True,
+    help="Link: bits per sent value (8, 6, 4...).",
+)
+@click.option(
+    "--link-shift", type=click.IntRange(0, 8), default=None, help="Link: right shift for --link-bits < 8 [auto]."
+)
+def hil_command(
+    checkpoint,
+    board,
+    data_dir,
+    samples,
+    exit_threshold,
+    force_format,
+    calibration_samples,
+    workdir,
+    json_path,
+    report_path,
+    sweep_csv,
+    devices,
+    timeout,
+    quiet,
+    prune_threshold,
+    prune_topk,
+    link_bits,
+    link_shift,
+    faults,
+    fault_seed,
+):
     """Export CHECKPOINT, build it for a QEMU board, stream test samples over serial and report.
 
     Every device answer is checked against the numpy int8 reference (class, exit
@@ -52,6 +107,12 @@ def hil_command(checkpoint, board, data_dir, samples, exit_threshold, force_form
     def log(msg: str) -> None:
         click.echo(msg, err=True)
 
+    if faults is not None:
+        from mcuflow.link.faults import FaultSpec
+
+        FaultSpec.parse(faults)  # a bad spec fails before the export and build
+    if timeout is None:
+        timeout = 0.5 if faults is not None else 5.0
     result = run_hil(
         checkpoint,
         board,
@@ -62,8 +123,15 @@ def hil_command(checkpoint, board, data_dir, samples, exit_threshold, force_form
         calibration_samples=calibration_samples,
         force_format=force_format,
         timeout=timeout,
+        devices=devices,
         show_progress=not quiet,
         log=log,
+        prune_threshold=prune_threshold,
+        prune_topk=prune_topk,
+        link_bits=link_bits,
+        link_shift=link_shift,
+        faults=faults,
+        fault_seed=fault_seed,
     )
     for line in summary_lines(result):
         click.echo(line)

@@ -10,6 +10,7 @@ import jinja2
 import numpy as np
 
 from mcuflow import __version__
+from mcuflow.codegen.kernels import device_values, index_free_scratch, kernel_context
 from mcuflow.codegen.names import c_comment, c_identifier
 from mcuflow.ir.quantized import QLinear, QModel
 
@@ -19,6 +20,9 @@ ARTIFACTS = {
     "mcuflow_kernels.c.j2": "mcuflow_kernels.c",
     "mcuflow_weights.c.j2": "mcuflow_weights.c",
     "mcuflow_model.c.j2": "mcuflow_model.c",
+    # So the export drops into someone else's firmware as a library.
+    "CMakeLists.txt.j2": "CMakeLists.txt",
+    "library.json.j2": "library.json",
 }
 
 
@@ -63,7 +67,7 @@ def _layer_context(layer: QLinear, ident: str) -> dict:
         "degree": pw.degree,
         "weight_bytes": pw.weight_bytes,
         "index_bytes": pw.index_bytes,
-        "weights": c_array(pw.values),
+        "weights": c_array(device_values(pw)),
         "weights_len": pw.values.size,
         "cols": None if pw.col_idx is None else c_array(pw.col_idx),
         "cols_len": 0 if pw.col_idx is None else pw.col_idx.size,
@@ -80,6 +84,8 @@ def _layer_context(layer: QLinear, ident: str) -> dict:
         "act_min": layer.act_min,
         "act_max": layer.act_max,
         "kernel": pw.kernel,
+        # one entry point per layer, its shape compiled in as constants
+        "kernel_name": ident.removeprefix("mcuflow_"),
     }
 
 
@@ -103,12 +109,10 @@ def build_context(model: QModel) -> dict:
         }
         for e, ex in enumerate(model.exits)
     ]
-    kernels = {}
-    for lc in layers:
-        kernels.setdefault(
-            lc["kernel"],
-            {"name": lc["kernel"], "format": lc["format"], "col_type": lc["col_type"], "row_type": lc["row_type"]},
-        )
+    packed = [layer.packed for layer in [*model.head, *(x for ex in model.exits for x in ex.layers)]]
+    kernels = [kernel_context(pw, lc["kernel_name"]) for pw, lc in zip(packed, layers, strict=True)]
+    gather_types = sorted({k["col_type"][:-2] for k in kernels if k["format"] in ("fixed", "csr")})
+    scratch = index_free_scratch(packed)
     steps = []
     for s in plan.steps:
         step = {"kind": s.kind, "exit_index": s.exit_index}
@@ -118,7 +122,8 @@ def build_context(model: QModel) -> dict:
             step["src_off"] = plan.offsets[s.src]
         step["src_expr"] = "input" if s.src == "input" else f"arena + {plan.offsets[s.src]}"
         if s.layer is not None:
-            step.update(kernel=s.layer.packed.kernel, ident=idents[id(s.layer)], comment=c_comment(s.layer.name))
+            ident = idents[id(s.layer)]
+            step.update(kernel=ident.removeprefix("mcuflow_"), ident=ident, comment=c_comment(s.layer.name))
         if s.kind == "exit":
             step["lut_ident"] = exits[s.exit_index]["lut_ident"]
         steps.append(step)
@@ -149,7 +154,11 @@ def build_context(model: QModel) -> dict:
         "hash_bytes": c_array(list(bytes.fromhex(model.model_hash))),
         "layers": layers,
         "exits": exits,
-        "kernels": list(kernels.values()),
+        "kernels": kernels,
+        "gather_types": gather_types,
+        "index_free": {"scratch_len": scratch} if scratch else None,
+        "max_layer_in": max(lc["n_in"] for lc in layers),
+        "max_layer_out": max(lc["n_out"] for lc in layers),
         "steps": steps,
         "final_off": plan.offsets[final],
         "logits_offsets": ", ".join(logits_off),

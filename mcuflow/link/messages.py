@@ -36,7 +36,7 @@ MESSAGE_NAMES = {
     ERROR: "ERROR",
 }
 
-# OFFLOAD encodings; 1..3 are reserved for issue 6.
+# OFFLOAD encodings (mcuflow.link.encodings holds the codecs).
 ENC_DENSE = 0
 ENC_BITMAP = 1
 ENC_INDEX_VALUE = 2
@@ -172,12 +172,7 @@ class Offload:
 
     def pack(self) -> bytes:
         values = np.asarray(self.values, dtype=np.int8)
-        if self.encoding == ENC_DENSE:
-            body = values.tobytes()
-        elif self.encoding == ENC_BITMAP:
-            body = encodings.bitmap_encode(values, self.zero_point)
-        else:
-            raise ValueError(f"no encoder for encoding {self.encoding} yet")
+        body = encodings.encode(self.encoding, values, self.bits, self.zero_point)
         head = _OFFLOAD.pack(self.encoding, self.bits, values.size, self.zero_point, self.scale_bits, self.instructions)
         return head + body
 
@@ -188,28 +183,25 @@ class Offload:
         encoding, bits, count, zero_point, scale_bits, instr = _OFFLOAD.unpack_from(payload)
         if expected_len is not None and count != expected_len:
             raise ProtocolError(f"OFFLOAD carries {count} elements, the device announced {expected_len}")
-        if bits != 8:
-            raise ProtocolError(f"OFFLOAD with {bits}-bit values is not supported (8 only)")
-        if not -128 <= zero_point <= 127:
+        if not encodings.MIN_BITS <= bits <= encodings.MAX_BITS:
+            raise ProtocolError(f"OFFLOAD with {bits}-bit values is not supported (2..8)")
+        if bits == 8 and not -128 <= zero_point <= 127:
             raise ProtocolError(f"OFFLOAD zero point {zero_point} outside int8")
+        if bits < 8 and not 0 <= zero_point < 1 << bits:
+            raise ProtocolError(f"OFFLOAD zero point {zero_point} is not a {bits}-bit code")
         (scale,) = struct.unpack("<f", struct.pack("<I", scale_bits))
         if not (math.isfinite(scale) and scale > 0):
             raise ProtocolError(f"OFFLOAD scale {scale!r} is not a positive finite number")
-        values = decode_tensor(encoding, payload[OFFLOAD_FIXED_LEN:], count, fill=zero_point)
+        values = decode_tensor(encoding, payload[OFFLOAD_FIXED_LEN:], count, fill=zero_point, bits=bits)
         return cls(encoding, bits, zero_point, scale, instr, values, wire_len)
 
 
-def decode_tensor(encoding: int, data: bytes, count: int, fill: int = 0) -> np.ndarray:
-    """Decode an OFFLOAD body into ``count`` int8 values; never writes out of bounds.
+def decode_tensor(encoding: int, data: bytes, count: int, fill: int = 0, bits: int = 8) -> np.ndarray:
+    """Decode an OFFLOAD body into ``count`` int8-held codes; never writes out of bounds.
     ``fill`` is the value elements left out of a sparse encoding take (the zero point)."""
-    if encoding == ENC_DENSE:
-        if len(data) != count:
-            raise ProtocolError(f"dense OFFLOAD body has {len(data)} bytes for {count} elements")
-        return np.frombuffer(data, dtype=np.int8).copy()
-    if encoding == ENC_BITMAP:
-        return encodings.bitmap_decode(data, count, fill)
-    label = ENCODING_NAMES.get(encoding, "unassigned")
-    raise ProtocolError(f"OFFLOAD encoding {encoding} ({label}) is not supported by this host")
+    if encoding not in ENCODING_NAMES:
+        raise ProtocolError(f"OFFLOAD encoding {encoding} (unassigned) is not supported by this host")
+    return encodings.decode(encoding, data, count, bits, fill)
 
 
 @dataclass(frozen=True)

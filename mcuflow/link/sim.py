@@ -46,6 +46,12 @@ class SimDevice:
         self._last: tuple[int, int, bytes] | None = None  # (type, seq, request bytes)
         self._last_reply = b""
 
+    def reset(self) -> None:
+        """A reboot: the half-received frame, the dedup cache and the drop counter are gone."""
+        self.decoder = FrameDecoder(strict_length=False)
+        self._last, self._last_reply = None, b""
+        self.resets = getattr(self, "resets", 0) + 1
+
     def feed(self, data: bytes) -> bytes:
         """Bytes in, reply bytes out."""
         out = bytearray()

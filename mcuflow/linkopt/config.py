@@ -1,0 +1,81 @@
+"""Turning export options (--prune-threshold, --prune-topk, --link-bits, --link-shift) into a
+:class:`LinkConfig` for one quantised model, and the generated ``mcuflow_link_config.h``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from mcuflow.errors import ConfigError
+from mcuflow.link.encodings import LinkConfig, auto_shift
+from mcuflow.link.frame import encode_frame
+from mcuflow.link.messages import OFFLOAD, OFFLOAD_FIXED_LEN
+
+FLOAT32_BYTES = 4  # the paper's baseline sends the intermediate as dense float32
+
+
+def resolve_link(
+    q,
+    calibration_intermediate: np.ndarray | None,
+    *,
+    threshold: int = 0,
+    topk: int = 0,
+    bits: int = 8,
+    shift: int | None = None,
+) -> LinkConfig:
+    """The link settings for QModel ``q``. With ``bits`` < 8 and no ``shift``, the shift is the
+    smallest that fits the calibration range of ``q - zero_point`` into the codes."""
+    zp = int(q.intermediate_zp)
+    layer = q.intermediate
+    d_min = int(layer.act_min) - zp if q.head else -255  # ReLU: act_min == zp, the codes need no sign
+    if bits < 8:
+        if calibration_intermediate is not None and len(calibration_intermediate):
+            d = np.asarray(calibration_intermediate, dtype=np.int32) - zp
+            d_max = int(d.max())
+            d_min = min(d_min, int(d.min())) if d_min < 0 else 0
+        else:
+            d_max = int(layer.act_max) - zp if q.head else 255
+        auto, code_zp = auto_shift(bits, max(d_max, 0), min(d_min, 0))
+        shift = auto if shift is None else shift
+    else:
+        code_zp = 0
+        if shift not in (None, 0):
+            raise ConfigError("--link-shift applies to --link-bits below 8")
+        shift = 0
+    cfg = LinkConfig(threshold, topk, bits, shift, code_zp).validate(q.intermediate_len)
+    scale_bits = struct.unpack("<I", struct.pack("<f", q.intermediate_scale))[0]
+    exponent = scale_bits >> 23 & 0xFF
+    if not 0 < exponent + cfg.shift < 255 or exponent == 0:
+        raise ConfigError(f"the intermediate scale {q.intermediate_scale} times 2**{cfg.shift} is not a normal float32")
+    return cfg
+
+
+def config_header(cfg: LinkConfig) -> str:
+    from mcuflow import __version__
+    from mcuflow.codegen.emit import environment
+
+    return (
+        environment()
+        .get_template("mcuflow_link_config.h.j2")
+        .render(version=__version__, label=cfg.label(), **cfg.as_dict())
+    )
+
+
+def link_from_export(export_dir: str | Path) -> LinkConfig:
+    """The link settings an export was built with (identity for exports made before them)."""
+    meta = json.loads((Path(export_dir) / "export.json").read_text())
+    d = meta.get("link") or {}
+    return LinkConfig(**{k: int(d[k]) for k in ("threshold", "topk", "bits", "shift", "code_zp") if k in d})
+
+
+@functools.lru_cache(maxsize=4096)
+def offload_wire_bytes(body_len: int, seq: int = 0) -> int:
+    """Bytes of an OFFLOAD frame on the wire (COBS + delimiter) for a body of ``body_len`` bytes.
+
+    Exact for frames under 254 raw bytes, whose COBS encoding is always one byte longer;
+    longer frames may take fewer bytes than this (it assumes the worst case)."""
+    return len(encode_frame(OFFLOAD, seq, b"\x01" * (OFFLOAD_FIXED_LEN + body_len)))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcuflow.codegen import render_library
+from mcuflow.codegen import render_library, render_packaging
 from mcuflow.errors import ConfigError, DataError, McuflowError
 from mcuflow.frontend import graph_from_model, graph_from_onnx
 from mcuflow.ir.graph import Graph
@@ -329,9 +329,12 @@ def export(
     q.notes = notes
     link = _link_config(q, calibration, prune_threshold, prune_topk, link_bits, link_shift)
     _check_board(board, q, notes)
-    files = render_library(q)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    files = {**render_library(q), **render_packaging(q)}
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as err:
+        raise ConfigError(f"cannot write the export to {out_dir}: {err.strerror or err}") from None
     try:
         for name, text in files.items():
             (tmp / name).write_text(text)

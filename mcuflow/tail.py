@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,8 +160,10 @@ def load_inputs(path: str | Path, input_len: int) -> np.ndarray:
     """A ``.npy`` of one input or a batch, flattened to ``(N, input_len)``."""
     try:
         a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"cannot read inputs from {path}: {err}") from None
+    if not isinstance(a, np.ndarray):  # an .npz archive
+        raise DataError(f"{path} is an .npz archive; pass one .npy array of inputs")
     if a.ndim == 0 or a.size % input_len or a.size == 0:
         raise DataError(f"{path} holds {a.shape}; need (N, {input_len}) or a multiple of {input_len} elements")
     if a.size == input_len:

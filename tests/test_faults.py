@@ -77,8 +77,9 @@ def test_faults_are_reproducible_from_the_seed_whatever_the_chunking():
         ("trunc", lambda src, out: len(out) < len(src) and out.endswith(b"\x00")),
         (
             "flip",
-            lambda src, out: len(out) == len(src)
-            and sum(bin(a ^ b).count("1") for a, b in zip(src, out, strict=True)) == 1,
+            lambda src, out: (
+                len(out) == len(src) and sum(bin(a ^ b).count("1") for a, b in zip(src, out, strict=True)) == 1
+            ),
         ),
     ],
 )

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import ROOT, require_tools
+
 from mcuflow.cli import main
 
 CHECKPOINT = ROOT / "examples" / "paper_sparse.pt"
@@ -22,16 +22,17 @@ def _tools(monkeypatch):
     monkeypatch.delenv("MCUFLOW_DATA_DIR", raising=False)  # the bundled subset: no dataset needed
 
 
-def test_hil_through_a_faulty_proxy_loses_nothing_and_accepts_nothing_corrupt(tmp_path, capsys):
+def test_hil_through_a_faulty_proxy_with_reboots_loses_nothing_and_accepts_nothing_corrupt(tmp_path, capsys):
     out = tmp_path / "hil.json"
-    spec = "drop=0.001,flip=0.0005,dup=0.0002,garbage=0.0002,delim=0.0002,trunc=0.01,reset=0.01"
+    spec = "drop=0.0004,flip=0.0002,dup=0.0001,garbage=0.0001,delim=0.0001,trunc=0.01,cut=0.01,reset=0.01"
     code = main(
         ["hil", str(CHECKPOINT), "--samples", "200", "--workdir", str(tmp_path / "w"), "--json", str(out),
-         "--quiet", "--faults", spec, "--fault-seed", "42", "--timeout", "0.3"]
+         "--quiet", "--faults", spec, "--fault-seed", "42", "--timeout", "0.15"]
     )  # fmt: skip
     assert code == 0
     assert f"faults: {spec} (seed 42)" in capsys.readouterr().err
     r = json.loads(out.read_text())
+    print({k: r[k] for k in ("session_seconds", "export_seconds", "build_seconds", "wall_seconds", "link")})
     assert r["samples"] == 200 and r["lost"] == 0 and r["errors"] == 0
     assert r["parity_mismatches"] == 0, r["parity_examples"]
     assert r["faults"] == {"spec": spec, "seed": 42, "devices": 1}
@@ -40,4 +41,7 @@ def test_hil_through_a_faulty_proxy_loses_nothing_and_accepts_nothing_corrupt(tm
     assert injected > 10
     assert link["retries"] > 0 and link["frames_sent"] >= 200 + link["retries"]
     assert link["device_frames_dropped"] > 0  # the device saw the damaged requests and refused them
-    assert link["faults_down_reset"] == link["proxy_reconnects"]
+    resets = link["faults_down_reset"] + link["faults_up_reset"]
+    cuts = link["faults_down_cut"] + link["faults_up_cut"]
+    # a reset restarts the emulator (a real reboot), a cut only reconnects to it
+    assert link["device_restarts"] == resets > 0 and link["proxy_reconnects"] == resets + cuts

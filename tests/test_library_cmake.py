@@ -138,3 +138,18 @@ def test_library_in_a_cortex_m4_cmake_project(tmp_path, export_dir):
     weights = json.loads((export_dir / "export.json").read_text())["totals"]["all"]["weight_bytes"]
     rodata_and_text = sum(int(line.split()[1]) for line in size.splitlines() if line.startswith((".text", ".rodata")))
     assert rodata_and_text > weights  # the weights were linked in, not dropped
+
+
+def test_hostile_model_name_stays_inside_comments_and_strings(tmp_path, monkeypatch_module):
+    import shutil
+
+    # The model is named after the checkpoint file, which may hold quotes and newlines.
+    hostile = tmp_path / 'm"\n)\nexecute_process(COMMAND rm -rf x)\n# {"x": 1}.pt'
+    shutil.copy(ROOT / "examples" / "paper_sparse.pt", hostile)
+    out = tmp_path / "export"
+    export(hostile, out)
+    cmake = (out / "CMakeLists.txt").read_text()
+    code = "\n".join(line for line in cmake.splitlines() if not line.lstrip().startswith("#"))
+    assert "execute_process" not in code and "rm -rf" not in code
+    meta = json.loads((out / "library.json").read_text())  # still valid JSON, same keys
+    assert set(meta) == {"name", "version", "description", "keywords", "frameworks", "platforms", "build"}

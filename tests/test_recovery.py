@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, require_tools
+
 from mcuflow.link import LinkError, LinkTimeout, LocalResult, Offload, ProcessTransport, Transport
 from mcuflow.link.faults import FaultInjector, FaultyTransport
 from mcuflow.link.recovery import RecoveringClient
@@ -74,7 +74,28 @@ def test_device_resets_are_detected_and_survived():
     assert all(r.status in ("local", "offload") for r in records)
     resets = inj.counts["down"]["reset"] + inj.counts["up"]["reset"]  # up: a reboot while replying
     assert inj.counts["down"]["reset"] > 3 and dev.resets == resets
-    assert client.recovery.rehellos > 0 and client.recovery.resets_detected > 0
+    assert client.stats.retries > 0
+
+
+def test_a_reboot_is_detected_by_the_re_hello():
+    """The device's drop counter only grows until it reboots: a re-HELLO that sees it lower knows."""
+    dev = SimDevice(head, HASH)
+    state = {"silent": 0}
+
+    def link(direction, data):
+        if direction == "up" and state["silent"]:
+            state["silent"] -= 1
+            return b""
+        return data
+
+    client = RecoveringClient(SimTransport(dev, link), timeout=0.01, retries=1, rounds=3)
+    client.transport.write(b"\x05junk\x00\x03ab\x00")  # two frames the device drops and counts
+    assert client.hello().frames_dropped == 2
+    x = sparse_inputs(1, 3)[0]
+    dev.reset()  # a reboot ...
+    state["silent"] = 2  # ... that also swallows both tries of the next request's reply
+    assert_verified(client.infer(x), head(x))
+    assert client.recovery.rehellos == 1 and client.recovery.resets_detected == 1
 
 
 def test_a_dead_link_ends_every_sample_with_a_failure_record_in_bounded_time():

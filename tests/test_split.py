@@ -71,3 +71,22 @@ def test_bad_configs_raise_config_error(bad):
 def test_junction_seeds_differ():
     model = build_model(paper_config(seed=3))
     assert model.head[1].seed == 3 and model.tail[0].seed == 4
+
+
+def test_from_layers_cuts_a_plain_list():
+    from torch import nn
+
+    from mcuflow.nn import SplitNet
+
+    layers = [nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)]
+    net = SplitNet.from_layers(layers, split=2, exits={2: nn.Linear(6, 3), 1: nn.Linear(6, 3)})
+    assert len(net.head) == 2 and len(net.tail) == 3
+    exits, final = net(torch.rand(5, 8))
+    assert [e.shape for e in exits] == [(5, 3), (5, 3)] and final.shape == (5, 3)
+    plain = nn.Sequential(*layers)
+    x = torch.rand(2, 8)
+    assert torch.allclose(net(x)[1], plain(x))
+    with pytest.raises(ValueError):
+        SplitNet.from_layers(layers, split=5)
+    with pytest.raises(ValueError):
+        SplitNet.from_layers(layers, split=2, exits={3: nn.Linear(4, 3)})

@@ -4,12 +4,20 @@
  *   'e' + one byte                      echo the byte back as "echo=XX"
  *   'c' + 4 bytes N (little endian)    calibrate: count a loop of exactly 2*N instructions
  *   'b' + 4 bytes N (little endian)    benchmark: N head runs in one window (finer than one tick)
+ *   'l' + 1 byte L + 4 bytes N          benchmark one layer: N runs of layer L's kernel (head, then exits)
  *   'q' + one byte                      exit through semihosting with that status
  * At start it prints a banner and the result for a built-in input. */
 #include <stdint.h>
 
 #include "board_config.h"
 #include "mcuflow_model.h"
+
+/* The generated library's layer table (per-layer benchmarks); a hand-made model may not have one. */
+#if defined(__has_include)
+#if __has_include("mcuflow_internal.h")
+#include "mcuflow_internal.h"
+#endif
+#endif
 #include "platform.h"
 
 static int8_t input[MCUFLOW_INPUT_LEN];
@@ -120,6 +128,59 @@ static void benchmark(uint32_t n)
     put_str("\n");
 }
 
+#ifdef MCUFLOW_NUM_LAYERS
+static int8_t layer_in[MCUFLOW_MAX_LAYER_IN];
+static int8_t layer_out[MCUFLOW_MAX_LAYER_OUT];
+
+static void benchmark_layer(uint32_t index, uint32_t n)
+{
+    put_str("layer index=");
+    put_u32(index);
+    if (index >= MCUFLOW_NUM_LAYERS) {
+        put_str(" none\n");
+        return;
+    }
+    const mcuflow_layer_entry_t *e = &mcuflow_layer_table[index];
+    for (uint32_t i = 0; i < e->layer->n_in; i++) {
+        layer_in[i] = (int8_t)((int32_t)((i * 151u + 7u) % 256u) - 128);
+    }
+    platform_counter_reset();
+    uint32_t overhead = platform_counter_read();
+    platform_counter_reset();
+    for (uint32_t i = 0; i < n; i++) {
+        e->fn(layer_in, layer_out, e->layer);
+    }
+    uint32_t count = platform_counter_read();
+    uint32_t sum = 0;
+    for (uint32_t i = 0; i < e->layer->n_out; i++) {
+        sum = sum * 31u + (uint8_t)layer_out[i];
+    }
+    put_str(" format=");
+    put_str(e->format);
+    put_str(" n_in=");
+    put_u32(e->layer->n_in);
+    put_str(" n_out=");
+    put_u32(e->layer->n_out);
+    put_str(" runs=");
+    put_u32(n);
+    put_str(" count=");
+    put_u32(count);
+    put_str(" overhead=");
+    put_u32(overhead);
+    put_str(" checksum=");
+    put_u32(sum);
+    put_str("\n");
+}
+#else
+static void benchmark_layer(uint32_t index, uint32_t n)
+{
+    (void)n;
+    put_str("layer index=");
+    put_u32(index);
+    put_str(" none\n");
+}
+#endif
+
 static uint32_t get_u32(void)
 {
     uint32_t v = 0;
@@ -160,6 +221,9 @@ void mcuflow_serve(void)
             calibrate(n ? n : 1u);
         } else if (cmd == 'b') {
             benchmark(get_u32());
+        } else if (cmd == 'l') {
+            uint32_t index = (uint32_t)platform_uart_getc();
+            benchmark_layer(index, get_u32());
         } else if (cmd == 'q') {
             int status = platform_uart_getc();
             put_str("bye\n");

@@ -14,6 +14,7 @@ from mcuflow.cli import (  # noqa: E402,F401  isort: skip
     cmd_run,
     cmd_hil,
     cmd_report,
+    cmd_link_sweep,
 )
 
 __all__ = ["cli", "main"]

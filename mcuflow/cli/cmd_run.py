@@ -112,7 +112,10 @@ def run_cmd(
         if input_path is not None:
             inputs = load_inputs(input_path, info.input_len)
             if labels_path is not None:
-                labels = np.load(labels_path, allow_pickle=False).reshape(-1)
+                try:
+                    labels = np.load(labels_path, allow_pickle=False).reshape(-1)
+                except (OSError, ValueError, EOFError, AttributeError) as err:  # AttributeError: an .npz
+                    raise ConfigError(f"cannot read labels from {labels_path}: {err}") from None
                 if len(labels) < len(inputs):
                     raise ConfigError(f"{labels_path} has {len(labels)} labels for {len(inputs)} inputs")
         else:

@@ -161,6 +161,20 @@ def model_config_from_options(
     default=True,
     help="Progress on stderr (a bar on a terminal, plain lines otherwise).",
 )
+@click.option(
+    "--finetune-link",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Fine-tune this checkpoint with OFFLOAD pruning in the loop (see mcuflow link-sweep) instead of training.",
+)
+@click.option("--prune-threshold", type=int, default=0, show_default=True, help="--finetune-link: |q - zp| threshold.")
+@click.option("--prune-topk", type=int, default=0, show_default=True, help="--finetune-link: values kept (0: all).")
+@click.option("--link-bits", type=click.IntRange(2, 8), default=8, show_default=True, help="--finetune-link: bits.")
+@click.option("--link-shift", type=click.IntRange(0, 8), default=None, help="--finetune-link: shift [auto].")
+@click.option("--head-epochs", type=int, default=20, show_default=True, help="--finetune-link: joint epochs.")
+@click.option("--head-lr", type=float, default=2e-3, show_default=True, help="--finetune-link: joint learning rate.")
+@click.option("--tail-epochs", type=int, default=5, show_default=True, help="--finetune-link: exact tail epochs.")
+@click.option("--tail-lr", type=float, default=1e-3, show_default=True, help="--finetune-link: tail learning rate.")
 def train(**opts) -> None:
     """Train a split network on MNIST with a joint early-exit + final loss.
 
@@ -175,6 +189,10 @@ def train(**opts) -> None:
         mcuflow train --out model.pt --metrics-json metrics.json
         mcuflow train --family deep --sizes 800,5,5,10 --epochs 50 --out deep.pt
     """
+    if opts["finetune_link"]:
+        from mcuflow.cli.cmd_link_sweep import finetune_from_train_opts
+
+        return finetune_from_train_opts(opts)
     from mcuflow.checkpoint import save
     from mcuflow.data import load_mnist
     from mcuflow.nn.train import TrainConfig, build_and_train, write_json
@@ -221,7 +239,9 @@ def train(**opts) -> None:
     acc = m["accuracy"]
     exits = ", ".join(f"exit {i + 1} {a * 100:.2f}%" for i, a in enumerate(acc["exits"]))
     click.echo(
-        f"{config.family} {config.sizes} out-degrees {config.out_degrees}: {m['params']['main_path']} params "
+        f"{config.family} {config.sizes}"
+        + (f" out-degrees {config.out_degrees}" if config.out_degrees else " fully connected")
+        + f": {m['params']['main_path']} params "
         f"(+{sum(m['params']['exits'])} in exits); test accuracy final {acc['final'] * 100:.2f}%"
         + (f", {exits}" if exits else "")
         + f" on {m['test_samples']} images; trained in {m['train_time_s']:.1f}s"

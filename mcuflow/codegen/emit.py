@@ -20,7 +20,10 @@ ARTIFACTS = {
     "mcuflow_kernels.c.j2": "mcuflow_kernels.c",
     "mcuflow_weights.c.j2": "mcuflow_weights.c",
     "mcuflow_model.c.j2": "mcuflow_model.c",
-    # So the export drops into someone else's firmware as a library.
+}
+
+# Build files, so an export drops into someone else's firmware as a library.
+PACKAGING = {
     "CMakeLists.txt.j2": "CMakeLists.txt",
     "library.json.j2": "library.json",
 }
@@ -89,7 +92,9 @@ def _layer_context(layer: QLinear, ident: str) -> dict:
     }
 
 
-def build_context(model: QModel) -> dict:
+def build_context(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> dict:
+    """The template context. ``extra_layers`` get weights, kernels and layer-table entries but no step in
+    ``mcuflow_head_run`` (benchmarks time them one by one through ``mcuflow_layer_table``)."""
     plan = model.plan
     assert plan is not None, "run plan_memory before codegen"
     idents: dict[int, str] = {}
@@ -101,6 +106,9 @@ def build_context(model: QModel) -> dict:
         for j, layer in enumerate(ex.layers):
             idents[id(layer)] = c_identifier(layer.name, prefix=f"mcuflow_x{e}_{j}_")
             layers.append(_layer_context(layer, idents[id(layer)]))
+    for j, layer in enumerate(extra_layers):
+        idents[id(layer)] = c_identifier(layer.name, prefix=f"mcuflow_b{j}_")
+        layers.append(_layer_context(layer, idents[id(layer)]))
     exits = [
         {
             "lut_ident": c_identifier(ex.name, prefix=f"mcuflow_lut{e}_"),
@@ -109,8 +117,11 @@ def build_context(model: QModel) -> dict:
         }
         for e, ex in enumerate(model.exits)
     ]
-    packed = [layer.packed for layer in [*model.head, *(x for ex in model.exits for x in ex.layers)]]
-    kernels = [kernel_context(pw, lc["kernel_name"]) for pw, lc in zip(packed, layers, strict=True)]
+    packed = [layer.packed for layer in [*model.head, *(x for ex in model.exits for x in ex.layers), *extra_layers]]
+    kernels = [
+        kernel_context(pw, lc["kernel_name"], lc["out_zp"], lc["act_min"], lc["act_max"])
+        for pw, lc in zip(packed, layers, strict=True)
+    ]
     gather_types = sorted({k["col_type"][:-2] for k in kernels if k["format"] in ("fixed", "csr")})
     scratch = index_free_scratch(packed)
     steps = []
@@ -156,7 +167,7 @@ def build_context(model: QModel) -> dict:
         "exits": exits,
         "kernels": kernels,
         "gather_types": gather_types,
-        "index_free": {"scratch_len": scratch} if scratch else None,
+        "index_free": {"scratch_len": scratch} if scratch else None,  # the int16 buffer (dense, index_free)
         "max_layer_in": max(lc["n_in"] for lc in layers),
         "max_layer_out": max(lc["n_out"] for lc in layers),
         "steps": steps,
@@ -165,8 +176,15 @@ def build_context(model: QModel) -> dict:
     }
 
 
-def render_library(model: QModel) -> dict[str, str]:
+def render_library(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> dict[str, str]:
     """File name -> C source text for the whole library."""
     env = environment()
-    ctx = build_context(model)
+    ctx = build_context(model, tuple(extra_layers))
     return {out: env.get_template(tpl).render(**ctx) for tpl, out in ARTIFACTS.items()}
+
+
+def render_packaging(model: QModel) -> dict[str, str]:
+    """File name -> text of the CMake and PlatformIO files that make the export a library."""
+    env = environment()
+    ctx = build_context(model)
+    return {out: env.get_template(tpl).render(**ctx) for tpl, out in PACKAGING.items()}

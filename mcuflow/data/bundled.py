@@ -14,7 +14,8 @@ BUNDLED_NAME = "mnist_test_500.npz"
 
 
 def examples_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "examples"
+    """``examples/`` next to the package (editable install), or ``$MCUFLOW_EXAMPLES_DIR``."""
+    return Path(os.environ.get("MCUFLOW_EXAMPLES_DIR") or Path(__file__).resolve().parents[2] / "examples")
 
 
 def bundled_test_subset(path: str | os.PathLike | None = None) -> MNISTSplit:

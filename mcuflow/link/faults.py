@@ -8,9 +8,11 @@
   each hits a byte with the given probability (``per=byte``, the default) or a
   frame once with that probability (``per=frame``);
 - ``trunc``: a frame loses its tail (the delimiter survives);
-- ``reset``: the frame is cut mid-way and the injector's ``on_reset`` callback
-  runs (the simulated device reboots, or the TCP proxy drops and reopens its
-  connection to the emulator).
+- ``cut``: the frame is cut mid-way and ``on_cut`` runs (the TCP proxy drops and
+  reopens its connection to the emulator: the device keeps a half frame);
+- ``reset``: the frame is cut mid-way and ``on_reset`` runs: the device reboots
+  (the Python device forgets everything; under QEMU the proxy restarts the
+  emulator, see :class:`QemuFaultLink`).
 
 Three ways to use it:
 
@@ -37,7 +39,7 @@ from mcuflow.errors import ConfigError
 from mcuflow.link.transport import Transport
 
 BYTE_FAULTS = ("drop", "flip", "dup", "insert", "garbage", "delim")
-FRAME_FAULTS = ("trunc", "reset")
+FRAME_FAULTS = ("trunc", "cut", "reset")
 KINDS = BYTE_FAULTS + FRAME_FAULTS
 DIRECTIONS = ("down", "up")  # down: host -> device, up: device -> host
 
@@ -94,10 +96,18 @@ class FaultSpec:
 class FaultInjector:
     """Applies a :class:`FaultSpec` to byte streams; counts what it did in ``counts``."""
 
-    def __init__(self, spec: FaultSpec | str, seed: int, on_reset: Callable[[], None] | None = None, log=None):
+    def __init__(
+        self,
+        spec: FaultSpec | str,
+        seed: int,
+        on_reset: Callable[[], None] | None = None,
+        log=None,
+        on_cut: Callable[[], None] | None = None,
+    ):
         self.spec = FaultSpec.parse(spec) if isinstance(spec, str) else spec
         self.seed = int(seed)
         self.on_reset = on_reset
+        self.on_cut = on_cut
         self._rng = {d: random.Random(f"{self.seed}:{d}") for d in DIRECTIONS}
         self._pending = {d: bytearray() for d in DIRECTIONS}
         self._lock = threading.Lock()
@@ -133,12 +143,13 @@ class FaultInjector:
         c["frames"] += 1
         c["bytes"] += len(frame)
         body = frame[:-1]
-        if body and rng.random() < rates.get("reset", 0.0):
-            c["reset"] += 1
-            cut = body[: rng.randrange(len(body))]
-            if self.on_reset is not None:
-                self.on_reset()
-            return cut
+        for kind in ("reset", "cut"):
+            if body and rng.random() < rates.get(kind, 0.0):
+                c[kind] += 1
+                hook = self.on_reset if kind == "reset" else self.on_cut
+                if hook is not None:
+                    hook()
+                return body[: rng.randrange(len(body))]
         if body and rng.random() < rates.get("trunc", 0.0):
             c["trunc"] += 1
             body = body[: rng.randrange(len(body))]
@@ -223,19 +234,32 @@ class FaultProxy:
 
     It listens on 127.0.0.1 (``url`` is the ``socket://`` address to give the host),
     serves one client at a time and forwards both ways through ``injector``. A
-    ``reset`` fault closes the upstream connection and opens a new one (QEMU's
+    ``cut`` fault closes the upstream connection and opens a new one (QEMU's
     ``server=on`` chardev accepts again): bytes in flight are lost, the device keeps
-    the half frame it had received.
+    the half frame it had received. A ``reset`` fault calls ``restart`` (which
+    reboots the device and returns its new address) before reconnecting, or is a
+    ``cut`` when there is no ``restart``.
     """
 
-    def __init__(self, upstream: tuple[str, int], injector: FaultInjector, connect_timeout: float = 5.0):
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        injector: FaultInjector,
+        connect_timeout: float = 5.0,
+        restart: Callable[[], tuple[str, int]] | None = None,
+    ):
         self.upstream_addr = upstream
         self.injector = injector
         self.connect_timeout = connect_timeout
+        self.restart = restart
         self.reconnects = 0
+        self.restarts = 0
         if injector.on_reset is None:
-            injector.on_reset = self._request_reconnect
+            injector.on_reset = self._request_reset
+        if injector.on_cut is None:
+            injector.on_cut = self._request_reconnect
         self._reconnect = threading.Event()
+        self._reset = threading.Event()
         self._stop = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -251,6 +275,10 @@ class FaultProxy:
         return s
 
     def _request_reconnect(self) -> None:
+        self._reconnect.set()
+
+    def _request_reset(self) -> None:
+        self._reset.set()
         self._reconnect.set()
 
     def _serve(self) -> None:
@@ -269,6 +297,11 @@ class FaultProxy:
                 self._reconnect.clear()
                 with contextlib.suppress(OSError):
                     self._upstream.close()
+                if self._reset.is_set():
+                    self._reset.clear()
+                    if self.restart is not None:
+                        self.upstream_addr = self.restart()
+                        self.restarts += 1
                 self._upstream = self._connect_upstream()
                 self.reconnects += 1
             up = self._upstream
@@ -310,40 +343,55 @@ class QemuFaultLink:
     """A :class:`RecoveringClient` to a running ``QemuSession`` through a :class:`FaultProxy`.
 
     The session's own serial connection is closed and the proxy connects in its
-    place (the device only speaks when asked, so nothing is lost in between).
+    place (the device only speaks when asked, so nothing is lost in between). A
+    ``reset`` fault restarts the emulator (a real reboot: RAM, receiver state and
+    reply cache are gone); a ``cut`` only reconnects.
     """
 
-    def __init__(self, session, spec: FaultSpec | str, seed: int, timeout: float, retries: int, rounds: int = 3, log=None):
+    def __init__(
+        self, session, spec: FaultSpec | str, seed: int, timeout: float, retries: int, rounds: int = 3, log=None
+    ):
         from mcuflow.link.recovery import RecoveringClient
         from mcuflow.link.transport import open_transport
 
-        url = session.url or ""
+        self.session = session
+        self.injector = FaultInjector(spec, seed, log=log)
+        self.proxy = FaultProxy(self._take_over(), self.injector, restart=self._restart)
+        transport = open_transport(self.proxy.url, connect_timeout=5.0)
+        self.client = RecoveringClient(transport, timeout=timeout, retries=retries, rounds=rounds)
+
+    def _take_over(self) -> tuple[str, int]:
+        url = self.session.url or ""
         host, _, port = url.removeprefix("socket://").rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"fault injection needs a socket:// link to the emulator, not {url!r}")
-        self.injector = FaultInjector(spec, seed, log=log)
-        if session.serial is not None:
-            session.serial.close()
-        self.proxy = FaultProxy((host, int(port)), self.injector)
-        transport = open_transport(self.proxy.url, connect_timeout=5.0)
-        self.client = RecoveringClient(transport, timeout=timeout, retries=retries, rounds=rounds)
+        if self.session.serial is not None:
+            self.session.serial.close()
+        return host, int(port)
+
+    def _restart(self) -> tuple[str, int]:
+        self.session.stop()
+        self.session.start()
+        return self._take_over()
 
     def stats(self) -> dict:
         """Link, recovery and injected-fault counters as one flat dict of ints (sums across devices).
 
         ``device_frames_dropped`` is the device's own count of rejected frames (bad COBS or
         CRC, too short or long), read with a last HELLO."""
+        try:
+            device_dropped = self.client.hello(retries=10).frames_dropped
+        except Exception:  # noqa: BLE001  a summary must not fail the session it summarises
+            device_dropped = -1
         out = {k: v for k, v in self.client.report().items() if isinstance(v, int)}
+        out["device_frames_dropped"] = device_dropped
         for reason, n in self.client.stats.dropped.items():
             out[f"host_dropped_{reason}"] = n
         for direction, counts in self.injector.counts.items():
             for kind, n in counts.items():
                 out[f"faults_{direction}_{kind}"] = n
-        try:
-            out["device_frames_dropped"] = self.client.hello(retries=10).frames_dropped
-        except Exception:  # noqa: BLE001  a summary must not fail the session it summarises
-            out["device_frames_dropped"] = -1
         out["proxy_reconnects"] = self.proxy.reconnects
+        out["device_restarts"] = self.proxy.restarts
         return out
 
     def close(self) -> None:

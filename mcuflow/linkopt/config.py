@@ -15,6 +15,7 @@ from mcuflow.link.encodings import LinkConfig, auto_shift
 from mcuflow.link.frame import encode_frame
 from mcuflow.link.messages import OFFLOAD, OFFLOAD_FIXED_LEN
 
+SHIFT_PERCENTILE = 99.9  # of the calibration's q - zp, fitted by --link-shift auto
 FLOAT32_BYTES = 4  # the paper's baseline sends the intermediate as dense float32
 
 
@@ -28,15 +29,18 @@ def resolve_link(
     shift: int | None = None,
 ) -> LinkConfig:
     """The link settings for QModel ``q``. With ``bits`` < 8 and no ``shift``, the shift is the
-    smallest that fits the calibration range of ``q - zero_point`` into the codes."""
+    smallest that fits the calibration range of ``q - zero_point`` (its 0.1st to 99.9th
+    percentile) into the codes; larger values clamp to the largest code."""
     zp = int(q.intermediate_zp)
     layer = q.intermediate
     d_min = int(layer.act_min) - zp if q.head else -255  # ReLU: act_min == zp, the codes need no sign
     if bits < 8:
         if calibration_intermediate is not None and len(calibration_intermediate):
+            # A percentile, not the maximum: min/max calibration puts one outlier at the top of the int8
+            # range, and fitting it would waste most of a narrow code's levels (the rest clamp).
             d = np.asarray(calibration_intermediate, dtype=np.int32) - zp
-            d_max = int(d.max())
-            d_min = min(d_min, int(d.min())) if d_min < 0 else 0
+            d_max = int(np.ceil(np.percentile(d, SHIFT_PERCENTILE)))
+            d_min = min(d_min, int(np.floor(np.percentile(d, 100 - SHIFT_PERCENTILE)))) if d_min < 0 else 0
         else:
             d_max = int(layer.act_max) - zp if q.head else 255
         auto, code_zp = auto_shift(bits, max(d_max, 0), min(d_min, 0))

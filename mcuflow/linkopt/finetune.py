@@ -1,12 +1,14 @@
-"""Fine-tuning the tail with link compression in the loop.
+"""Fine-tuning with link compression in the loop, in two stages.
 
-The head and exits stay frozen, so the export's int8 head (and its calibration, scale and
-exits) is unchanged and the device sends exactly what the numpy reference predicts. The
-tail is then trained on what it will really receive: the int8 reference's head output of
-every training image, pruned, narrowed and dequantised by the export's link settings
-(:func:`mcuflow.reference.link_offload`). Because the pruning runs in the bit-exact
-reference, there is nothing to approximate (no straight-through estimator is needed: no
-gradient flows into the frozen head).
+1. ``head_epochs`` > 0: the whole network (head, exits, tail) is trained jointly, the tail
+   reading the head output through a differentiable model of the device's link: per-sample
+   top-k and threshold masks (gradients flow through the kept elements only) and fake
+   quantisation to the int8 grid and then to the narrow codes (straight-through rounding).
+   The head learns to put what the tail needs into the few values that survive.
+2. The head and exits are frozen and the tail is trained on exactly what it will receive:
+   the int8 reference's head output of every training image, pruned, narrowed and
+   dequantised by the export's link settings (:func:`mcuflow.reference.link_offload`),
+   which is bit-exact with the device.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from mcuflow.errors import ConfigError
-
 
 CHUNK = 5000
 
@@ -63,6 +64,10 @@ def finetune_link(
     calibration_samples: int = 1000,
     exit_threshold: float | None = None,
     seed: int = 0,
+    head_epochs: int = 0,
+    head_lr: float = 1e-3,
+    distill: float = 0.0,
+    act_l1: float = 0.0,
     log=None,
 ) -> FinetuneResult:
     """Fine-tune CHECKPOINT's tail for the given link settings; the head and exits are frozen.
@@ -81,14 +86,49 @@ def finetune_link(
         raise ConfigError(f"--epochs must be at least 1, got {epochs}")
     if offload_weight < 0:
         raise ConfigError(f"--offload-weight must be >= 0, got {offload_weight}")
+    if head_epochs < 0:
+        raise ConfigError(f"--head-epochs must be >= 0, got {head_epochs}")
     t0 = time.perf_counter()
     model = mcuflow.load(checkpoint)
     if getattr(model, "tail", None) is None or len(model.tail) == 0:
         raise ConfigError(f"{checkpoint} has no tail to fine-tune")
+    history: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="mcuflow-finetune-") as tmp:
+        train = load_mnist("train", data_dir, download=False).subset(limit)
+        source = checkpoint
+        if head_epochs:
+            export_dir = Path(tmp) / "export0"
+            exporter.export(
+                checkpoint,
+                export_dir,
+                calibration_samples=calibration_samples,
+                data_dir=data_dir,
+                prune_threshold=prune_threshold,
+                prune_topk=prune_topk,
+                link_bits=link_bits,
+                link_shift=link_shift,
+            )
+            cfg0 = link_from_export(export_dir)
+            threshold = exporter.DEFAULT_EXIT_THRESHOLD if exit_threshold is None else exit_threshold
+            history += train_head(
+                model,
+                train,
+                cfg0,
+                head_epochs,
+                head_lr,
+                batch_size,
+                seed,
+                log,
+                offload_weight,
+                threshold,
+                distill,
+                act_l1,
+            )
+            source = Path(tmp) / "stage1.pt"
+            mcuflow.save(model, source)
         export_dir = Path(tmp) / "export"
         exporter.export(
-            checkpoint,
+            source,
             export_dir,
             exit_threshold=exporter.DEFAULT_EXIT_THRESHOLD if exit_threshold is None else exit_threshold,
             calibration_samples=calibration_samples,
@@ -99,7 +139,6 @@ def finetune_link(
             link_shift=link_shift,
         )
         cfg = link_from_export(export_dir)
-        train = load_mnist("train", data_dir, download=False).subset(limit)
         x, exited = link_inputs(export_dir, train.images, cfg)
     y = torch.from_numpy(np.asarray(train.labels, dtype=np.int64))
     w = torch.from_numpy(np.where(exited, 1.0, offload_weight).astype(np.float32))
@@ -113,7 +152,6 @@ def finetune_link(
     opt = torch.optim.Adam(params, lr=lr)
     steps = epochs * ((len(xt) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    history = []
     model.tail.train()
     for epoch in range(epochs):
         order = torch.randperm(len(xt), generator=gen)
@@ -127,13 +165,127 @@ def finetune_link(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             seen += len(idx)
             correct += int((logits.argmax(1) == y[idx]).sum())
-        history.append({"epoch": epoch + 1, "loss": total / seen, "train_accuracy": correct / seen})
+        history.append({"stage": "tail", "epoch": epoch + 1, "loss": total / seen, "train_accuracy": correct / seen})
         if log is not None:
             log(f"finetune-link: epoch {epoch + 1}/{epochs} loss {total / seen:.4f} train acc {correct / seen:.4f}")
     model.tail.eval()
     for p in model.parameters():
         p.requires_grad_(True)
     return FinetuneResult(model, cfg.as_dict(), history, time.perf_counter() - t0)
+
+
+class LinkSimulator:
+    """A differentiable model of the device's link for training: int8 grid, pruning, narrow codes.
+
+    The int8 scale follows the export's min/max calibration (an exponential moving average of
+    the batch maximum / 255, the head output being non-negative); the shift is the export's.
+    """
+
+    def __init__(self, cfg, momentum: float = 0.05):
+        self.cfg = cfg
+        self.momentum = momentum
+        self.hmax: float | None = None
+
+    def __call__(self, h):
+        import torch
+
+        cfg = self.cfg
+        if self.hmax is None:
+            self.hmax = float(h.detach().max())
+        else:
+            self.hmax = (1 - self.momentum) * self.hmax + self.momentum * float(h.detach().max())
+        scale = max(self.hmax, 1e-6) / 255.0
+        d = torch.clamp(torch.round(h.detach() / scale), -255, 255)  # q - zp on the int8 grid
+        mag = d.abs()
+        keep = mag > cfg.threshold
+        if cfg.topk and cfg.topk < h.shape[1]:
+            ranked = torch.where(keep, mag, torch.zeros_like(mag))
+            # ties broken by index, as on the device: a tiny index-dependent penalty
+            ranked = ranked - torch.arange(h.shape[1], dtype=h.dtype) * 1e-6
+            top = ranked.topk(cfg.topk, dim=1).indices
+            sel = torch.zeros_like(keep)
+            sel.scatter_(1, top, True)
+            keep = keep & sel
+        step = scale * (2.0**cfg.shift if cfg.bits < 8 else 1.0)
+        levels = (1 << cfg.bits) - 1 if cfg.bits < 8 else 255
+        hq = torch.clamp(torch.round(h / step), 0, levels) * step
+        hq = h + (hq - h).detach()  # straight-through rounding
+        return hq * keep.to(h.dtype)
+
+
+def train_head(
+    model,
+    train,
+    cfg,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    log,
+    offload_weight: float = 1.0,
+    exit_threshold: float = 0.9,
+    distill: float = 0.0,
+    act_l1: float = 0.0,
+) -> list[dict]:
+    """Stage 1: joint exit + final loss, the tail reading the head through :class:`LinkSimulator`.
+
+    The tail's loss on images no exit is confident about (max softmax below ``exit_threshold``:
+    the ones the device offloads) is weighted by ``offload_weight``. ``distill`` adds the KL
+    divergence to the unpruned model's tail (temperature 2), ``act_l1`` an L1 penalty on the head
+    output that makes it sparser (fewer values to send)."""
+    import copy
+
+    import torch
+
+    from mcuflow.data import to_tensors
+
+    x, y = to_tensors(train.images, train.labels)
+    sim = LinkSimulator(cfg)
+    teacher = copy.deepcopy(model).eval() if distill else None
+    gen = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    steps = epochs * ((len(x) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    model.train()
+    history = []
+    for epoch in range(epochs):
+        order = torch.randperm(len(x), generator=gen)
+        total, seen, correct = 0.0, 0, 0
+        for i in range(0, len(x), batch_size):
+            idx = order[i : i + batch_size]
+            h, exits = x[idx], []
+            for j, layer in enumerate(model.head, start=1):  # as SplitNet.forward, exits see the unpruned head
+                h = layer(h)
+                exits += [model.exits[e](h) for e, at in enumerate(model.exit_points) if at == j]
+            logits = model.run_tail(sim(h))
+            w = torch.ones(len(idx))
+            if exits and offload_weight != 1.0:
+                conf = torch.stack([torch.softmax(e.detach(), 1).max(1).values for e in exits]).max(0).values
+                w = torch.where(conf < exit_threshold, torch.full_like(w, offload_weight), w)
+            loss_each = torch.nn.functional.cross_entropy(logits, y[idx], reduction="none")
+            loss = (loss_each * w).sum() / w.sum()
+            for e in exits:
+                loss = loss + torch.nn.functional.cross_entropy(e, y[idx])
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = torch.softmax(teacher(x[idx])[1] / 2.0, 1)
+                kl = torch.nn.functional.kl_div(torch.log_softmax(logits / 2.0, 1), soft, reduction="none").sum(1)
+                loss = loss + distill * 4.0 * (kl * w).sum() / w.sum()
+            if act_l1:
+                loss = loss + act_l1 * h.abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            correct += int((logits.argmax(1) == y[idx]).sum())
+        history.append({"stage": "head", "epoch": epoch + 1, "loss": total / seen, "train_accuracy": correct / seen})
+        if log is not None:
+            log(f"finetune-link: head epoch {epoch + 1}/{epochs} loss {total / seen:.4f} tail acc {correct / seen:.4f}")
+    model.eval()
+    return history

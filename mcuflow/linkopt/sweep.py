@@ -214,7 +214,9 @@ def run_sweep(ctx: SweepContext, configs: list[LinkConfig], progress=None) -> tu
 
 def best_within(rows: list[dict], max_loss_points: float) -> dict | None:
     """The most compressed configuration whose accuracy loss is at most ``max_loss_points``."""
-    ok = [r for r in rows if r["accuracy_loss_points"] is not None and r["accuracy_loss_points"] <= max_loss_points]
+    ok = [
+        r for r in rows if r["accuracy_loss_points"] is not None and r["accuracy_loss_points"] <= max_loss_points + 1e-9
+    ]
     return min(ok, key=lambda r: (r["tensor_bytes"], -r["accuracy"])) if ok else None
 
 
@@ -246,7 +248,9 @@ def write_plot(rows: list[dict], path: str | os.PathLike, title: str) -> Path:
                 label=f"{bits}-bit values",
             )
     front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["tensor_bytes"])
-    ax.plot([r["tensor_bytes"] for r in front], [100 * r["accuracy"] for r in front], "k-", lw=1.2, label="Pareto front")
+    ax.plot(
+        [r["tensor_bytes"] for r in front], [100 * r["accuracy"] for r in front], "k-", lw=1.2, label="Pareto front"
+    )
     base = rows[0]
     ax.axhline(100 * base["accuracy"] - 1.0, color="grey", ls=":", lw=1, label="dense int8 - 1 point")
     n = round(base["tensor_bytes"])

@@ -16,7 +16,8 @@ Two kinds:
   with ``p`` a unit of Z/n_in (so each pass is a permutation of the columns:
   exact out-degree) and ``1 <= s <= n_in - d_in`` (so a row that straddles two
   passes never repeats a column). The device regenerates the pattern from
-  ``(n_in, d_in, p, s)``, incrementally: ``u`` steps by one, ``col`` by ``p``.
+  ``(n_in, d_in, p, s)``, incrementally: within a pass ``col`` steps by ``p``
+  (mod ``n_in``), and the step into a new pass adds a further ``s * p``.
 
   ``p`` spreads a row's inputs over the whole input (pixels far apart): the
   golden-ratio fraction of ``n_in``, nudged by the seed, moved up to the next

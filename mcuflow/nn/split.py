@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -26,6 +26,21 @@ class SplitNet(nn.Module):
             if not 1 <= at <= len(head):
                 raise ValueError(f"exit attached at head position {at}, but the head has {len(head)} modules")
         self.exits = nn.ModuleList([branch for _, branch in exits])
+
+    @classmethod
+    def from_layers(
+        cls, layers: Sequence[nn.Module], split: int, exits: Mapping[int, nn.Module] | None = None
+    ) -> SplitNet:
+        """Cut a plain layer list: ``layers[:split]`` is the head, the rest the tail.
+
+        ``exits`` maps a position ``1..split`` (the output of ``layers[:position]``)
+        to an exit branch; several exits may share a position.
+        """
+        layers = list(layers)
+        if not 1 <= split < len(layers):
+            raise ValueError(f"split {split} must leave at least one layer on each side of {len(layers)} layers")
+        items = list((exits or {}).items())
+        return cls(nn.Sequential(*layers[:split]), items, nn.Sequential(*layers[split:]))
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         exit_logits: list[torch.Tensor | None] = [None] * len(self.exits)

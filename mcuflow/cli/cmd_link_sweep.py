@@ -1,0 +1,240 @@
+"""``mcuflow link-sweep``: bytes on the link vs accuracy for OFFLOAD pruning and narrow codes;
+also the ``mcuflow train --finetune-link`` implementation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mcuflow.cli.main import cli
+from mcuflow.errors import ConfigError
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{what} is empty")
+    return values
+
+
+def _shifts(text: str) -> tuple[int | None, ...]:
+    out: list[int | None] = []
+    for v in text.replace(" ", "").split(","):
+        if v == "auto":
+            out.append(None)
+        elif v:
+            out.extend(_ints(v, "--shifts"))
+    return tuple(out) or (None,)
+
+
+def link_flags(cfg: dict) -> str:
+    """The export/hil options that reproduce a link configuration."""
+    flags = []
+    if cfg["threshold"]:
+        flags.append(f"--prune-threshold {cfg['threshold']}")
+    if cfg["topk"]:
+        flags.append(f"--prune-topk {cfg['topk']}")
+    if cfg["bits"] != 8:
+        flags.append(f"--link-bits {cfg['bits']} --link-shift {cfg['shift']}")
+    return " ".join(flags) or "(none: dense int8)"
+
+
+@cli.command("link-sweep")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
+@click.option(
+    "-o",
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("link-sweep"),
+    show_default=True,
+    help="Where link_sweep.csv, link_pareto.png/.md and link_sweep.json go.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    envvar="MCUFLOW_DATA_DIR",
+    help="MNIST directory (env MCUFLOW_DATA_DIR).",
+)
+@click.option("--samples", "-n", type=int, default=None, help="Test images to evaluate [default: all 10,000].")
+@click.option("--thresholds", default="0,4,8,16,32,48,64", show_default=True, help="Magnitude thresholds on |q - zp|.")
+@click.option("--topks", default="0,16,12,10,8,6,5,4,3,2", show_default=True, help="Top-k values (0: off).")
+@click.option("--bits", "bits_list", default="8,6,4,3,2", show_default=True, help="Bit widths of the sent values.")
+@click.option(
+    "--shifts", default="auto", show_default=True, help="Shifts for narrow values ('auto' fits the calibration)."
+)
+@click.option("--exit-threshold", type=float, default=None, help="Early-exit confidence threshold [export default].")
+@click.option(
+    "--max-loss",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Accuracy loss budget (points) for the recommended setting.",
+)
+@click.option(
+    "--baseline",
+    "baseline_ckpt",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Measure the loss against this checkpoint's dense int8 accuracy (e.g. the model before fine-tuning).",
+)
+@click.option(
+    "--verify",
+    "verify_samples",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Check the recommended setting in a QEMU hil session on this many test images (0: no).",
+)
+@click.option("--board", default="qemu-mps2-an386", show_default=True, help="QEMU board for --verify.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def link_sweep(
+    checkpoint,
+    out_dir,
+    data_dir,
+    samples,
+    thresholds,
+    topks,
+    bits_list,
+    shifts,
+    exit_threshold,
+    max_loss,
+    baseline_ckpt,
+    verify_samples,
+    board,
+    quiet,
+):
+    """Sweep OFFLOAD pruning (threshold, top-k) and value widths for CHECKPOINT.
+
+    For every setting: bytes per offloaded sample (encoded tensor, OFFLOAD payload, frame on
+    the wire), compression vs the dense float32 intermediate (the paper's baseline) and vs
+    dense int8, and end-to-end accuracy of the int8 reference (bit-exact with the device)
+    plus the host tail. Writes a CSV, the Pareto table and a Pareto plot.
+
+    \b
+    Example:
+        mcuflow link-sweep examples/paper_sparse.pt -o out/link --verify 1000
+    """
+    from mcuflow.linkopt import sweep as S
+    from mcuflow.progress import progress
+
+    def log(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    ctx = S.prepare(checkpoint, data_dir=data_dir, samples=samples, exit_threshold=exit_threshold)
+    configs = S.grid(
+        ctx, _ints(thresholds, "--thresholds"), _ints(topks, "--topks"), _ints(bits_list, "--bits"), _shifts(shifts)
+    )
+    log(f"link-sweep: {len(configs)} settings on {ctx.source}")
+    with progress(len(configs), "link-sweep", enabled=not quiet) as bar:
+        rows, base = S.run_sweep(ctx, configs, progress=bar.update)
+    reference_acc = base["accuracy"]
+    if baseline_ckpt:
+        bctx = S.prepare(baseline_ckpt, data_dir=data_dir, samples=samples, exit_threshold=exit_threshold)
+        from mcuflow.link.encodings import LinkConfig
+
+        reference_acc = S.evaluate(bctx, LinkConfig())["accuracy"]
+    for r in rows:
+        r["accuracy_loss_points"] = 100 * (reference_acc - r["accuracy"])
+    best = S.best_within(rows, max_loss)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = f"{Path(checkpoint).name}: link compression on {ctx.source}"
+    S.write_csv(rows, out_dir / "link_sweep.csv")
+    S.write_plot(rows, out_dir / "link_pareto.png", title)
+    table = S.pareto_table(rows)
+    S._atomic_write(out_dir / "link_pareto.md", ("\n".join([f"# {title}", "", *table]) + "\n").encode())
+    summary = {
+        "checkpoint": str(checkpoint),
+        "data": ctx.source,
+        "baseline_checkpoint": baseline_ckpt,
+        "baseline_accuracy": reference_acc,
+        "dense_int8": base,
+        "max_loss_points": max_loss,
+        "recommended": best,
+        "pareto": [r for r in rows if r["pareto"]],
+    }
+    for line in table:
+        click.echo(line)
+    if best:
+        click.echo(
+            f"recommended within {max_loss:g} point(s): {best['label']}: {best['tensor_bytes']:.2f} B per offload "
+            f"({best['compression_vs_float32']:.1f}x vs float32, {best['compression_vs_int8']:.2f}x vs int8), "
+            f"accuracy {100 * best['accuracy']:.2f}% (loss {best['accuracy_loss_points']:.2f}); "
+            f"export/hil flags: {link_flags(best)}"
+        )
+        if verify_samples:
+            from mcuflow.hil import run_hil
+
+            res = run_hil(
+                checkpoint,
+                board,
+                samples=verify_samples,
+                data_dir=data_dir,
+                exit_threshold=exit_threshold,
+                workdir=out_dir / "verify",
+                show_progress=not quiet,
+                log=log,
+                prune_threshold=best["threshold"],
+                prune_topk=best["topk"],
+                link_bits=best["bits"],
+                link_shift=best["shift"] if best["bits"] < 8 else None,
+            )
+            lc = res["link_compression"]
+            summary["verify"] = {
+                k: res[k]
+                for k in (
+                    "samples",
+                    "accuracy",
+                    "reference_accuracy",
+                    "parity_mismatches",
+                    "lost",
+                    "errors",
+                    "bytes_per_offload",
+                )
+            } | {"link": lc}
+            click.echo(
+                f"hil check ({res['samples']} samples on {board}): accuracy {100 * res['accuracy']:.2f}%, "
+                f"parity mismatches {res['parity_mismatches']}, {lc['tensor_bytes_per_offload']:.2f} B tensor / "
+                f"{lc['wire_bytes_per_offload_measured']:.2f} B on the wire per offload"
+            )
+    else:
+        click.echo(f"no setting stays within {max_loss:g} point(s) of {100 * reference_acc:.2f}%")
+    S._atomic_write(out_dir / "link_sweep.json", (json.dumps(summary, indent=2, default=float) + "\n").encode())
+    click.echo(f"wrote {out_dir}/link_sweep.csv, link_pareto.png, link_pareto.md, link_sweep.json")
+
+
+def finetune_from_train_opts(opts: dict) -> None:
+    """``mcuflow train --finetune-link CKPT``: fine-tune with the link compression in the loop."""
+    import mcuflow
+    from mcuflow.linkopt.finetune import finetune_link
+
+    if not opts.get("out"):
+        raise ConfigError("--finetune-link needs --out for the fine-tuned checkpoint")
+    show = opts.get("show_progress", True)
+    res = finetune_link(
+        opts["finetune_link"],
+        prune_threshold=opts["prune_threshold"],
+        prune_topk=opts["prune_topk"],
+        link_bits=opts["link_bits"],
+        link_shift=opts["link_shift"],
+        epochs=opts["tail_epochs"],
+        head_epochs=opts["head_epochs"],
+        head_lr=opts["head_lr"],
+        lr=opts["tail_lr"],
+        batch_size=opts["batch_size"],
+        data_dir=opts["data_dir"],
+        limit=opts["limit"],
+        seed=opts["seed"],
+        log=(lambda m: click.echo(m, err=True)) if show else None,
+    )
+    meta = {"finetuned_from": str(opts["finetune_link"]), "link": res.link, "finetune_history": res.history}
+    mcuflow.save(res.model, opts["out"], meta=meta)
+    click.echo(
+        f"fine-tuned {opts['finetune_link']} for link {link_flags(res.link)} in {res.seconds:.0f}s; "
+        f"checkpoint: {opts['out']}"
+    )
+    click.echo(f"export/hil it with: {link_flags(res.link)}")

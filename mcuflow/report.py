@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mcuflow.errors import ConfigError
 
-DEFAULT_SWEEP = Path(__file__).resolve().parents[1] / "examples" / "sweep.csv"
+DEFAULT_SWEEP = Path(__file__).resolve().parents[1] / "docs" / "results-model" / "table1.csv"
 REQUIRED_KEYS = ("board", "samples", "accuracy", "parity_mismatches", "flash_bytes", "ram_bytes", "budget")
 
 

@@ -32,13 +32,20 @@ def test_markdown_and_crossover_helpers():
             ("fixed", 10.0, 30),
             ("index_free", 100.0, 90),
             ("index_free", 10.0, 20),
+            ("dense", 50.0, 100),
+            ("csr", 50.0, 150),
+            ("fixed", 50.0, 50),
+            ("index_free", 50.0, 40),
         ]
     ]
     cross = {r["format"]: r["beats_dense_up_to_pct"] for r in bench.crossover(rows)}
-    assert cross == {"csr": 10.0, "fixed": 10.0, "index_free": 100.0}
+    assert cross == {"csr": 10.0, "fixed": 50.0, "index_free": 100.0}
     table = bench.markdown(bench.pivot(rows, "density_pct", "format", "instructions")).splitlines()
     assert table[0] == "| density_pct | dense | csr | fixed | index_free |"
     assert table[2] == "| 100.00 | 100 | 300 | 290 | 90 |"
+    # fixed loses at 100 % after winning at 50 %: the crossover is the first loss from the sparse end
+    rows[4]["instructions"] = 99
+    assert {r["format"]: r["beats_dense_up_to_pct"] for r in bench.crossover(rows)}["fixed"] == 100.0
 
 
 @pytest.mark.firmware
@@ -62,4 +69,4 @@ def test_quick_sweep_runs_and_sparse_beats_dense_at_low_density(tmp_path, monkey
     assert count[("index_free", 100.0)] < 1.2 * count[("dense", 100.0)]
     for name in ("sweep.png", "benchmarks.md", "crossover.csv", "results.json"):
         assert (tmp_path / name).stat().st_size > 0, name
-    assert "beats dense" in (tmp_path / "benchmarks.md").read_text()
+    assert "sparse beats dense" in (tmp_path / "benchmarks.md").read_text()

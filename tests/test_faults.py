@@ -143,7 +143,7 @@ def test_proxy_with_faults_and_reconnects_still_gives_verified_answers():
     try:
         with FaultProxy(listener.getsockname(), inj) as proxy:
             t = open_transport(proxy.url, connect_timeout=5)
-            client = RecoveringClient(t, timeout=0.2, retries=3, rounds=4)
+            client = RecoveringClient(t, timeout=0.1, retries=3, rounds=4)
             client.hello()
             rng = np.random.default_rng(4)
             for _ in range(60):

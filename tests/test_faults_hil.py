@@ -30,9 +30,10 @@ def test_hil_through_a_faulty_proxy_with_reboots_loses_nothing_and_accepts_nothi
          "--quiet", "--faults", spec, "--fault-seed", "42", "--timeout", "0.15"]
     )  # fmt: skip
     assert code == 0
-    assert f"faults: {spec} (seed 42)" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert f"faults: {spec} (seed 42)" in printed.err
+    assert "frames sent" in printed.out and "emulator reboots" in printed.out
     r = json.loads(out.read_text())
-    print({k: r[k] for k in ("session_seconds", "export_seconds", "build_seconds", "wall_seconds", "link")})
     assert r["samples"] == 200 and r["lost"] == 0 and r["errors"] == 0
     assert r["parity_mismatches"] == 0, r["parity_examples"]
     assert r["faults"] == {"spec": spec, "seed": 42, "devices": 1}
@@ -40,7 +41,8 @@ def test_hil_through_a_faulty_proxy_with_reboots_loses_nothing_and_accepts_nothi
     injected = sum(link[f"faults_{d}_{k}"] for d in ("down", "up") for k in ("drop", "flip", "garbage", "trunc"))
     assert injected > 10
     assert link["retries"] > 0 and link["frames_sent"] >= 200 + link["retries"]
-    assert link["device_frames_dropped"] > 0  # the device saw the damaged requests and refused them
+    # Damaged frames were refused (the device's count restarts at each reboot, so both sides together).
+    assert link["device_frames_dropped"] + link["frames_rejected_by_host"] > 0
     resets = link["faults_down_reset"] + link["faults_up_reset"]
     cuts = link["faults_down_cut"] + link["faults_up_cut"]
     # a reset restarts the emulator (a real reboot), a cut only reconnects to it

@@ -54,13 +54,17 @@ def _inputs(n_in: int, n: int, seed: int) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("path", ["plain", "dsp_emulated"])
+@pytest.mark.parametrize("path", ["plain", "dsp_emulated", "small_ram"])
 @pytest.mark.parametrize("case", MODELS, ids=lambda c: c[0])
 def test_host_kernels_match_reference(case, path, tmp_path):
     require_tools("gcc")
     q = _model(case)
     lib = write_library(q, tmp_path / "lib")
-    flags = ["-I", str(lib)] + (["-DMCUFLOW_EMULATE_DSP=1"] if path == "dsp_emulated" else [])
+    flags = ["-I", str(lib)] + {
+        "plain": [],
+        "dsp_emulated": ["-DMCUFLOW_EMULATE_DSP=1"],
+        "small_ram": ["-DMCUFLOW_SMALL_RAM=1"],
+    }[path]
     exe = compile_c(sorted(lib.glob("*.c")) + [HERE / "harness.c"], tmp_path / "harness", "gcc", flags)
     x = _inputs(q.input_len, 300, 11)
     out = run_harness(exe, x, len(q.exits), q.num_classes, q.intermediate_len, tmp_path)
@@ -69,11 +73,11 @@ def test_host_kernels_match_reference(case, path, tmp_path):
     assert 0 < ref.exited.sum() < len(x) or case[0] == "tiny"
 
 
-def _qemu_results(lib: Path, board: str, inputs: np.ndarray) -> list[dict]:
+def _qemu_results(lib: Path, board: str, inputs: np.ndarray, cflags: tuple[str, ...]) -> list[dict]:
     from mcuflow.build import build
     from mcuflow.qemu import QemuSession
 
-    res = build(lib, board, app="selftest")
+    res = build(lib, board, app="selftest", extra_cflags=cflags)
     out = []
     with QemuSession(res.elf, res.board) as q:
         q.read_until(b"ready\n", timeout=30)
@@ -86,8 +90,12 @@ def _qemu_results(lib: Path, board: str, inputs: np.ndarray) -> list[dict]:
 
 
 @pytest.mark.firmware
-@pytest.mark.parametrize("board", ["qemu-mps2-an386", "qemu-mps2-an385"])
-def test_qemu_kernels_match_reference(board, tmp_path):
+@pytest.mark.parametrize(
+    "board,cflags",
+    [("qemu-mps2-an386", ()), ("qemu-mps2-an385", ()), ("qemu-mps2-an386", ("-DMCUFLOW_SMALL_RAM=1",))],
+    ids=["m4", "m3", "m4-small-ram"],
+)
+def test_qemu_kernels_match_reference(board, cflags, tmp_path):
     """The real SMLAD/LDRD code on Cortex-M4, the plain path on Cortex-M3, against the reference."""
     require_tools("arm-none-eabi-gcc", "qemu-system-arm")
     for case in MODELS[:3]:
@@ -95,7 +103,7 @@ def test_qemu_kernels_match_reference(board, tmp_path):
         lib = write_library(q, tmp_path / case[0])
         x = _inputs(q.input_len, 6, 5)
         ref = reference.run(q, x)
-        got = _qemu_results(lib, board, x)
+        got = _qemu_results(lib, board, x, cflags)
         for i in range(len(x)):
             r = got[i]
             assert r["rc"] == "0"
@@ -136,3 +144,20 @@ def test_device_weight_order_pairs_for_sxtb16():
     np.testing.assert_array_equal(dev[:, [0, 2, 1, 3]], nat[:, :4])
     np.testing.assert_array_equal(dev[:, 4:], nat[:, 4:])  # the partial last group stays in order
     assert device_values(q.exits[0].layers[0].packed).shape == q.exits[0].layers[0].packed.values.shape
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_strict_compile_of_both_paths(compiler, tmp_path):
+    """-Wconversion -Wshadow clean on the plain and the emulated-DSP path, with gcc and clang."""
+    import subprocess
+
+    require_tools(compiler)
+    lib = write_library(_model(MODELS[0]), tmp_path / "lib")
+    for flag in ("-DMCUFLOW_EMULATE_DSP=0", "-DMCUFLOW_EMULATE_DSP=1", "-DMCUFLOW_SMALL_RAM=1"):
+        res = subprocess.run(
+            [compiler, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wshadow", "-Wconversion",
+             "-Wno-sign-conversion", flag, "-c", str(lib / "mcuflow_kernels.c"),
+             "-o", str(tmp_path / "k.o")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr

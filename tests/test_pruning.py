@@ -109,3 +109,32 @@ def test_export_rejects_bad_link_options_before_work(tmp_path):
     with pytest.raises(ConfigError):
         export(EXAMPLE, tmp_path / "x", link_bits=9)
     assert not (tmp_path / "x").exists()
+
+
+def test_train_finetune_link_writes_a_checkpoint_for_the_settings(tmp_path, mnist_dir):
+    import mcuflow
+    from mcuflow.checkpoint import read_payload
+    from mcuflow.cli.main import main
+
+    out = tmp_path / "ft.pt"
+    args = ["train", "--finetune-link", EXAMPLE, "--out", str(out), "--data-dir", str(mnist_dir), "--limit", "1500"]
+    args += ["--prune-topk", "8", "--link-bits", "4", "--head-epochs", "1", "--tail-epochs", "1", "--no-progress"]
+    assert main(args) in (0, None)
+    meta = json.loads(read_payload(out)["meta"])
+    assert meta["link"]["topk"] == 8 and meta["link"]["bits"] == 4 and meta["finetuned_from"] == EXAMPLE
+    assert [h["stage"] for h in meta["finetune_history"]] == ["head", "tail"]
+    before, after = mcuflow.load(EXAMPLE), mcuflow.load(out)
+    assert mcuflow.model_hash(before) != mcuflow.model_hash(after)
+    changed = [
+        k
+        for k, v in before.state_dict().items()
+        if v.dtype.is_floating_point and not (v == after.state_dict()[k]).all()
+    ]
+    assert any(k.startswith("head") for k in changed) and any(k.startswith("tail") for k in changed)
+
+
+def test_finetune_link_requires_an_output(mnist_dir, capsys):
+    from mcuflow.cli.main import main
+
+    assert main(["train", "--finetune-link", EXAMPLE, "--data-dir", str(mnist_dir)]) != 0
+    assert "--out" in capsys.readouterr().err

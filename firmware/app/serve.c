@@ -116,8 +116,14 @@ static uint16_t hello_payload(void) {
     return (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k);
 }
 
-/* INFER_SPARSE inputs are decoded here; INFER inputs are used where they lie. */
-static int8_t sparse_input[MCUFLOW_INPUT_LEN];
+/* INFER_SPARSE inputs are decoded straight into the head's own input buffer when it has one
+ * (no copy, no extra RAM), else here; INFER inputs are used where they lie. */
+#if MCUFLOW_HEAD_INPUT_IN_ARENA
+#define SPARSE_INPUT mcuflow_head_input()
+#else
+static int8_t sparse_input_buf[MCUFLOW_INPUT_LEN];
+#define SPARSE_INPUT sparse_input_buf
+#endif
 /* The pruned (and possibly narrowed) head output, one code per byte, before encoding. */
 static uint8_t link_codes[MCUFLOW_INTERMEDIATE_LEN];
 static const mcuflow_linkopt_t link_opt = {MCUFLOW_LINK_PRUNE_THRESHOLD, MCUFLOW_LINK_PRUNE_TOPK, MCUFLOW_LINK_BITS,
@@ -159,12 +165,12 @@ static uint8_t infer_payload(const mcuflow_frame_t *f, uint16_t *len) {
     int rc;
     if (f->type == MCUFLOW_MSG_INFER_SPARSE) {
         if (f->length < 2u || f->payload[0] != MCUFLOW_ENC_BITMAP ||
-            mcuflow_bitmap_decode(f->payload + 2, (uint32_t)f->length - 2u, (int8_t)f->payload[1], sparse_input,
+            mcuflow_bitmap_decode(f->payload + 2, (uint32_t)f->length - 2u, (int8_t)f->payload[1], SPARSE_INPUT,
                                   MCUFLOW_INPUT_LEN) != 0) {
             *len = error_payload(MCUFLOW_ERR_BAD_TENSOR_SIZE, "INFER_SPARSE encoding is malformed");
             return MCUFLOW_MSG_ERROR;
         }
-        input = sparse_input;
+        input = SPARSE_INPUT;
     } else if (f->length != (uint16_t)MCUFLOW_INPUT_LEN) {
         *len = error_payload(MCUFLOW_ERR_BAD_TENSOR_SIZE, "INFER payload is not input_len bytes");
         return MCUFLOW_MSG_ERROR;

@@ -49,7 +49,7 @@ from mcuflow.cli.main import cli
     default=None,
     metavar="SPEC",
     help="Inject link faults through a TCP proxy, e.g. drop=0.01,flip=0.001 (also dup, insert, garbage, "
-    "delim, trunc, reset; per=byte|frame; dir=down|up|both). The host resends and re-HELLOs.",
+    "delim, trunc, cut, reset; per=byte|frame; dir=down|up|both). The host resends and re-HELLOs.",
 )
 @click.option("--fault-seed", type=int, default=0, show_default=True, help="Seed of the injected faults (logged).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -135,6 +135,13 @@ def hil_command(
     )
     for line in summary_lines(result):
         click.echo(line)
+    if "faults" in result:
+        f, link = result["faults"], result["link"]
+        click.echo(
+            f"faults           {f['spec']} (seed {f['seed']}): {link['frames_sent']:,} frames sent, "
+            f"{link['retries']:,} resent, {link['device_frames_dropped'] + link['frames_rejected_by_host']:,} "
+            f"rejected (CRC/COBS), {link['rehellos']} re-HELLOs, {link['device_restarts']} emulator reboots"
+        )
     if json_path:
         write_json(result, json_path)
         click.echo(f"results written to {json_path}")

@@ -214,6 +214,9 @@ def finetune_from_train_opts(opts: dict) -> None:
 
     if not opts.get("out"):
         raise ConfigError("--finetune-link needs --out for the fine-tuned checkpoint")
+    import torch
+
+    torch.set_num_threads(opts.get("threads") or 1)  # small layers: one thread is fastest and reproducible
     show = opts.get("show_progress", True)
     res = finetune_link(
         opts["finetune_link"],
@@ -229,6 +232,9 @@ def finetune_from_train_opts(opts: dict) -> None:
         data_dir=opts["data_dir"],
         limit=opts["limit"],
         seed=opts["seed"],
+        offload_weight=opts["offload_weight"],
+        distill=opts["distill"],
+        act_l1=opts["act_l1"],
         log=(lambda m: click.echo(m, err=True)) if show else None,
     )
     meta = {"finetuned_from": str(opts["finetune_link"]), "link": res.link, "finetune_history": res.history}

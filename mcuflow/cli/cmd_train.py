@@ -175,6 +175,17 @@ def model_config_from_options(
 @click.option("--head-lr", type=float, default=2e-3, show_default=True, help="--finetune-link: joint learning rate.")
 @click.option("--tail-epochs", type=int, default=5, show_default=True, help="--finetune-link: exact tail epochs.")
 @click.option("--tail-lr", type=float, default=1e-3, show_default=True, help="--finetune-link: tail learning rate.")
+@click.option(
+    "--offload-weight",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="--finetune-link: loss weight of offloaded images.",
+)
+@click.option(
+    "--distill", type=float, default=1.0, show_default=True, help="--finetune-link: KD weight (unpruned teacher)."
+)
+@click.option("--act-l1", type=float, default=0.0, show_default=True, help="--finetune-link: L1 on the head output.")
 def train(**opts) -> None:
     """Train a split network on MNIST with a joint early-exit + final loss.
 

@@ -10,7 +10,7 @@ import jinja2
 import numpy as np
 
 from mcuflow import __version__
-from mcuflow.codegen.kernels import device_values, index_free_scratch, kernel_context
+from mcuflow.codegen.kernels import device_values, int16_buffer_len, kernel_context
 from mcuflow.codegen.names import c_comment, c_identifier
 from mcuflow.ir.quantized import QLinear, QModel
 
@@ -123,7 +123,7 @@ def build_context(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> dict
         for pw, lc in zip(packed, layers, strict=True)
     ]
     gather_types = sorted({k["col_type"][:-2] for k in kernels if k["format"] in ("fixed", "csr")})
-    scratch = index_free_scratch(packed)
+    scratch = int16_buffer_len(packed)
     steps = []
     for s in plan.steps:
         step = {"kind": s.kind, "exit_index": s.exit_index}
@@ -167,7 +167,7 @@ def build_context(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> dict
         "exits": exits,
         "kernels": kernels,
         "gather_types": gather_types,
-        "index_free": {"scratch_len": scratch} if scratch else None,  # the int16 buffer (dense, index_free)
+        "int16_buffer": {"len": scratch} if scratch else None,  # the dense and index-free kernels' input buffer
         "max_layer_in": max(lc["n_in"] for lc in layers),
         "max_layer_out": max(lc["n_out"] for lc in layers),
         "steps": steps,

@@ -73,12 +73,12 @@ def kernel_context(pw: PackedWeights, name: str, out_zp: int, act_min: int, act_
         s = pw.s % pw.n_in if pw.n_in else 0
         # Rows start on a word boundary when the degree is a multiple of 4 (weights) and every window
         # start u is even (inputs, int16): even degree, width and pass shift.
-        ctx.update(p=pw.p, s=s, perm_m=m, perm_delta=delta, w_aligned=int(pw.degree % 4 == 0))
+        ctx.update(p=pw.p, s=s, pass_step=pw.pass_step, perm_m=m, perm_delta=delta, w_aligned=int(pw.degree % 4 == 0))
         ctx["x_aligned"] = int(pw.degree % 2 == 0 and pw.n_in % 2 == 0 and s % 2 == 0)
     return ctx
 
 
-def index_free_scratch(pws: list[PackedWeights]) -> int:
+def int16_buffer_len(pws: list[PackedWeights]) -> int:
     """int16 entries of the kernels' shared input buffer: for index-free layers the permuted input and
     its repeated head (degree - 1); for dense ones the input widened to int16."""
     need = [pw.n_in + pw.degree for pw in pws if pw.format == "index_free"]

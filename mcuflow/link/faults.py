@@ -327,7 +327,7 @@ class FaultProxy:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        self._thread.join(timeout=15.0)  # long enough for an emulator restart in progress to finish
         for s in (self._listener, self._upstream):
             with contextlib.suppress(OSError):
                 s.close()

@@ -24,6 +24,7 @@ import numpy as np
 from mcuflow.errors import ConfigError
 
 CHUNK = 5000
+RECALIBRATE_EVERY = 20  # steps between refreshes of the simulated int8 range (the export calibrates on train[:N])
 
 
 @dataclass
@@ -123,6 +124,7 @@ def finetune_link(
                 threshold,
                 distill,
                 act_l1,
+                calibration_samples,
             )
             source = Path(tmp) / "stage1.pt"
             mcuflow.save(model, source)
@@ -180,14 +182,17 @@ def finetune_link(
 class LinkSimulator:
     """A differentiable model of the device's link for training: int8 grid, pruning, narrow codes.
 
-    The int8 scale follows the export's min/max calibration (an exponential moving average of
-    the batch maximum / 255, the head output being non-negative); the shift is the export's.
+    The int8 scale follows the export's min/max calibration: ``hmax`` / 255, with ``hmax`` the
+    head output's maximum over the calibration images (refreshed during training by
+    :func:`train_head`; before the first refresh, a moving average of batch maxima). The shift
+    is the export's.
     """
 
     def __init__(self, cfg, momentum: float = 0.05):
         self.cfg = cfg
         self.momentum = momentum
         self.hmax: float | None = None
+        self.calibrated = False
 
     def __call__(self, h):
         import torch
@@ -195,7 +200,7 @@ class LinkSimulator:
         cfg = self.cfg
         if self.hmax is None:
             self.hmax = float(h.detach().max())
-        else:
+        elif not self.calibrated:
             self.hmax = (1 - self.momentum) * self.hmax + self.momentum * float(h.detach().max())
         scale = max(self.hmax, 1e-6) / 255.0
         d = torch.clamp(torch.round(h.detach() / scale), -255, 255)  # q - zp on the int8 grid
@@ -229,6 +234,7 @@ def train_head(
     exit_threshold: float = 0.9,
     distill: float = 0.0,
     act_l1: float = 0.0,
+    calibration_samples: int = 1000,
 ) -> list[dict]:
     """Stage 1: joint exit + final loss, the tail reading the head through :class:`LinkSimulator`.
 
@@ -257,6 +263,10 @@ def train_head(
         total, seen, correct = 0.0, 0, 0
         for i in range(0, len(x), batch_size):
             idx = order[i : i + batch_size]
+            if (i // batch_size) % RECALIBRATE_EVERY == 0:
+                with torch.no_grad():
+                    sim.hmax = float(model.run_head(x[:calibration_samples]).max())
+                    sim.calibrated = True
             h, exits = x[idx], []
             for j, layer in enumerate(model.head, start=1):  # as SplitNet.forward, exits see the unpruned head
                 h = layer(h)
@@ -272,8 +282,8 @@ def train_head(
                 loss = loss + torch.nn.functional.cross_entropy(e, y[idx])
             if teacher is not None:
                 with torch.no_grad():
-                    soft = torch.softmax(teacher(x[idx])[1] / 2.0, 1)
-                kl = torch.nn.functional.kl_div(torch.log_softmax(logits / 2.0, 1), soft, reduction="none").sum(1)
+                    t_final = teacher(x[idx])[1]
+                kl = _kl(logits, t_final)
                 loss = loss + distill * 4.0 * (kl * w).sum() / w.sum()
             if act_l1:
                 loss = loss + act_l1 * h.abs().mean()
@@ -289,3 +299,11 @@ def train_head(
             log(f"finetune-link: head epoch {epoch + 1}/{epochs} loss {total / seen:.4f} tail acc {correct / seen:.4f}")
     model.eval()
     return history
+
+
+def _kl(student, teacher, temperature: float = 2.0):
+    """Per-sample KL(teacher || student) of temperature-softened logits."""
+    import torch
+
+    soft = torch.softmax(teacher / temperature, 1)
+    return torch.nn.functional.kl_div(torch.log_softmax(student / temperature, 1), soft, reduction="none").sum(1)

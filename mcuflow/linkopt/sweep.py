@@ -231,6 +231,7 @@ def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
 
 def write_plot(rows: list[dict], path: str | os.PathLike, title: str) -> Path:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -253,10 +254,13 @@ def write_plot(rows: list[dict], path: str | os.PathLike, title: str) -> Path:
     )
     base = rows[0]
     ax.axhline(100 * base["accuracy"] - 1.0, color="grey", ls=":", lw=1, label="dense int8 - 1 point")
-    n = round(base["tensor_bytes"])
+    n = round(base["compression_vs_int8"] * base["tensor_bytes"])  # elements of the intermediate
     ax.axvline(FLOAT32_BYTES * n / 4, color="tab:red", ls=":", lw=1, label="4x vs float32")
     ax.axvline(FLOAT32_BYTES * n / 16, color="tab:purple", ls=":", lw=1, label="16x vs float32")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks([2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 40])
     ax.set_xlabel("bytes per offloaded sample (encoded tensor)")
     ax.set_ylabel("end-to-end accuracy (%)")
     ax.set_title(title, fontsize=9)

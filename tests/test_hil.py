@@ -6,8 +6,8 @@ import json
 import subprocess
 
 import pytest
-
 from conftest import ROOT, require_tools
+
 from mcuflow.cli import main
 
 CHECKPOINT = ROOT / "examples" / "paper_sparse.pt"

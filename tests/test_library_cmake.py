@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, require_tools
+
 from mcuflow import reference
 from mcuflow.data import bundled_test_subset
 from mcuflow.export import export

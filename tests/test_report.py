@@ -9,6 +9,7 @@ import re
 import pytest
 
 from mcuflow.cli import main
+from mcuflow.errors import ConfigError
 from mcuflow.report import load_result, render
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -108,5 +109,5 @@ def test_report_rejects_foreign_json(tmp_path, content, capsys):
     err = capsys.readouterr().err
     assert err.startswith("mcuflow: error:") and "Traceback" not in err
     assert not out.exists()
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError):
         load_result(src)

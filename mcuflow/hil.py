@@ -179,7 +179,7 @@ def run_hil(
     from mcuflow.link import DeviceClient
     from mcuflow.link.transport import SerialTransport
     from mcuflow.progress import progress
-    from mcuflow.qemu import QemuSession
+    from mcuflow.qemu import QemuSession, thread_on_cpu
     from mcuflow.reference import pixels_to_input
     from mcuflow.tail import check_model_hash, load_tail, run_session
 
@@ -233,10 +233,17 @@ def run_hil(
     lock = threading.Lock()
     chunks = np.array_split(np.arange(len(inputs)), devices)
 
-    def device_session(chunk: np.ndarray, bar) -> dict:
+    def device_session(device: int, chunk: np.ndarray, bar) -> dict:
         """One emulated device serving ``chunk`` of the samples; records are re-indexed globally."""
         nonlocal correct
-        with QemuSession(built.elf, b) as q, contextlib.ExitStack() as on_exit:
+        # Each emulated device keeps to its own host CPU (see mcuflow.qemu.pin_to_cpu).
+        # With several devices the host threads share the GIL, and pinning them apart costs more
+        # than it saves (measured), so only a lone session joins its emulator's CPU.
+        with (
+            thread_on_cpu(device if devices == 1 else None),
+            QemuSession(built.elf, b, cpu=device) as q,
+            contextlib.ExitStack() as on_exit,
+        ):
             if faults is None:
                 client = DeviceClient(SerialTransport.wrap(q.serial, q.url or ""), timeout=timeout, retries=retries)
             else:  # through a fault-injecting proxy, with resends and re-HELLOs (mcuflow.link.faults)
@@ -269,10 +276,10 @@ def run_hil(
     with progress(len(inputs), f"hil {b.name}", enabled=show_progress) as bar:
         t_session = time.perf_counter()
         if devices == 1:
-            link_stats = [device_session(chunks[0], bar)]
+            link_stats = [device_session(0, chunks[0], bar)]
         else:
             with ThreadPoolExecutor(max_workers=devices) as pool:
-                link_stats = list(pool.map(lambda c: device_session(c, bar), chunks))
+                link_stats = list(pool.map(lambda d: device_session(d, chunks[d], bar), range(devices)))
         seconds = time.perf_counter() - t_session
     records.sort(key=lambda r: r.index)
     mismatches.sort(key=lambda m: m["index"])

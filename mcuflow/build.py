@@ -21,7 +21,7 @@ from typing import Any
 
 import jinja2
 
-from mcuflow import paths
+from mcuflow import atomic, paths
 from mcuflow.boards import Board, load_board
 from mcuflow.errors import ConfigError, ToolchainError
 
@@ -338,7 +338,7 @@ def build(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_atomic(export_dir / "build.json", text)
+    atomic.write_text(export_dir / "build.json", text)
     return BuildResult(board=board, out_dir=final, elf=final / "firmware.elf", report=report)
 
 
@@ -352,14 +352,3 @@ def _replace_dir(src: Path, dest: Path) -> None:
     os.rename(src, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

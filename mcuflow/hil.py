@@ -390,14 +390,9 @@ def _link_line(lc: dict | None) -> str:
 
 
 def write_json(result: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    from mcuflow import atomic
+
+    return atomic.write_text(path, json.dumps(result, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(o):

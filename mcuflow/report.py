@@ -8,9 +8,9 @@ import html
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from mcuflow import atomic
 from mcuflow.errors import ConfigError
 
 DEFAULT_SWEEP = Path(__file__).resolve().parents[1] / "docs" / "results-model" / "table1.csv"
@@ -275,11 +275,4 @@ model <code>{e(str(r.get("model_hash", ""))[:16])}</code> from <code>{e(str(r.ge
 
 
 def write_report(result: dict, path: str | os.PathLike, sweep_csv: str | os.PathLike | None = None) -> Path:
-    text = render(result, load_sweep(sweep_csv))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return atomic.write_text(path, render(result, load_sweep(sweep_csv)))

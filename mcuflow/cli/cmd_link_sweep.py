@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from mcuflow import atomic
 from mcuflow.cli.main import cli
 from mcuflow.errors import ConfigError
 
@@ -146,7 +147,7 @@ def link_sweep(
     S.write_csv(rows, out_dir / "link_sweep.csv")
     S.write_plot(rows, out_dir / "link_pareto.png", title)
     table = S.pareto_table(rows)
-    S._atomic_write(out_dir / "link_pareto.md", ("\n".join([f"# {title}", "", *table]) + "\n").encode())
+    atomic.write_bytes(out_dir / "link_pareto.md", ("\n".join([f"# {title}", "", *table]) + "\n").encode())
     summary = {
         "checkpoint": str(checkpoint),
         "data": ctx.source,
@@ -203,7 +204,7 @@ def link_sweep(
             )
     else:
         click.echo(f"no setting stays within {max_loss:g} point(s) of {100 * reference_acc:.2f}%")
-    S._atomic_write(out_dir / "link_sweep.json", (json.dumps(summary, indent=2, default=float) + "\n").encode())
+    atomic.write_bytes(out_dir / "link_sweep.json", (json.dumps(summary, indent=2, default=float) + "\n").encode())
     click.echo(f"wrote {out_dir}/link_sweep.csv, link_pareto.png, link_pareto.md, link_sweep.json")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mcuflow import atomic
 from mcuflow.errors import ConfigError
 from mcuflow.link.encodings import LinkConfig, link_scale
 from mcuflow.link.messages import OFFLOAD_FIXED_LEN
@@ -226,7 +227,7 @@ def write_csv(rows: list[dict], path: str | os.PathLike) -> Path:
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    return _atomic_write(Path(path), buf.getvalue().encode())
+    return atomic.write_bytes(path, buf.getvalue().encode())
 
 
 def write_plot(rows: list[dict], path: str | os.PathLike, title: str) -> Path:
@@ -270,7 +271,7 @@ def write_plot(rows: list[dict], path: str | os.PathLike, title: str) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    return _atomic_write(Path(path), buf.getvalue())
+    return atomic.write_bytes(path, buf.getvalue())
 
 
 def pareto_table(rows: list[dict]) -> list[str]:
@@ -286,16 +287,3 @@ def pareto_table(rows: list[dict]) -> list[str]:
             f"{r['compression_vs_int8']:.2f} | {r['wire_compression_vs_float32']:.2f} |"
         )
     return lines
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -207,7 +207,7 @@ def plot(analysis: ExitAnalysis, path: str | Path, title: str = "early exit") ->
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from mcuflow.nn.train import atomic_output
+    from mcuflow.atomic import atomic_output
 
     try:
         with atomic_output(path, suffix=".png") as tmp:

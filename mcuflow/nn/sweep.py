@@ -140,7 +140,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 
 def _atomic_write(path: Path, write) -> Path:
-    from mcuflow.nn.train import atomic_output
+    from mcuflow.atomic import atomic_output
 
     with atomic_output(path, suffix=path.suffix) as tmp:
         write(tmp)

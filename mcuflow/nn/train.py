@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mcuflow.atomic import atomic_output
 from mcuflow.errors import ConfigError
 from mcuflow.nn.config import ModelConfig, build_model, count_parameters
 from mcuflow.nn.sparse import SparseLinear
@@ -255,31 +252,6 @@ def build_and_train(
     torch.manual_seed(cfg.seed)
     model = build_model(config)
     return train(model, train_xy, test_xy, cfg, show_progress=show_progress, eval_every_epoch=eval_every_epoch)
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-@contextmanager
-def atomic_output(path: str | Path, suffix: str = "") -> Iterator[str]:
-    """Yield a temporary file name next to ``path``; on success it replaces ``path``.
-
-    The file gets the usual umask permissions (mkstemp alone would leave 0600).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(data: Any, path: str | Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mcuflow.cli.main import cli
+from mcuflow.cli.options import link_options
 from mcuflow.ir.packed import FORMATS
 from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD
 
@@ -34,22 +35,7 @@ from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD
 @click.option(
     "--data-dir", type=click.Path(file_okay=False), default=None, help="MNIST directory (default $MCUFLOW_DATA_DIR)."
 )
-@click.option(
-    "--prune-threshold", type=int, default=0, show_default=True, help="Link: prune |q - zp| <= T on the device."
-)
-@click.option(
-    "--prune-topk", type=int, default=0, show_default=True, help="Link: send only the K largest values (0: all)."
-)
-@click.option(
-    "--link-bits",
-    type=click.IntRange(2, 8),
-    default=8,
-    show_default=True,
-    help="Link: bits per sent value (8, 6, 4...).",
-)
-@click.option(
-    "--link-shift", type=click.IntRange(0, 8), default=None, help="Link: right shift for --link-bits < 8 [auto]."
-)
+@link_options
 @click.option(
     "--per-channel/--per-tensor", default=True, show_default=True, help="Weight scale per output row or per tensor."
 )

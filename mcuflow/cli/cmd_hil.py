@@ -7,6 +7,7 @@ import sys
 import click
 
 from mcuflow.cli.main import cli
+from mcuflow.cli.options import link_options
 
 
 @cli.command("hil")
@@ -53,22 +54,7 @@ from mcuflow.cli.main import cli
 )
 @click.option("--fault-seed", type=int, default=0, show_default=True, help="Seed of the injected faults (logged).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@click.option(
-    "--prune-threshold", type=int, default=0, show_default=True, help="Link: prune |q - zp| <= T on the device."
-)
-@click.option(
-    "--prune-topk", type=int, default=0, show_default=True, help="Link: send only the K largest values (0: all)."
-)
-@click.option(
-    "--link-bits",
-    type=click.IntRange(2, 8),
-    default=8,
-    show_default=True,
-    help="Link: bits per sent value (8, 6, 4...).",
-)
-@click.option(
-    "--link-shift", type=click.IntRange(0, 8), default=None, help="Link: right shift for --link-bits < 8 [auto]."
-)
+@link_options
 def hil_command(
     checkpoint,
     board,

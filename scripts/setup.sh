@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc clang make cmake python3-venv)
+# libclang-rt-dev: the sanitizer and libFuzzer runtimes, only a Recommends of clang.
+APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm gcc clang libclang-rt-dev make cmake python3-venv)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -149,14 +149,28 @@ def _parity_problem(rec, ref, i: int) -> str | None:
     return None  # lost or refused samples are counted separately
 
 
-def run_hil(
+def run_hil(checkpoint: str | os.PathLike, board: str, *, workdir: str | os.PathLike | None = None, **options) -> dict:
+    """Run one session and return its results (see ``mcuflow hil --help`` for the keys).
+
+    The export and firmware go to ``workdir`` when given (and stay), else to a temporary
+    directory removed afterwards. ``options`` are those of :func:`_run_hil`.
+    """
+    if workdir is not None:
+        return _run_hil(checkpoint, board, Path(workdir), **options)
+    with tempfile.TemporaryDirectory(prefix="mcuflow-hil-") as tmp:
+        result = _run_hil(checkpoint, board, Path(tmp), **options)
+    result["workdir"] = None
+    return result
+
+
+def _run_hil(
     checkpoint: str | os.PathLike,
     board: str,
+    work: Path,
     *,
     samples: int | None = None,
     data_dir: str | os.PathLike | None = None,
     exit_threshold: float | None = None,
-    workdir: str | os.PathLike | None = None,
     calibration_samples: int | None = None,
     force_format: str | None = None,
     timeout: float = 5.0,
@@ -171,7 +185,6 @@ def run_hil(
     faults: str | None = None,
     fault_seed: int = 0,
 ) -> dict:
-    """Run one session and return its results (see ``mcuflow hil --help`` for the keys)."""
     import mcuflow
     from mcuflow import export as exporter
     from mcuflow.boards import load_board
@@ -190,7 +203,6 @@ def run_hil(
     model = mcuflow.load(checkpoint)
     threshold = exporter.DEFAULT_EXIT_THRESHOLD if exit_threshold is None else exit_threshold
     data = load_test_data(data_dir, samples)
-    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="mcuflow-hil-"))
     export_dir = work / "export"
 
     log(f"hil: exporting {checkpoint} (exit threshold {threshold:g})")

@@ -16,6 +16,7 @@ import numpy as np
 from mcuflow.errors import ConfigError
 from mcuflow.ir.quantized import QExit, QLinear, QModel
 from mcuflow.nn.patterns import StructuredParams
+from mcuflow.npz import read_npz
 
 
 @dataclass
@@ -186,9 +187,16 @@ def load_export(directory: str | Path) -> QModel:
     directory = Path(directory)
     try:
         meta = json.loads((directory / "export.json").read_text())
-        z = np.load(directory / "quantized.npz", allow_pickle=False)
     except (OSError, ValueError) as err:
         raise ConfigError(f"{directory} is not a readable mcuflow export: {err}") from None
+    z = read_npz(directory / "quantized.npz", "the quantised weights")
+    try:
+        return _qmodel_from(meta, z)
+    except (KeyError, TypeError, IndexError, AttributeError) as err:
+        raise ConfigError(f"{directory} is not a complete mcuflow export: missing or malformed {err}") from None
+
+
+def _qmodel_from(meta: dict, z: dict[str, np.ndarray]) -> QModel:
     head = [_layer_from_npz(z, f"head{i}", m) for i, m in enumerate(meta["layers"]["head"])]
     exits = []
     for e, em in enumerate(meta["exits"]):
@@ -218,7 +226,7 @@ def tail_forward(tail: str | Path | dict, x: np.ndarray) -> np.ndarray:
     ``tail`` is ``tail.npz`` from an export (or its loaded dict): ``n_layers``, then per layer ``i``:
     ``{i}.weight`` (out, d), ``{i}.columns`` (out, d), ``{i}.bias``, ``{i}.relu``.
     """
-    z = np.load(tail, allow_pickle=False) if isinstance(tail, str | Path) else tail
+    z = read_npz(tail, "the tail weights") if isinstance(tail, str | Path) else tail
     h = np.asarray(x, dtype=np.float32)
     for i in range(int(z["n_layers"])):
         w, cols, b = z[f"{i}.weight"], z[f"{i}.columns"], z[f"{i}.bias"]

@@ -26,6 +26,7 @@ import numpy as np
 from mcuflow.errors import ConfigError, DataError, McuflowError
 from mcuflow.link import DeviceClient, DeviceError, LinkTimeout, LocalResult, Offload
 from mcuflow.link.errors import LinkError, ProtocolError
+from mcuflow.npz import read_npz
 
 BACKENDS = ("auto", "numpy", "onnx", "torch")
 
@@ -46,11 +47,7 @@ class NumpyTail(Tail):
     def __init__(self, path: Path):
         from mcuflow.reference import tail_forward
 
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                self._z = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"cannot read the tail weights {path}: {err}") from None
+        self._z = read_npz(path, "the tail weights")
         self._forward = tail_forward
 
     def logits(self, x: np.ndarray) -> np.ndarray:

@@ -114,3 +114,38 @@ def test_save_is_atomic_on_failure(tmp_path, model, monkeypatch):
     with pytest.raises(RuntimeError):
         mcuflow.save(model, target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_random_bytes_always_give_checkpoint_error(tmp_path):
+    # Random blobs once reached torch's legacy unpickler and escaped as IndexError/KeyError.
+    bad = tmp_path / "rand.pt"
+    for seed in range(400):
+        rng = torch.Generator().manual_seed(seed)
+        size = int(torch.randint(1, 6000, (1,), generator=rng))
+        bad.write_bytes(bytes(torch.randint(0, 256, (size,), generator=rng, dtype=torch.uint8).tolist()))
+        with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+            mcuflow.load(bad)
+
+
+def test_mutated_checkpoints_give_checkpoint_error_or_load(tmp_path, model):
+    data = bytearray(mcuflow.save(model, tmp_path / "m.pt").read_bytes())
+    bad = tmp_path / "mut.pt"
+    rng = torch.Generator().manual_seed(7)
+    rejected = 0
+    for _ in range(150):
+        mutated = bytearray(data)
+        for pos in torch.randint(0, len(data), (4,), generator=rng).tolist():
+            mutated[pos] ^= 1 + int(torch.randint(0, 255, (1,), generator=rng))
+        bad.write_bytes(bytes(mutated))
+        try:
+            mcuflow.load(bad)  # a flip inside tensor data can leave a well-formed file
+        except CheckpointError:
+            rejected += 1
+    assert rejected > 100
+
+
+def test_legacy_pickle_format_is_refused(tmp_path, model):
+    path = tmp_path / "legacy.pt"
+    torch.save({"format": "mcuflow-checkpoint"}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="not a torch zip archive"):
+        mcuflow.load(path)

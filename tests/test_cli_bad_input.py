@@ -4,7 +4,7 @@ stderr, a non-zero exit, no traceback (unless --debug) and no partial output."""
 from __future__ import annotations
 
 import json
-import os
+import random
 import shutil
 import socket
 import threading
@@ -118,7 +118,7 @@ def checkpoint_missing(t, mp, ex):
 
 @case
 def checkpoint_corrupt(t, mp, ex):
-    (t / "bad.pt").write_bytes(os.urandom(5000))
+    (t / "bad.pt").write_bytes(random.Random(5).randbytes(5000))
     return Case(["export", str(t / "bad.pt"), "-o", str(t / "out")], [t / "out"], "bad.pt")
 
 
@@ -287,6 +287,16 @@ def run_input_not_npy(t, mp, ex):
     port = _sim_server(bytes.fromhex(json.loads((ex / "export.json").read_text())["model_hash"]))
     argv = ["run", "--port", f"socket://127.0.0.1:{port}", "--export", str(ex), "--input", str(t / "x.npy")]
     return Case(argv, [], "x.npy")
+
+
+@case
+def run_tail_weights_truncated(t, mp, ex):
+    copy = shutil.copytree(ex, t / "export")
+    data = (copy / "tail.npz").read_bytes()
+    (copy / "tail.npz").write_bytes(data[: len(data) // 2])
+    port = _sim_server(bytes.fromhex(json.loads((ex / "export.json").read_text())["model_hash"]))
+    argv = ["run", "--port", f"socket://127.0.0.1:{port}", "--export", str(copy), "--samples", "3"]
+    return Case(argv, [], "tail")
 
 
 @case

@@ -65,6 +65,7 @@ def test_every_forced_format_and_its_sizes(paper_ckpt, mnist_dir, tmp_path):
 
 def test_tail_files_agree_with_torch(paper_ckpt, mnist_dir, tmp_path):
     import onnx  # a hard dependency: a missing one must fail, not skip
+
     res = export(paper_ckpt, tmp_path / "lib", data_dir=mnist_dir, calibration_samples=100)
     model = mcuflow.load(paper_ckpt)
     x = torch.rand(32, 40)

@@ -9,6 +9,7 @@ import numpy as np
 
 from mcuflow.data.mnist import MNISTSplit
 from mcuflow.errors import DataError
+from mcuflow.npz import read_npz
 
 BUNDLED_NAME = "mnist_test_500.npz"
 
@@ -21,11 +22,10 @@ def examples_dir() -> Path:
 def bundled_test_subset(path: str | os.PathLike | None = None) -> MNISTSplit:
     """The first 500 MNIST test images (uint8 ``(500, 28, 28)``) and their labels."""
     path = Path(path) if path else examples_dir() / BUNDLED_NAME
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            images, labels = z["images"], z["labels"]
-    except (OSError, KeyError, ValueError) as err:
-        raise DataError(f"cannot read the bundled MNIST subset {path}: {err}") from None
+    z = read_npz(path, "the bundled MNIST subset", DataError)
+    if "images" not in z or "labels" not in z:
+        raise DataError(f"{path} has no 'images' and 'labels' arrays")
+    images, labels = z["images"], z["labels"]
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
         raise DataError(f"{path} does not hold uint8 images (N, 28, 28) with N labels")
     return MNISTSplit(images, labels.astype(np.uint8))

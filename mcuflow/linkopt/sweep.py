@@ -25,6 +25,7 @@ from mcuflow.errors import ConfigError
 from mcuflow.link.encodings import LinkConfig, link_scale
 from mcuflow.link.messages import OFFLOAD_FIXED_LEN
 from mcuflow.linkopt.config import FLOAT32_BYTES, offload_wire_bytes, resolve_link
+from mcuflow.npz import read_npz
 
 DEFAULT_THRESHOLDS = (0, 4, 8, 16, 32, 48, 64)
 DEFAULT_TOPKS = (0, 16, 12, 10, 8, 6, 5, 4, 3, 2)
@@ -110,7 +111,7 @@ def prepare(
     ref = reference.run(q, reference.pixels_to_input(data.images))
     calib, _ = exporter.calibration_inputs(calibration_samples, data_dir)
     calib_ref = reference.run(q, reference.quantize_input(calib, q.input_scale, q.input_zp))
-    tail = dict(np.load(work / "export" / "tail.npz", allow_pickle=False))
+    tail = read_npz(work / "export" / "tail.npz", "the tail weights")
     return SweepContext(
         q=q,
         export_dir=work / "export",

@@ -211,6 +211,7 @@ def link_sweep(
 def finetune_from_train_opts(opts: dict) -> None:
     """``mcuflow train --finetune-link CKPT``: fine-tune with the link compression in the loop."""
     import mcuflow
+    from mcuflow.cli.cmd_train import tail_hidden_option
     from mcuflow.linkopt.finetune import finetune_link
 
     if not opts.get("out"):
@@ -236,6 +237,7 @@ def finetune_from_train_opts(opts: dict) -> None:
         offload_weight=opts["offload_weight"],
         distill=opts["distill"],
         act_l1=opts["act_l1"],
+        tail_hidden=tail_hidden_option(opts.get("tail_hidden")),
         log=(lambda m: click.echo(m, err=True)) if show else None,
     )
     meta = {"finetuned_from": str(opts["finetune_link"]), "link": res.link, "finetune_history": res.history}

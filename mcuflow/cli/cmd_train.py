@@ -29,6 +29,18 @@ def float_list(text: str | None, what: str) -> list[float] | None:
         raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
 
 
+def tail_hidden_option(text: str | None) -> list[int] | None:
+    """``--tail-hidden``: absent keeps the checkpoint's tail (None); ``none`` is a single linear layer ([])."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return []
+    widths = int_list(text, "--tail-hidden")
+    if not widths or any(w < 1 for w in widths):
+        raise ConfigError(f"--tail-hidden must be positive comma-separated widths or 'none', got {text!r}")
+    return widths
+
+
 def model_config_from_options(
     family: str,
     sizes: str | None,
@@ -186,6 +198,13 @@ def model_config_from_options(
     "--distill", type=float, default=1.0, show_default=True, help="--finetune-link: KD weight (unpruned teacher)."
 )
 @click.option("--act-l1", type=float, default=0.0, show_default=True, help="--finetune-link: L1 on the head output.")
+@click.option(
+    "--tail-hidden",
+    default=None,
+    metavar="H,H,...",
+    help="--finetune-link: replace the tail by a freshly initialised dense host tail with these hidden widths "
+    "(e.g. 256,256; 'none' for one linear layer) trained in both stages; default: keep the checkpoint's tail.",
+)
 def train(**opts) -> None:
     """Train a split network on MNIST with a joint early-exit + final loss.
 

@@ -9,10 +9,16 @@
    the int8 reference's head output of every training image, pruned, narrowed and
    dequantised by the export's link settings (:func:`mcuflow.reference.link_offload`),
    which is bit-exact with the device.
+
+With ``tail_hidden`` the checkpoint's tail is first replaced by a freshly initialised fully
+connected one (``ModelConfig.tail_hidden``): the tail runs on the host, so it need not keep the
+device's predefined sparsity (the paper's first tail junction reads 9 of the 40 values per neuron),
+and a dense, wider tail recovers more from the few coarse values the link sends.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import time
@@ -69,12 +75,14 @@ def finetune_link(
     head_lr: float = 1e-3,
     distill: float = 0.0,
     act_l1: float = 0.0,
+    tail_hidden: list[int] | None = None,
     log=None,
 ) -> FinetuneResult:
-    """Fine-tune CHECKPOINT's tail for the given link settings; the head and exits are frozen.
+    """Fine-tune CHECKPOINT for the given link settings (stages in the module docstring).
 
     ``offload_weight`` scales the loss of training images the device would offload (the ones
     the tail actually sees at run time) relative to those it answers at an exit.
+    ``tail_hidden`` (widths, possibly empty) replaces the tail by a dense one trained from scratch.
     """
     import torch
 
@@ -93,6 +101,12 @@ def finetune_link(
     model = mcuflow.load(checkpoint)
     if getattr(model, "tail", None) is None or len(model.tail) == 0:
         raise ConfigError(f"{checkpoint} has no tail to fine-tune")
+    teacher = None
+    if tail_hidden is not None:
+        if distill and head_epochs:
+            teacher = copy.deepcopy(model).eval()  # distil from the trained tail, not the fresh one
+        torch.manual_seed(seed)
+        replace_tail(model, tail_hidden)
     history: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="mcuflow-finetune-") as tmp:
         train = load_mnist("train", data_dir, download=False).subset(limit)
@@ -125,6 +139,7 @@ def finetune_link(
                 distill,
                 act_l1,
                 calibration_samples,
+                teacher,
             )
             source = Path(tmp) / "stage1.pt"
             mcuflow.save(model, source)
@@ -177,6 +192,20 @@ def finetune_link(
     for p in model.parameters():
         p.requires_grad_(True)
     return FinetuneResult(model, cfg.as_dict(), history, time.perf_counter() - t0)
+
+
+def replace_tail(model, tail_hidden: list[int]) -> None:
+    """Give ``model`` a freshly initialised dense tail ``n -> *tail_hidden -> classes`` (config updated)."""
+    import dataclasses
+
+    from mcuflow.nn.config import build_tail
+
+    if any(int(h) < 1 for h in tail_hidden):
+        raise ConfigError(f"--tail-hidden widths must be positive, got {','.join(map(str, tail_hidden))}")
+    config = dataclasses.replace(model.config, tail_hidden=[int(h) for h in tail_hidden])
+    config.validate()
+    model.tail = build_tail(config)
+    model.config = config
 
 
 class LinkSimulator:
@@ -235,22 +264,25 @@ def train_head(
     distill: float = 0.0,
     act_l1: float = 0.0,
     calibration_samples: int = 1000,
+    teacher=None,
 ) -> list[dict]:
     """Stage 1: joint exit + final loss, the tail reading the head through :class:`LinkSimulator`.
 
     The tail's loss on images no exit is confident about (max softmax below ``exit_threshold``:
     the ones the device offloads) is weighted by ``offload_weight``. ``distill`` adds the KL
     divergence to the unpruned model's tail (temperature 2), ``act_l1`` an L1 penalty on the head
-    output that makes it sparser (fewer values to send)."""
-    import copy
-
+    output that makes it sparser (fewer values to send). ``teacher`` (default: a copy of
+    ``model`` as it enters) is the model distilled from."""
     import torch
 
     from mcuflow.data import to_tensors
 
     x, y = to_tensors(train.images, train.labels)
     sim = LinkSimulator(cfg)
-    teacher = copy.deepcopy(model).eval() if distill else None
+    if distill and teacher is None:
+        teacher = copy.deepcopy(model).eval()
+    elif not distill:
+        teacher = None
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)

@@ -28,7 +28,12 @@ class ModelConfig:
     """``sizes`` are the layer widths, input first; ``out_degrees[j]`` is the
     out-degree of junction ``j`` (``None`` for fully connected, and a degree
     equal to the next width is dense too). ``split`` is the number of junctions
-    on the device. ``input_size`` below ``sizes[0]`` means zero-padding."""
+    on the device. ``input_size`` below ``sizes[0]`` means zero-padding.
+
+    ``tail_hidden`` set (a possibly empty list of widths) replaces the junctions after the split
+    by a fully connected host tail ``sizes[split] -> *tail_hidden -> n_classes`` with ReLUs
+    between: the tail runs on the host, so it need not keep the device's sparsity or widths.
+    ``None`` (the default, and every checkpoint written before it existed) keeps them."""
 
     sizes: list[int]
     out_degrees: list[int] | None = None
@@ -38,6 +43,7 @@ class ModelConfig:
     split: int = 1
     exits: list[ExitConfig] = field(default_factory=list)
     input_size: int | None = None
+    tail_hidden: list[int] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -57,7 +63,10 @@ class ModelConfig:
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["tail_hidden"] is None:
+            del d["tail_hidden"]  # configs (and model hashes) of models without one stay as they were
+        return d
 
     @property
     def n_junctions(self) -> int:
@@ -99,6 +108,10 @@ class ModelConfig:
                 raise ConfigError(f"exit at junction {e.at} is not on the device (head junctions 1..{self.split})")
             if any(h <= 0 for h in e.hidden):
                 raise ConfigError(f"exit hidden sizes must be positive, got {e.hidden}")
+        if self.tail_hidden is not None and (
+            not isinstance(self.tail_hidden, list) or any(not isinstance(h, int) or h <= 0 for h in self.tail_hidden)
+        ):
+            raise ConfigError(f"tail_hidden must be a list of positive integers, got {self.tail_hidden}")
 
     def head_position(self, junction: int) -> int:
         """Index into the built head after junction ``junction``'s ReLU."""
@@ -131,11 +144,7 @@ def build_model(cfg: ModelConfig) -> SplitNet:
         head.append(Pad(cfg.input_size, cfg.sizes[0]))  # type: ignore[arg-type]
     for j in range(cfg.split):
         head += [_junction(cfg, j), nn.ReLU()]
-    tail: list[nn.Module] = []
-    for j in range(cfg.split, cfg.n_junctions):
-        tail.append(_junction(cfg, j))
-        if j < cfg.n_junctions - 1:
-            tail.append(nn.ReLU())
+    tail = build_tail(cfg)  # before the exits: the order of initialisation keeps seeded runs reproducible
     exits = []
     for e in cfg.exits:
         widths = [cfg.sizes[e.at], *e.hidden, cfg.n_classes]
@@ -145,9 +154,29 @@ def build_model(cfg: ModelConfig) -> SplitNet:
             if i < len(widths) - 2:
                 branch.append(nn.ReLU())
         exits.append((cfg.head_position(e.at), nn.Sequential(*branch)))
-    model = SplitNet(nn.Sequential(*head), exits, nn.Sequential(*tail))
+    model = SplitNet(nn.Sequential(*head), exits, tail)
     model.config = cfg  # type: ignore[attr-defined]
     return model
+
+
+def build_tail(cfg: ModelConfig) -> nn.Sequential:
+    """The host tail a config describes: its junctions after the split, or the dense ``tail_hidden`` MLP."""
+    if cfg.tail_hidden is None:
+        layers = [_junction(cfg, j) for j in range(cfg.split, cfg.n_junctions)]
+    else:
+        widths = [cfg.sizes[cfg.split], *cfg.tail_hidden, cfg.n_classes]
+        layers = []
+        for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+            layer = nn.Linear(n_in, n_out)
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.constant_(layer.bias, 0.1)
+            layers.append(layer)
+    tail: list[nn.Module] = []
+    for i, layer in enumerate(layers):
+        tail.append(layer)
+        if i < len(layers) - 1:
+            tail.append(nn.ReLU())
+    return nn.Sequential(*tail)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -13,7 +13,6 @@ from pathlib import Path
 from mcuflow import atomic
 from mcuflow.errors import ConfigError
 
-DEFAULT_SWEEP = Path(__file__).resolve().parents[1] / "docs" / "results-model" / "table1.csv"
 REQUIRED_KEYS = ("board", "samples", "accuracy", "parity_mismatches", "flash_bytes", "ram_bytes", "budget")
 
 
@@ -28,6 +27,17 @@ def load_result(path: str | os.PathLike) -> dict:
     if missing:
         raise ConfigError(f"{path} is not a `mcuflow hil --json` result (missing {', '.join(missing)})")
     return result
+
+
+def default_sweep() -> Path | None:
+    """The model sweep shipped with mcuflow (docs/results-model/table1.csv), if present."""
+    from mcuflow.errors import ConfigError
+    from mcuflow.paths import model_results_dir
+
+    try:
+        return model_results_dir() / "table1.csv"
+    except ConfigError:
+        return None
 
 
 def load_sweep(path: str | os.PathLike | None) -> list[dict]:

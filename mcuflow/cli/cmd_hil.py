@@ -132,9 +132,9 @@ def hil_command(
         write_json(result, json_path)
         click.echo(f"results written to {json_path}")
     if report_path:
-        from mcuflow.report import DEFAULT_SWEEP, write_report
+        from mcuflow.report import default_sweep, write_report
 
-        write_report(result, report_path, sweep_csv or DEFAULT_SWEEP)
+        write_report(result, report_path, sweep_csv or default_sweep())
         click.echo(f"report written to {report_path}")
     if result["parity_mismatches"] or result["lost"] or result["errors"]:
         click.echo(

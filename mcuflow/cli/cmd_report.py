@@ -22,8 +22,8 @@ def report_command(result_json, output, sweep_csv):
 
     Example: mcuflow report out/hil.json -o out/report.html
     """
-    from mcuflow.report import DEFAULT_SWEEP, load_result, write_report
+    from mcuflow.report import default_sweep, load_result, write_report
 
     result = load_result(result_json)
-    write_report(result, output, sweep_csv or DEFAULT_SWEEP)
+    write_report(result, output, sweep_csv or default_sweep())
     click.echo(f"report written to {output}")

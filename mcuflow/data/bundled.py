@@ -10,13 +10,9 @@ import numpy as np
 from mcuflow.data.mnist import MNISTSplit
 from mcuflow.errors import DataError
 from mcuflow.npz import read_npz
+from mcuflow.paths import examples_dir
 
 BUNDLED_NAME = "mnist_test_500.npz"
-
-
-def examples_dir() -> Path:
-    """``examples/`` next to the package (editable install), or ``$MCUFLOW_EXAMPLES_DIR``."""
-    return Path(os.environ.get("MCUFLOW_EXAMPLES_DIR") or Path(__file__).resolve().parents[2] / "examples")
 
 
 def bundled_test_subset(path: str | os.PathLike | None = None) -> MNISTSplit:

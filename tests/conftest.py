@@ -8,9 +8,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRE = os.environ.get("MCUFLOW_REQUIRE_TOOLCHAIN") == "1"
+
+# CI must not go red on a slow machine (deadline) or on an example never seen before (derandomize):
+# the property tests run the same examples every time. `--hypothesis-profile explore` searches anew.
+settings.register_profile("mcuflow", deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("explore", deadline=None, max_examples=2000)
+settings.load_profile("mcuflow")
 
 
 def require_tools(*tools: str) -> None:

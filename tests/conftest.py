@@ -20,6 +20,17 @@ settings.register_profile("explore", deadline=None, max_examples=2000)
 settings.load_profile("mcuflow")
 
 
+def load_script(relpath: str):
+    """Import a script that is not part of the package (``bench/run.py``, say) as a module."""
+    import importlib.util
+
+    path = ROOT / relpath
+    spec = importlib.util.spec_from_file_location(f"mcuflow_script_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def require_tools(*tools: str) -> None:
     """Skip (locally) or fail (CI) when a tool is not on PATH."""
     missing = [t for t in tools if shutil.which(t) is None]

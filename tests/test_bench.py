@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import pytest
-from conftest import require_tools
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
-
-
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("mcuflow_bench_run", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_script, require_tools
 
 
 def test_markdown_and_crossover_helpers():
-    bench = _bench_module()
+    bench = load_script("bench/run.py")
     rows = [
         {"core": "M4", "format": f, "density_pct": d, "instructions": n}
         for f, d, n in [
@@ -51,7 +40,7 @@ def test_markdown_and_crossover_helpers():
 @pytest.mark.firmware
 def test_quick_sweep_runs_and_sparse_beats_dense_at_low_density(tmp_path, monkeypatch):
     require_tools("arm-none-eabi-gcc", "qemu-system-arm")
-    bench = _bench_module()
+    bench = load_script("bench/run.py")
     monkeypatch.setattr(bench, "VARIANTS", (bench.VARIANTS[1],))  # Cortex-M4 only: keeps it short
     monkeypatch.setattr(bench, "QUICK_OUT_DEGREES", (50, 1))
     assert bench.main(["--quick", "--no-paper", "--out", str(tmp_path)]) == 0

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-from conftest import require_tools
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "uart_rate.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("mcuflow_bench_uart", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_script, require_tools
 
 
 @pytest.mark.firmware
 def test_receive_cost_is_measured(tmp_path, capsys):
     require_tools("arm-none-eabi-gcc", "qemu-system-arm")
-    bench = _module()
+    bench = load_script("bench/uart_rate.py")
     elf = bench.build_firmware("qemu-mps2-an386", tmp_path)
     cost = bench.receive_cost_us(elf, "qemu-mps2-an386", 2000)
     # A device that dropped the burst unread would answer at once (cost ~0); a device that choked on it
@@ -33,6 +21,6 @@ def test_receive_cost_is_measured(tmp_path, capsys):
 
 
 def test_lossless_estimate_is_below_raw_and_above_zero(mnist_dir):
-    bench = _module()
+    bench = load_script("bench/uart_rate.py")
     est = bench.lossless_estimate_bytes(mnist_dir)
     assert 40 < est < 784

@@ -19,7 +19,6 @@ import argparse
 import csv
 import dataclasses
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from mcuflow.profile import SelftestDevice
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("dense", "csr", "fixed", "index_free")
@@ -44,52 +45,6 @@ QUICK_OUT_DEGREES = (50, 5, 1)
 
 
 # ---------------------------------------------------------------- device sessions
-
-
-class Device:
-    """A selftest firmware under QEMU: head and per-layer instruction counts."""
-
-    def __init__(self, elf: Path, board):
-        self.elf, self.board = elf, board
-
-    def __enter__(self) -> Device:
-        from mcuflow.errors import ToolchainError
-        from mcuflow.qemu import QemuSession
-
-        for attempt in range(2):  # a loaded machine can delay QEMU's start: one retry
-            self.session = QemuSession(self.elf, self.board)
-            self.session.__enter__()
-            try:
-                self.session.read_until(b"ready\n", timeout=60)
-                break
-            except ToolchainError:
-                self.session.__exit__(None, None, None)
-                if attempt:
-                    raise
-        n = 100_000
-        calib = self.command(b"c" + n.to_bytes(4, "little"))
-        counted = int(re.search(rb"count=(\d+)", calib).group(1))
-        if abs(counted - 2 * n) > 2 * n // 100:  # the counter must count instructions
-            raise RuntimeError(f"counter calibration read {counted} for {2 * n} instructions")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.session.__exit__(*exc)
-
-    def command(self, data: bytes) -> bytes:
-        self.session.write(data)
-        return self.session.read_until(b"\n", timeout=60)
-
-    def head(self, runs: int) -> float:
-        line = self.command(b"b" + runs.to_bytes(4, "little"))
-        return int(re.search(rb"count=(\d+)", line).group(1)) / runs
-
-    def layer(self, index: int, runs: int) -> tuple[float, int]:
-        line = self.command(b"l" + bytes([index]) + runs.to_bytes(4, "little"))
-        if b"none" in line:
-            raise RuntimeError(f"the firmware has no layer {index}")
-        count = int(re.search(rb"count=(\d+)", line).group(1))
-        return count / runs, int(re.search(rb"checksum=(\d+)", line).group(1))
 
 
 def symbol_sizes(elf: Path) -> dict[str, int]:
@@ -149,7 +104,7 @@ def bench_paper(checkpoint: Path, work: Path, head_runs: int, layer_runs: int, l
             build, secs = build_variant(res.directory, board, cflags)
             timing.append({"what": f"build selftest ({fmt}, {label})", "seconds": round(secs, 3)})
             syms = symbol_sizes(build.elf)
-            with Device(build.elf, build.board) as dev:
+            with SelftestDevice(build.elf, build.board) as dev:
                 head = dev.head(head_runs)
                 per_layer = [dev.layer(i, layer_runs) for i in range(len(all_layers))]
             macs = sum(layer.nnz for layer in all_layers)
@@ -256,7 +211,7 @@ def bench_sweep(work: Path, out_degrees, runs: int, log) -> list[dict]:
     rows = []
     for label, board, cflags in VARIANTS:
         build, _ = build_variant(directory, board, cflags)
-        with Device(build.elf, build.board) as dev:
+        with SelftestDevice(build.elf, build.board) as dev:
             for i, layer in enumerate(extra):
                 count, _ = dev.layer(first + i, runs)
                 rows.append(

@@ -234,6 +234,7 @@ def render(r: dict, sweep: list[dict] | None = None) -> str:
                     f"{x.get('weight_bytes', 0):,}",
                     f"{x.get('index_bytes', 0):,}",
                     "yes" if x.get("relu") else "no",
+                    f"{x['instructions']:,.0f}" if "instructions" in x else "not measured",
                 )
             )
             + "</tr>"
@@ -273,7 +274,7 @@ model <code>{e(str(r.get("model_hash", ""))[:16])}</code> from <code>{e(str(r.ge
 <div class="verdict {"pass" if ok else "fail"}">{e(verdict)}</div>
 <h2>Results</h2><table>{mrows}</table>
 <h2>The model on the device</h2>
-<table><tr><th>layer</th><th>shape</th><th>pattern</th><th>density</th><th>format</th><th>nnz</th><th>weight B</th><th>index B</th><th>ReLU</th></tr>{"".join(rows)}</table>
+<table><tr><th>layer</th><th>shape</th><th>pattern</th><th>density</th><th>format</th><th>nnz</th><th>weight B</th><th>index B</th><th>ReLU</th><th>device instructions</th></tr>{"".join(rows)}</table>
 <p class="note">Peak activation RAM (arena): {_num((r.get("export") or {}).get("peak_ram_bytes"))} B.</p>
 <h2>Flash and RAM against the board</h2>{_img(memory_figure(r), "memory")}
 <h2>Exit threshold: accuracy vs offloading vs bytes</h2>{_img(tradeoff_figure(r), "threshold trade-off")}

@@ -1,12 +1,13 @@
 """The fault-injection measurement of issue 7: one clean and one faulty HIL session under QEMU.
 
     python bench/faults.py --data-dir /work/shared/datasets/mnist --samples 10000 \
-        --faults drop=0.01,flip=0.001,per=frame --fault-seed 1 --json out/faults.json
+        --faults drop=0.01,flip=0.001 --fault-seed 1 --json out/faults.json
 
 Three sessions run the same export and firmware: a clean direct link, the proxy
 without faults (the cost of the extra hop), and the faulty one, which goes through the
-fault-injecting TCP proxy (mcuflow.link.faults) with resends and re-HELLOs
-(mcuflow.link.recovery). Prints frames sent, CRC-rejected, retried, lost, parity
+fault-injecting TCP proxy (mcuflow.link.faults) with resends, re-HELLOs
+(mcuflow.link.recovery) and, once whole frames stop getting through, fragmented requests
+(``--fragment auto``, mcuflow.link.fragment). Prints frames sent, CRC-rejected, retried, lost, parity
 mismatches (corrupt answers accepted) and the wall-time overhead against the clean link.
 """
 
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 from mcuflow.hil import run_hil, write_json
+from mcuflow.link.fragment import parse_fragment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,10 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--board", default="qemu-mps2-an386")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--samples", type=int, default=10000)
-    ap.add_argument("--faults", default="drop=0.01,flip=0.001,per=frame")
+    ap.add_argument("--faults", default="drop=0.01,flip=0.001")
     ap.add_argument("--fault-seed", type=int, default=1)
-    ap.add_argument("--timeout", type=float, default=0.25)
+    ap.add_argument("--timeout", type=float, default=0.05, help="Base wait per answer (plus the bytes' UART time).")
     ap.add_argument("--retries", type=int, default=3)
+    ap.add_argument("--fragment", default="auto", help="auto, off or a part size in bytes.")
     ap.add_argument("--skip-clean", action="store_true", help="Only the faulty session.")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None)
@@ -43,9 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(samples=a.samples, data_dir=a.data_dir, workdir=a.workdir, show_progress=False, log=log)
     clean = None if a.skip_clean else run_hil(a.checkpoint, a.board, timeout=5.0, **common)
     # The proxy alone (no faults): separates the cost of the extra hop from the cost of recovery.
-    hop = None if a.skip_clean else run_hil(a.checkpoint, a.board, timeout=a.timeout, faults="", **common)
+    hop = None if a.skip_clean else run_hil(a.checkpoint, a.board, timeout=0.5, faults="", fragment="off", **common)
     faulty = run_hil(
-        a.checkpoint, a.board, timeout=a.timeout, retries=a.retries, faults=a.faults, fault_seed=a.fault_seed, **common
+        a.checkpoint,
+        a.board,
+        timeout=a.timeout,
+        retries=a.retries,
+        faults=a.faults,
+        fault_seed=a.fault_seed,
+        fragment=parse_fragment(a.fragment),
+        **common,
     )
     link = faulty["link"]
     summary = {
@@ -60,6 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         "rehellos": link["rehellos"],
         "crc_rejected_by_device": link["device_frames_dropped"],
         "crc_rejected_by_host": link["frames_rejected_by_host"],
+        "stale_replies_ignored": link["stale"],
+        "fragmented_requests": link.get("fragment_transfers", 0),
+        "parts_sent": link.get("fragment_parts_sent", 0),
+        "parts_resent": link.get("fragment_parts_resent", 0),
+        "commits_sent": link.get("fragment_commits_sent", 0),
+        "missing_part_reports": link.get("fragment_statuses", 0),
+        "body_check_failures": link.get("fragment_check_failures", 0),
+        "commit_timeouts": link.get("fragment_commit_timeouts", 0),
+        "bytes_down": link["bytes_down"],
+        "bytes_up": link["bytes_up"],
         "injected": {k.removeprefix("faults_"): v for k, v in link.items() if k.startswith("faults_") and v},
         "faulty_session_seconds": faulty["session_seconds"],
         "clean_session_seconds": clean["session_seconds"] if clean else None,

@@ -184,6 +184,8 @@ def _run_hil(
     link_shift: int | None = None,
     faults: str | None = None,
     fault_seed: int = 0,
+    fragment: str | int = "auto",
+    profile: bool = True,
 ) -> dict:
     import mcuflow
     from mcuflow import export as exporter
@@ -224,6 +226,12 @@ def _run_hil(
         **kwargs,
     )
     export_seconds = time.perf_counter() - t0
+    layer_instructions = None
+    if profile:  # before the protocol build: the selftest build takes the same output directory
+        from mcuflow.profile import profile_layers
+
+        log("hil: counting instructions per layer (selftest firmware)")
+        layer_instructions = profile_layers(export_dir, b)
     log(f"hil: building firmware for {b.name}")
     t0 = time.perf_counter()
     built = build(export_dir, b)
@@ -262,7 +270,9 @@ def _run_hil(
                 from mcuflow.link.faults import QemuFaultLink
 
                 seed = fault_seed + (int(chunk[0]) if len(chunk) else 0)
-                faulty = QemuFaultLink(q, faults, seed, timeout=timeout, retries=max(retries, 3), log=log)
+                faulty = QemuFaultLink(
+                    q, faults, seed, timeout=timeout, retries=max(retries, 3), log=log, fragment=fragment
+                )
                 on_exit.callback(faulty.close)
                 client = faulty.client
             hello = client.hello(timeout=max(timeout, 10.0), retries=2)
@@ -333,6 +343,7 @@ def _run_hil(
         "device_instructions_local_mean": float(np.mean([r.instructions for r in local])) if local else None,
         "device_instructions_offload_mean": float(np.mean([r.instructions for r in offload])) if offload else None,
         "instruction_unit": built.report.get("counter_unit", "instructions"),
+        "layer_instructions": layer_instructions,
         "devices": devices,
         "samples_per_second": n / seconds if seconds else None,
         "session_seconds": seconds,
@@ -354,6 +365,12 @@ def _run_hil(
     if faults is not None:
         result["faults"] = {"spec": faults, "seed": fault_seed, "devices": devices}
     return result
+
+
+def _per_layer_text(per_layer: dict | None) -> str:
+    if not per_layer:
+        return ""
+    return "; per layer " + ", ".join(f"{name} {count:,.0f}" for name, count in per_layer.items())
 
 
 def _link_summary(meta: dict, ref, offload: list) -> dict:
@@ -431,7 +448,8 @@ def summary_lines(r: dict) -> list[str]:
         f"int8 reference {pct(r['reference_accuracy'])}, float final layer {pct(r['float_final_accuracy'])})",
         f"early exit       {pct(r['exit_rate'])} answered on the device at threshold {r['exit_threshold']:g}",
         f"parity           {r['parity_mismatches']} mismatches against the numpy reference",
-        f"device           {num(r['device_instructions_mean'])} {r['instruction_unit']} per inference (mean)",
+        f"device           {num(r['device_instructions_mean'])} {r['instruction_unit']} per inference (mean)"
+        + _per_layer_text(r.get("layer_instructions")),
         f"wire             {num(r['bytes_down_per_sample'], ',.1f')} B down, {num(r['bytes_up_per_sample'], ',.1f')} B up "
         f"per sample; {num(r['bytes_per_offload'], ',.1f')} B per offload",
         f"throughput       {num(r['samples_per_second'], ',.0f')} samples/s under QEMU; at 115200 baud the link alone "

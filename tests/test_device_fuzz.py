@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.firmware, pytest.mark.slow]
 BOARD = "qemu-mps2-an386"
 FRAMES = 10_000
 SEED = int(os.environ.get("MCUFLOW_FUZZ_SEED", "20261122"))
-REPLYING = (m.HELLO, m.INFER, m.INFER_SPARSE)
+REPLYING = (m.HELLO, m.INFER, m.INFER_SPARSE, m.INFER_COMMIT)
 
 
 def raw_frame(version: int, msg_type: int, seq: int, length: int, payload: bytes, crc_ok: bool = True) -> bytes:
@@ -42,7 +42,7 @@ def fuzz_frames(rng: random.Random, n: int, input_len: int) -> list[bytes]:
     while len(out) < n:
         # Oversized runs and full-size INFERs are few: QEMU's UART takes ~10-20 KB/s, and they
         # exercise nothing new after the first hundred.
-        kind = rng.choices(range(10), weights=[14, 14, 14, 12, 14, 14, 10, 2, 4, 2])[0]
+        kind = rng.choices(range(12), weights=[14, 14, 14, 12, 14, 14, 10, 2, 4, 2, 8, 6])[0]
         seq = rng.randrange(65536)
         if kind == 0:  # random bytes, delimited
             out.append(rand_bytes(rng.randrange(1, 120)) + b"\x00")
@@ -74,9 +74,45 @@ def fuzz_frames(rng: random.Random, n: int, input_len: int) -> list[bytes]:
             out.append(b"\x01" * rng.randrange(MAX_ENCODED + 1, MAX_ENCODED + 300) + b"\x00")
         elif kind == 8:  # floods: delimiters, repeated HELLOs, a burst of the same request
             out.append(rng.choice([b"\x00" * rng.randrange(1, 64), encode_frame(m.HELLO, seq) * rng.randrange(2, 6)]))
-        else:  # valid dense or sparse INFER with random content: the head must cope with anything
+        elif kind == 9:  # valid dense or sparse INFER with random content: the head must cope with anything
             x = np.frombuffer(rand_bytes(input_len), dtype=np.int8)
             out.append(encode_frame(m.INFER, seq, x.tobytes()))
+        elif kind == 10:  # INFER_PARTs: hostile indices, counts, offsets and sizes, or a run of good ones
+            tid = rng.choice([1, 2, rng.randrange(65536)])
+            if rng.random() < 0.3:
+                body = bytes([1, 0x80]) + rand_bytes(rng.randrange(98, 300))
+                size = rng.randrange(8, 120)
+                offsets = list(range(0, len(body), size))[: m.XFER_MAX_PARTS]
+                for i, off in enumerate(offsets):
+                    out.append(
+                        encode_frame(
+                            m.INFER_PART, seq, m.part_payload(tid, i, len(offsets), off, body[off : off + size])
+                        )
+                    )
+                out.append(encode_frame(m.INFER_COMMIT, seq, m.commit_payload(tid, len(offsets), m.INFER_SPARSE, body)))
+            else:
+                count = rng.choice([0, 1, 8, 64, 65, 255, rng.randrange(256)])
+                index = rng.choice([0, count - 1 if count else 0, count, rng.randrange(256)])
+                offset = rng.choice([0, input_len - 1, input_len, 65535, rng.randrange(65536)])
+                data = rand_bytes(rng.choice([0, 1, 48, input_len, rng.randrange(0, 300)]))
+                out.append(
+                    encode_frame(
+                        m.INFER_PART, seq, struct.pack("<HBBH", tid, count & 0xFF, index & 0xFF, offset) + data
+                    )
+                )
+        else:  # INFER_COMMIT with hostile fields (counts, lengths, request types, checks, sizes)
+            tid = rng.choice([1, 2, rng.randrange(65536)])
+            count = rng.choice([0, 1, 8, 64, 65, rng.randrange(256)])
+            inner = rng.choice([m.INFER, m.INFER_SPARSE, m.HELLO, m.BYE, rng.randrange(256)])
+            if inner == m.BYE:
+                inner = m.INFER
+            total = rng.choice([0, 1, input_len, input_len + 1, 65535, rng.randrange(65536)])
+            payload = struct.pack("<HBBHI", tid, count, inner, total, rng.getrandbits(32))
+            out.append(
+                encode_frame(
+                    m.INFER_COMMIT, seq, payload[: rng.choice([10, 10, 10, 9, 0])] + rand_bytes(rng.choice([0, 0, 1]))
+                )
+            )
     return out
 
 
@@ -147,4 +183,18 @@ def test_firmware_survives_10000_hostile_frames_and_still_answers_correctly(firm
                 assert isinstance(reply, Offload)
                 np.testing.assert_array_equal(reply.values, ref.intermediate[i])
         assert client.stats.stale == backlog and backlog > 100
+        # The same inputs in parts (fragmented requests), through a link that loses 1% of its bytes.
+        from mcuflow.link.faults import FaultInjector, FaultyTransport
+        from mcuflow.link.recovery import RecoveringClient
+
+        lossy = FaultyTransport(SerialTransport.wrap(s.serial, s.url), FaultInjector("drop=0.01,flip=0.001", SEED))
+        frag = RecoveringClient(lossy, timeout=0.5, fragment=32)
+        frag.hello(retries=20)
+        for i in range(len(x)):
+            reply = frag.infer(x[i])
+            if ref.exited[i]:
+                assert (reply.label, reply.confidence_q15) == (ref.label[i], ref.confidence_q15[i])
+            else:
+                np.testing.assert_array_equal(reply.values, ref.intermediate[i])
+        assert frag.fragments.transfers == len(x) and frag.fragments.statuses > 0
         print(f"device fuzz: {info.frames_dropped} frames dropped by the device, {backlog} answers to the rest")

@@ -47,3 +47,21 @@ def test_hil_through_a_faulty_proxy_with_reboots_loses_nothing_and_accepts_nothi
     cuts = link["faults_down_cut"] + link["faults_up_cut"]
     # a reset restarts the emulator (a real reboot), a cut only reconnects to it
     assert link["device_restarts"] == resets > 0 and link["proxy_reconnects"] == resets + cuts
+
+
+def test_hil_at_one_percent_byte_loss_sends_requests_in_parts(tmp_path, capsys):
+    """Issue 7's rates per byte: whole ~260-byte frames would arrive ~6% of the time; parts get through."""
+    out = tmp_path / "hil.json"
+    code = main(
+        ["hil", str(CHECKPOINT), "--samples", "100", "--workdir", str(tmp_path / "w"), "--json", str(out),
+         "--quiet", "--no-profile", "--faults", "drop=0.01,flip=0.001", "--fault-seed", "7", "--timeout", "0.05"]
+    )  # fmt: skip
+    assert code == 0
+    assert "requests in parts" in capsys.readouterr().out
+    r = json.loads(out.read_text())
+    assert r["samples"] == 100 and r["lost"] == 0 and r["errors"] == 0
+    assert r["parity_mismatches"] == 0, r["parity_examples"]
+    link = r["link"]
+    assert link["fragment_transfers"] >= 99 and link["fragment_statuses"] > 0 and link["rehellos"] == 0
+    assert link["frames_sent"] >= link["fragment_parts_sent"] + link["fragment_commits_sent"]
+    assert link["faults_down_drop"] > 500 and link["device_frames_dropped"] > 100

@@ -80,6 +80,17 @@ def test_hil_session_is_bit_exact(tmp_path, board, samples):
     assert r["samples_per_second"] > 0
     assert report.read_text().count("data:image/png;base64,") >= 3
     assert _qemu_pids() <= before  # no orphan emulator
+    # Per-layer counts from the selftest firmware: every layer, each at least one instruction per MAC,
+    # and together no more than the whole head (which adds the exit decision and the input copy).
+    per_layer = r["layer_instructions"]
+    layers = r["export"]["layers"]["head"] + [x for e in r["export"]["exits"] for x in e["layers"]]
+    assert list(per_layer) == [x["name"] for x in layers]
+    for x in layers:
+        assert per_layer[x["name"]] >= x["nnz"], x["name"]
+    assert sum(per_layer.values()) <= r["device_instructions_mean"]
+    html = report.read_text()
+    assert "<th>device instructions</th>" in html and "not measured" not in html
+    assert f"<td>{per_layer[layers[0]['name']]:,.0f}</td>" in html
 
 
 def test_hil_refuses_a_hardware_board(tmp_path, capsys):
@@ -105,6 +116,7 @@ def test_hil_with_parallel_devices_keeps_every_sample_in_order(tmp_path):
             "40",
             "--devices",
             "2",
+            "--no-profile",
             "--workdir",
             str(tmp_path / "w"),
             "--json",

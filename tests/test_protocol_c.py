@@ -9,6 +9,7 @@ import os
 import random
 import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,10 @@ from hypothesis import strategies as st
 from mcuflow.link import DeviceClient, DeviceError, LinkTimeout, LocalResult, Offload, ProcessTransport, cobs, encodings
 from mcuflow.link import messages as m
 from mcuflow.link.crc import crc16
+from mcuflow.link.faults import FaultInjector, FaultyTransport
 from mcuflow.link.frame import MAX_ENCODED, Frame, FrameDecoder, FrameDrop, encode_frame
+from mcuflow.link.recovery import RecoveringClient
+from mcuflow.link.sim import SimDevice
 from tests.conftest import require_tools
 
 pytestmark = pytest.mark.toolchain
@@ -153,7 +157,8 @@ def test_hello_and_infer_match_the_fake_head(device):
     info = client.hello()
     assert info.board == "host-fake" and info.model_hash == bytes(range(32))
     assert (info.input_len, info.intermediate_len, info.num_classes, info.num_exits) == (784, 40, 10, 1)
-    assert info.capabilities == (0x0F | m.CAP_DEDUP | m.CAP_BYE | m.CAP_INFER_SPARSE) and info.frames_dropped == 0
+    caps = 0x0F | m.CAP_DEDUP | m.CAP_BYE | m.CAP_INFER_SPARSE | m.CAP_FRAGMENT
+    assert info.capabilities == caps and info.frames_dropped == 0
     rng = np.random.default_rng(0)
     kinds = set()
     for runs in range(1, 41):
@@ -358,6 +363,212 @@ def test_malformed_sparse_infer_gets_error(device, payload):
     assert DeviceClient(device, timeout=2.0).hello().frames_dropped == 0
 
 
+# -- fragmented requests: INFER_PART / INFER_COMMIT / XFER_STATUS --------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=900))
+def test_c_crc32_matches_zlib(programs, data):
+    assert struct.unpack("<I", codec(programs, "crc32", data).stdout)[0] == zlib.crc32(data)
+
+
+def parts_of(tid: int, msg_type: int, body: bytes, size: int, seq: int = 1) -> tuple[list[bytes], bytes]:
+    """The INFER_PART frames of ``body`` in ``size``-byte parts, and its INFER_COMMIT payload."""
+    offsets = list(range(0, len(body), size))
+    frames = [
+        encode_frame(m.INFER_PART, seq, m.part_payload(tid, i, len(offsets), off, body[off : off + size]))
+        for i, off in enumerate(offsets)
+    ]
+    return frames, m.commit_payload(tid, len(offsets), msg_type, body)
+
+
+def exchange_n(t, wire: bytes, n: int, timeout: float = 5.0) -> list:
+    """Send ``wire`` and read exactly ``n`` reply frames (parts are never answered)."""
+    t.write(wire)
+    dec, out = FrameDecoder(strict_length=False), []
+    while len(out) < n:
+        data = t.read(timeout)
+        assert data, f"only {len(out)} of {n} replies"
+        out += dec.feed(data)
+    assert len(out) == n
+    return out
+
+
+def test_fragmented_request_reassembles_and_reports_missing_parts(device):
+    x = sparse_input(np.random.default_rng(21))
+    client = DeviceClient(device, timeout=2.0)
+    client.hello()
+    msg_type, body = client.infer_request(x)
+    assert msg_type == m.INFER_SPARSE
+    parts, commit = parts_of(7, msg_type, body, 24)
+    count = len(parts)
+    kind, want, instr = fake_head(x, 1)
+    # Parts 0 and 3 are withheld, the rest arrive out of order and one twice: the COMMIT lists the gap.
+    sent = [parts[i] for i in reversed(range(count)) if i not in (0, 3)] + [parts[5]]
+    (status,) = exchange_n(device, b"".join(sent) + encode_frame(m.INFER_COMMIT, 30, commit), 1)
+    rep = m.parse_reply(status)
+    assert status.seq == 30 and isinstance(rep, m.TransferStatus)
+    assert (rep.transfer_id, rep.part_count, rep.reason, rep.missing) == (7, count, m.XFER_MISSING, (0, 3))
+    # The missing parts and a new COMMIT (new seq): the head runs once.
+    (answer,) = exchange_n(device, parts[3] + parts[0] + encode_frame(m.INFER_COMMIT, 31, commit), 1)
+    reply = m.parse_reply(answer, 40)
+    assert answer.seq == 31 and reply.instructions == instr and (kind == "local") == isinstance(reply, LocalResult)
+    # The answer lost: a COMMIT under yet another seq gets it again, re-stamped, not recomputed;
+    # the same COMMIT frame twice gets the cached bytes.
+    again = exchange_n(device, encode_frame(m.INFER_COMMIT, 32, commit) * 2, 2)
+    assert [f.seq for f in again] == [32, 32] and again[0] == again[1]
+    assert again[0].payload == answer.payload and again[0].type == answer.type
+    # A new transfer id discards the old one: its COMMIT reports every part missing.
+    _, commit8 = parts_of(8, msg_type, body, 24)
+    (status,) = exchange_n(device, encode_frame(m.INFER_COMMIT, 33, commit8), 1)
+    assert m.parse_reply(status).missing == tuple(range(count))
+    assert DeviceClient(device, timeout=2.0).hello().frames_dropped == 0
+
+
+def test_a_wrong_part_never_runs_the_head(device):
+    x = sparse_input(np.random.default_rng(22))
+    client = DeviceClient(device, timeout=2.0)
+    client.hello()
+    msg_type, body = client.infer_request(x)
+    parts, commit = parts_of(3, msg_type, body, 40)
+    # Part 2 carries a wrong byte under a good frame CRC (a CRC-16 escape or a host bug): the body's
+    # CRC-32 fails, every part is discarded, nothing runs.
+    bad = bytearray(body)
+    bad[2 * 40 + 5] ^= 0x10
+    bad_parts, _ = parts_of(3, msg_type, bytes(bad), 40)
+    wire = b"".join(parts[:2] + [bad_parts[2]] + parts[3:]) + encode_frame(m.INFER_COMMIT, 40, commit)
+    (status,) = exchange_n(device, wire, 1)
+    rep = m.parse_reply(status)
+    assert rep.reason == m.XFER_BAD_CHECK and rep.missing == tuple(range(len(parts)))
+    (answer,) = exchange_n(device, b"".join(parts) + encode_frame(m.INFER_COMMIT, 41, commit), 1)
+    assert m.parse_reply(answer, 40).instructions == fake_head(x, 1)[2]  # the first head run
+
+
+def test_dense_input_in_parts(device):
+    x = random_input(np.random.default_rng(23))
+    parts, commit = parts_of(9, m.INFER, x.tobytes(), 48)
+    (answer,) = exchange_n(device, b"".join(parts) + encode_frame(m.INFER_COMMIT, 5, commit), 1)
+    kind, want, instr = fake_head(x, 1)
+    reply = m.parse_reply(answer, 40)
+    assert reply.instructions == instr
+    if kind == "offload":
+        np.testing.assert_array_equal(reply.values, want)
+
+
+@pytest.mark.parametrize(
+    "payload, code",
+    [
+        (b"\x01\x00\x01\x04\x10\x00\x00\x00\x00", 3),  # 9 bytes
+        (struct.pack("<HBBHI", 1, 0, m.INFER, 784, 0), 4),  # no parts
+        (struct.pack("<HBBHI", 1, 65, m.INFER, 784, 0), 4),  # too many parts
+        (struct.pack("<HBBHI", 1, 4, m.INFER, 785, 0), 4),  # longer than the input
+        (struct.pack("<HBBHI", 1, 4, m.INFER, 0, 0), 4),  # empty
+        (struct.pack("<HBBHI", 1, 4, m.HELLO, 100, 0), 4),  # not an INFER
+    ],
+    ids=["short", "zero-parts", "too-many-parts", "too-long", "empty", "inner-type"],
+)
+def test_bad_commit_gets_error(device, payload, code):
+    (reply,) = exchange_n(device, encode_frame(m.INFER_COMMIT, 9, payload), 1)
+    assert reply.seq == 9 and reply.type == m.ERROR and m.parse_reply(reply).code == code
+
+
+def test_bad_parts_are_dropped_and_counted(device):
+    bad = [
+        m.part_payload(1, 0, 1, 0, b"")[:6],  # no data
+        m.part_payload(1, 4, 4, 0, b"ab"),  # index >= count
+        m.part_payload(1, 0, 0, 0, b"ab"),  # zero parts
+        m.part_payload(1, 0, 65, 0, b"ab"),  # too many parts
+        m.part_payload(1, 0, 4, 783, b"ab"),  # past the input buffer
+        m.part_payload(1, 0, 4, 65535, b"ab"),
+    ]
+    # none is answered: the HELLO's reply is the only one, and counts them
+    (hello,) = exchange_n(device, b"".join(encode_frame(m.INFER_PART, 3, p) for p in bad) + encode_frame(m.HELLO, 4), 1)
+    assert hello.seq == 4 and m.parse_reply(hello).frames_dropped == len(bad)
+
+
+def sim_like_c() -> SimDevice:
+    """The Python device with tests/c/link/fake_head.c as its head (same answers, same counter)."""
+    runs = [0]
+
+    def head(x: np.ndarray):
+        runs[0] += 1
+        kind, want, instr = fake_head(x, runs[0])
+        if kind == "error":
+            return None
+        if kind == "local":
+            return LocalResult(0, want[0], want[1], instr)
+        return Offload(encodings.choose(want, 8, -128), 8, -128, 2.0**-7, instr, want)
+
+    return SimDevice(head, bytes(range(32)), board="host-fake")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_c_and_python_devices_agree_on_random_fragment_traffic(device, seed):
+    """The same stream of parts, COMMITs (some repeated, under old and new seqs), wrong parts, new
+    transfers, whole INFER_SPARSEs and HELLOs, to the C and the Python device: the same replies."""
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    sim, stream, expected = sim_like_c(), [], 0
+    client = DeviceClient.__new__(DeviceClient)
+    client.info, client.sparse_inputs = sim.hello, None
+    seq = 1
+    for tid in range(1, 25):
+        x = sparse_input(nrng, density=rng.choice([0.02, 0.2, 0.5]))
+        msg_type, body = client.infer_request(x)
+        parts, commit = parts_of(tid, msg_type, body, rng.choice([16, 33, 64]), seq)
+        for _ in range(rng.randrange(1, 5)):
+            chosen = [p for p in parts if rng.random() < 0.7]
+            rng.shuffle(chosen)
+            stream += chosen
+            if rng.random() < 0.15:  # a part with a wrong byte
+                i = rng.randrange(len(parts))
+                tid_, idx, cnt, off, data = m.parse_part(FrameDecoder().feed(parts[i])[0].payload)
+                data = bytes([data[0] ^ 1]) + data[1:]
+                stream.append(encode_frame(m.INFER_PART, seq, m.part_payload(tid_, idx, cnt, off, data)))
+            seq = seq + 1 if rng.random() < 0.7 else seq
+            for _ in range(rng.choice([1, 1, 2])):
+                stream.append(encode_frame(m.INFER_COMMIT, seq, commit))
+                expected += 1
+        if rng.random() < 0.1:
+            seq += 1
+            stream.append(encode_frame(m.INFER_SPARSE, seq, body))
+            expected += 1
+        if rng.random() < 0.05:
+            seq += 1
+            stream.append(encode_frame(m.HELLO, seq))
+            expected += 1
+        seq += 1
+    wire = b"".join(stream)
+    c_replies = exchange_n(device, wire, expected)
+    py_replies = FrameDecoder().feed(sim.feed(wire))
+    assert [(f.type, f.seq) for f in c_replies] == [(f.type, f.seq) for f in py_replies]
+    for c, p in zip(c_replies, py_replies, strict=True):
+        if c.type == m.HELLO_REPLY:
+            assert m.Hello.parse(c.payload).model_hash == m.Hello.parse(p.payload).model_hash
+        else:
+            assert c.payload == p.payload, m.name(c.type)
+    kinds = {f.type for f in c_replies}
+    assert m.XFER_STATUS in kinds and kinds & {m.LOCAL_RESULT, m.OFFLOAD}
+
+
+def test_recovering_client_fragments_through_byte_faults_to_the_c_device(device):
+    inj = FaultInjector("drop=0.01,flip=0.001", seed=5)
+    client = RecoveringClient(FaultyTransport(device, inj), timeout=0.05, fragment="auto", byte_time=0)
+    client.hello(retries=50)
+    rng = np.random.default_rng(24)
+    for runs in range(1, 41):
+        x = sparse_input(rng)
+        kind, want, instr = fake_head(x, runs)
+        reply = client.infer(x)
+        assert reply.instructions == instr  # exactly one head run per sample: no recomputation
+        assert (kind == "local") == isinstance(reply, LocalResult)
+        if kind == "offload":
+            np.testing.assert_array_equal(reply.values, want)
+    rep = client.report()
+    assert rep["fragment_transfers"] >= 39 and rep["fragment_statuses"] > 0 and rep["gave_up"] == 0
+    assert inj.counts["down"]["drop"] > 100
+
+
 def test_device_builds_and_serves_with_clang_under_sanitizers(tmp_path):
     require_tools("clang")
     exe = _build_module().build_device(tmp_path, "clang", sanitize=True)
@@ -391,11 +602,16 @@ def test_libfuzzer_on_the_serve_loop_finds_nothing(tmp_path):
     corpus.mkdir()
     x = np.full(784, -128, np.int8)
     x[100:130] = 7
+    sparse_body = bytes([1, 0x80]) + encodings.bitmap_encode(x, -128)
     seeds = {
         "hello": encode_frame(m.HELLO, 1),
         "infer": encode_frame(m.INFER, 2, bytes(784)),
         "sparse": encode_frame(m.INFER_SPARSE, 3, bytes([1, 0x80]) + encodings.bitmap_encode(x, -128)),
         "bye": encode_frame(m.BYE, 4),
+        "parts": b"".join(parts_of(5, m.INFER_SPARSE, sparse_body, 40)[0])
+        + encode_frame(m.INFER_COMMIT, 6, parts_of(5, m.INFER_SPARSE, sparse_body, 40)[1]) * 2,
+        "dense-parts": b"".join(parts_of(6, m.INFER, bytes(784), 48)[0])
+        + encode_frame(m.INFER_COMMIT, 7, parts_of(6, m.INFER, bytes(784), 48)[1]),
     }
     for name, data in seeds.items():
         (corpus / name).write_bytes(data)

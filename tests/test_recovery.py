@@ -11,7 +11,9 @@ import pytest
 from conftest import ROOT, require_tools
 
 from mcuflow.link import LinkError, LinkTimeout, LocalResult, Offload, ProcessTransport, Transport
+from mcuflow.link import messages as m
 from mcuflow.link.faults import FaultInjector, FaultyTransport
+from mcuflow.link.frame import FrameDecoder, encode_frame
 from mcuflow.link.recovery import RecoveringClient
 from mcuflow.link.sim import SimDevice, SimTransport
 from mcuflow.tail import SessionSummary, run_session
@@ -147,6 +149,129 @@ def test_a_reply_that_breaks_the_protocol_is_not_accepted():
     x = next(v for v in sparse_inputs(20, 1) if isinstance(head(v), LocalResult))
     assert_verified(client.infer(x), head(x))
     assert client.recovery.protocol_errors == 1
+
+
+# -- fragmented requests (INFER_PART / INFER_COMMIT) ---------------------------------
+
+TARGET = "drop=0.01,flip=0.001"  # issue 7: per byte
+
+
+def fragment_session(spec: str, seed: int, n: int, fragment="auto", rounds: int = 4):
+    dev = SimDevice(head, HASH)
+    inj = FaultInjector(spec, seed=seed)
+    client = RecoveringClient(
+        SimTransport(dev, inj.sim_hook(dev)), timeout=0.002, retries=3, rounds=rounds, fragment=fragment, byte_time=0
+    )
+    client.hello(retries=50)
+    x = sparse_inputs(n, seed)
+    return dev, inj, client, x, list(run_session(client, x, None, max_consecutive_lost=n))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_fragments_get_every_sample_through_one_percent_byte_loss(seed):
+    dev, inj, client, x, records = fragment_session(TARGET, seed, 150)
+    for r in records:
+        want = head(x[r.index])
+        assert r.status == ("local" if isinstance(want, LocalResult) else "offload")
+        assert r.prediction == want.label if isinstance(want, LocalResult) else r.instructions == want.instructions
+    rep = client.report()
+    assert rep["gave_up"] == 0 and rep["fragment_transfers"] >= 149 and rep["fragment_statuses"] > 50
+    assert inj.counts["down"]["drop"] > 1000 and inj.counts["up"]["drop"] > 50
+    # Lost answers were resent from the device's cache, never recomputed.
+    assert dev.head_runs == len(x)
+
+
+def test_whole_frames_do_not_get_through_one_percent_byte_loss():
+    *_, records = fragment_session(TARGET, 1, 20, fragment="off", rounds=2)
+    assert [r.status for r in records].count("lost") >= 5
+
+
+def test_auto_sends_whole_frames_on_a_clean_link_and_returns_to_them():
+    dev = SimDevice(head, HASH)
+    faulty = {"on": False}
+    inj = FaultInjector(TARGET, seed=4)
+    client = RecoveringClient(
+        SimTransport(dev, lambda d, data: inj.apply(d, data) if faulty["on"] else data),
+        timeout=0.002,
+        fragment="auto",
+        byte_time=0,
+    )
+    client.hello()
+    x = sparse_inputs(200, 4)
+    for i, xi in enumerate(x):
+        faulty["on"] = 20 <= i < 60
+        assert_verified(client.infer(xi), head(xi))
+        if i == 19:
+            assert client.fragments.transfers == 0  # a clean link: single INFER_SPARSE frames
+    assert client.fragments.transfers >= 40 and client.fragments.fragment_switches == 2
+    assert not client._fragmenting and dev.head_runs == len(x)
+
+
+def test_a_fixed_part_size_fragments_every_request():
+    dev = SimDevice(head, HASH)
+    client = RecoveringClient(SimTransport(dev), timeout=0.01, fragment=24, byte_time=0)
+    client.hello()
+    x = sparse_inputs(10, 5)
+    for xi in x:
+        assert_verified(client.infer(xi), head(xi))
+    body_lens = [len(client.infer_request(xi)[1]) for xi in x]
+    assert client.fragments.parts_sent == sum(-(-n // 24) for n in body_lens)
+    assert client.fragments.transfers == 10 and client.stats.timeouts == 0
+
+
+def test_fragments_survive_device_reboots_mid_transfer():
+    dev, inj, client, x, records = fragment_session("drop=0.005,reset=0.01", 6, 150, fragment=32)
+    assert all(r.status in ("local", "offload") for r in records)
+    assert inj.counts["down"]["reset"] > 3 and dev.resets == inj.counts["down"]["reset"] + inj.counts["up"]["reset"]
+
+
+def test_a_status_for_another_transfer_is_not_accepted():
+    dev = SimDevice(head, HASH)
+    forged = {"left": 1}
+
+    def link(direction, data):
+        if direction == "up" and data and forged["left"]:
+            forged["left"] -= 1
+            frame = FrameDecoder().feed(data)[0]
+            # A well-formed, CRC-valid XFER_STATUS with the right seq but for transfer 999.
+            return encode_frame(m.XFER_STATUS, frame.seq, m.TransferStatus(999, 1, m.XFER_MISSING, (0,)).pack())
+        return data
+
+    client = RecoveringClient(SimTransport(dev, link), timeout=0.005, fragment=32, byte_time=0)
+    client.info = dev.hello  # skip the HELLO so the first reply seen is the forged one
+    x = sparse_inputs(1, 7)[0]
+    assert_verified(client.infer(x), head(x))
+    assert client.recovery.protocol_errors == 1 and dev.head_runs == 1
+
+
+def test_a_late_answer_to_an_earlier_commit_of_the_transfer_is_taken():
+    """The answer to round 1 arrives only during round 2 (whose own answer is lost): it answers the
+    same body, so it is taken although its seq is not the current one."""
+    dev = SimDevice(head, HASH)
+
+    class Late(Transport):
+        def __init__(self):
+            self.answers, self.inbox = [], b""
+
+        def write(self, data):
+            out = dev.feed(data)
+            if out:
+                self.answers.append(out)
+                if len(self.answers) == 2:
+                    self.inbox += self.answers[0]  # round 1's answer, late; round 2's is lost
+
+        def read(self, timeout):
+            data, self.inbox = self.inbox, b""
+            if not data:
+                time.sleep(timeout)
+            return data
+
+    client = RecoveringClient(Late(), timeout=0.005, fragment=200, byte_time=0)
+    client.info = dev.hello
+    x = sparse_inputs(1, 8)[0]
+    assert_verified(client.infer(x), head(x))
+    f = client.fragments
+    assert (f.commit_timeouts, f.late_answers, dev.head_runs) == (1, 1, 1)
 
 
 # -- the C device (firmware/app/serve.c on the host) ---------------------------------

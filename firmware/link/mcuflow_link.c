@@ -14,6 +14,19 @@ uint16_t mcuflow_crc16(const uint8_t *data, uint32_t len) {
     return crc;
 }
 
+uint32_t mcuflow_crc32(uint32_t crc, const uint8_t *data, uint32_t len) {
+    uint32_t i;
+    crc = ~crc;
+    for (i = 0; i < len; i++) {
+        int bit;
+        crc ^= data[i];
+        for (bit = 0; bit < 8; bit++) {
+            crc = (crc & 1u) ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;
+        }
+    }
+    return ~crc;
+}
+
 uint32_t mcuflow_cobs_encode(const uint8_t *in, uint32_t len, uint8_t *out, uint32_t out_cap) {
     uint32_t code_at = 0, o = 1, i;
     uint8_t code = 1;

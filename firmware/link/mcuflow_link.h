@@ -22,10 +22,13 @@ extern "C" {
 #define MCUFLOW_MSG_INFER         0x02u
 #define MCUFLOW_MSG_BYE           0x03u
 #define MCUFLOW_MSG_INFER_SPARSE  0x04u
+#define MCUFLOW_MSG_INFER_PART    0x05u
+#define MCUFLOW_MSG_INFER_COMMIT  0x06u
 #define MCUFLOW_MSG_HELLO_REPLY   0x81u
 #define MCUFLOW_MSG_LOCAL_RESULT  0x82u
 #define MCUFLOW_MSG_OFFLOAD       0x83u
 #define MCUFLOW_MSG_BYE_REPLY     0x84u
+#define MCUFLOW_MSG_XFER_STATUS   0x85u
 #define MCUFLOW_MSG_ERROR         0xFFu
 
 /* ERROR codes. */
@@ -49,6 +52,7 @@ extern "C" {
 #define MCUFLOW_CAP_DEDUP         (1ul << 8)
 #define MCUFLOW_CAP_BYE           (1ul << 9)
 #define MCUFLOW_CAP_INFER_SPARSE  (1ul << 10)
+#define MCUFLOW_CAP_FRAGMENT      (1ul << 11)
 
 #define MCUFLOW_HELLO_FIXED_LEN   51u
 #define MCUFLOW_BOARD_NAME_MAX    32u
@@ -56,7 +60,18 @@ extern "C" {
 #define MCUFLOW_OFFLOAD_FIXED_LEN 16u
 #define MCUFLOW_ERROR_TEXT_MAX    64u
 
+/* Fragmented requests (INFER_PART / INFER_COMMIT / XFER_STATUS, docs/protocol.md). */
+#define MCUFLOW_XFER_MAX_PARTS    64u
+#define MCUFLOW_PART_HEADER_LEN   6u   /* transfer id u16, index u8, count u8, offset u16 */
+#define MCUFLOW_COMMIT_LEN        10u  /* transfer id u16, count u8, request type u8, length u16, CRC-32 */
+#define MCUFLOW_STATUS_FIXED_LEN  4u   /* transfer id u16, count u8, reason u8; then the missing-part bitmap */
+#define MCUFLOW_XFER_MISSING      0u   /* XFER_STATUS reason: these parts have not arrived */
+#define MCUFLOW_XFER_BAD_CHECK    1u   /* every part arrived but the body failed its CRC-32: all discarded */
+
 uint16_t mcuflow_crc16(const uint8_t *data, uint32_t len);
+/* CRC-32 (IEEE 802.3, reflected, as zlib.crc32): pass 0 to start; chains like
+ * zlib (crc32(crc32(0, a), b) == crc32(0, a || b)). */
+uint32_t mcuflow_crc32(uint32_t crc, const uint8_t *data, uint32_t len);
 
 /* Encodes len bytes; returns the encoded length, or 0 if out_cap is too small. */
 uint32_t mcuflow_cobs_encode(const uint8_t *in, uint32_t len, uint8_t *out, uint32_t out_cap);
@@ -135,6 +150,9 @@ static inline void mcuflow_put_u32(uint8_t *p, uint32_t v) {
 }
 static inline uint16_t mcuflow_get_u16(const uint8_t *p) {
     return (uint16_t)(p[0] | ((uint16_t)p[1] << 8));
+}
+static inline uint32_t mcuflow_get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 #ifdef __cplusplus

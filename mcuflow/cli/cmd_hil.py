@@ -53,6 +53,20 @@ from mcuflow.cli.options import link_options
     "delim, trunc, cut, reset; per=byte|frame; dir=down|up|both). The host resends and re-HELLOs.",
 )
 @click.option("--fault-seed", type=int, default=0, show_default=True, help="Seed of the injected faults (logged).")
+@click.option(
+    "--fragment",
+    default="auto",
+    show_default=True,
+    metavar="auto|off|N",
+    help="With --faults: send requests in parts of N bytes and resend only the lost ones "
+    "(auto: once a whole frame times out, sized from the parts' survival; off: whole frames only).",
+)
+@click.option(
+    "--profile/--no-profile",
+    default=True,
+    show_default=True,
+    help="Also count instructions per layer on the device (a selftest firmware run, a few seconds).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @link_options
 def hil_command(
@@ -69,6 +83,7 @@ def hil_command(
     sweep_csv,
     devices,
     timeout,
+    profile,
     quiet,
     prune_threshold,
     prune_topk,
@@ -76,6 +91,7 @@ def hil_command(
     link_shift,
     faults,
     fault_seed,
+    fragment,
 ):
     """Export CHECKPOINT, build it for a QEMU board, stream test samples over serial and report.
 
@@ -97,6 +113,9 @@ def hil_command(
         from mcuflow.link.faults import FaultSpec
 
         FaultSpec.parse(faults)  # a bad spec fails before the export and build
+    from mcuflow.link.fragment import parse_fragment
+
+    fragment = parse_fragment(fragment)
     if timeout is None:
         timeout = 0.5 if faults is not None else 5.0
     result = run_hil(
@@ -118,6 +137,8 @@ def hil_command(
         link_shift=link_shift,
         faults=faults,
         fault_seed=fault_seed,
+        fragment=fragment,
+        profile=profile,
     )
     for line in summary_lines(result):
         click.echo(line)
@@ -128,6 +149,12 @@ def hil_command(
             f"{link['retries']:,} resent, {link['device_frames_dropped'] + link['frames_rejected_by_host']:,} "
             f"rejected (CRC/COBS), {link['rehellos']} re-HELLOs, {link['device_restarts']} emulator reboots"
         )
+        if link.get("fragment_transfers"):
+            click.echo(
+                f"fragments        {link['fragment_transfers']:,} requests in parts: "
+                f"{link['fragment_parts_sent']:,} parts sent ({link['fragment_parts_resent']:,} resent), "
+                f"{link['fragment_statuses']:,} missing-part reports, {link['fragment_commit_timeouts']:,} COMMIT timeouts"
+            )
     if json_path:
         write_json(result, json_path)
         click.echo(f"results written to {json_path}")

@@ -32,6 +32,7 @@ from mcuflow.link.transport import Transport
 class LinkStats:
     requests: int = 0
     replies: int = 0
+    frames_sent: int = 0  # host -> device, every resend, part and COMMIT copy included
     bytes_down: int = 0  # host -> device, on the wire (retries included)
     bytes_up: int = 0  # device -> host, on the wire (everything received)
     retries: int = 0
@@ -98,6 +99,10 @@ class DeviceClient:
         """Send one int8 input; raises DeviceError on an ERROR reply, LinkTimeout on none."""
         msg_type, payload = self.infer_request(x)
         frame = self.request(msg_type, payload, timeout=timeout, retries=retries)
+        return self._answer(frame)
+
+    def _answer(self, frame: Frame) -> m.LocalResult | m.Offload:
+        """The verified answer an INFER frame carries (ProtocolError when it breaks the protocol)."""
         reply = self._parse(frame)
         if isinstance(reply, m.LocalResult):
             if self.info is not None:
@@ -172,6 +177,7 @@ class DeviceClient:
                     self.on_retry(attempt, msg_type, seq)
             self.transport.write(wire)
             self.stats.bytes_down += len(wire)
+            self.stats.frames_sent += 1
             frame = self._wait(seq, timeout)
             if frame is not None:
                 self.stats.replies += 1
@@ -180,12 +186,14 @@ class DeviceClient:
         tries = f" after {retries + 1} attempts" if retries else ""
         raise LinkTimeout(f"no answer to {m.name(msg_type)} (seq {seq}) within {timeout:g} s{tries}")
 
-    def _wait(self, seq: int, timeout: float) -> Frame | None:
+    def _wait(self, seq: int | Callable[[Frame], bool], timeout: float) -> Frame | None:
+        """The next frame with sequence number ``seq`` (or that ``seq(frame)`` accepts); others are stale."""
+        accept = seq if callable(seq) else (lambda f: f.seq == seq)
         deadline = time.monotonic() + timeout
         while True:
             while self._pending:
                 frame = self._pending.pop(0)
-                if frame.seq == seq:
+                if accept(frame):
                     return frame
                 self.stats.stale += 1
             left = deadline - time.monotonic()

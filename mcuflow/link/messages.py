@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,10 +19,13 @@ HELLO = 0x01
 INFER = 0x02
 BYE = 0x03
 INFER_SPARSE = 0x04
+INFER_PART = 0x05
+INFER_COMMIT = 0x06
 HELLO_REPLY = 0x81
 LOCAL_RESULT = 0x82
 OFFLOAD = 0x83
 BYE_REPLY = 0x84
+XFER_STATUS = 0x85
 ERROR = 0xFF
 
 MESSAGE_NAMES = {
@@ -29,10 +33,13 @@ MESSAGE_NAMES = {
     INFER: "INFER",
     BYE: "BYE",
     INFER_SPARSE: "INFER_SPARSE",
+    INFER_PART: "INFER_PART",
+    INFER_COMMIT: "INFER_COMMIT",
     HELLO_REPLY: "HELLO_REPLY",
     LOCAL_RESULT: "LOCAL_RESULT",
     OFFLOAD: "OFFLOAD",
     BYE_REPLY: "BYE_REPLY",
+    XFER_STATUS: "XFER_STATUS",
     ERROR: "ERROR",
 }
 
@@ -46,6 +53,17 @@ ENCODING_NAMES = {ENC_DENSE: "dense", ENC_BITMAP: "bitmap", ENC_INDEX_VALUE: "in
 CAP_DEDUP = 1 << 8
 CAP_BYE = 1 << 9
 CAP_INFER_SPARSE = 1 << 10
+CAP_FRAGMENT = 1 << 11
+
+# Fragmented requests (INFER_PART / INFER_COMMIT / XFER_STATUS).
+XFER_MAX_PARTS = 64
+XFER_MISSING = 0  # XFER_STATUS reason: the listed parts have not arrived
+XFER_BAD_CHECK = 1  # every part arrived but the body failed its CRC-32; the device discarded them all
+_PART = struct.Struct("<HBBH")  # transfer id, part index, part count, body offset
+_COMMIT = struct.Struct("<HBBHI")  # transfer id, part count, request type, body length, CRC-32
+_STATUS = struct.Struct("<HBB")  # transfer id, part count, reason
+PART_HEADER_LEN = _PART.size
+COMMIT_LEN = _COMMIT.size
 
 BOARD_NAME_MAX = 32
 ERROR_TEXT_MAX = 64
@@ -223,7 +241,74 @@ class ErrorReply:
         return DeviceError(self.code, self.text, seq)
 
 
-Reply = Hello | LocalResult | Offload | ErrorReply
+def body_check(request_type: int, body: bytes) -> int:
+    """The CRC-32 an INFER_COMMIT carries: over the request type byte, then the body."""
+    return zlib.crc32(body, zlib.crc32(bytes([request_type])))
+
+
+def part_payload(transfer_id: int, index: int, count: int, offset: int, data: bytes) -> bytes:
+    return _PART.pack(transfer_id & 0xFFFF, index, count, offset) + bytes(data)
+
+
+def commit_payload(transfer_id: int, count: int, request_type: int, body: bytes) -> bytes:
+    return _COMMIT.pack(transfer_id & 0xFFFF, count, request_type, len(body), body_check(request_type, body))
+
+
+def parse_part(payload: bytes) -> tuple[int, int, int, int, bytes]:
+    """(transfer id, index, count, offset, data) of an INFER_PART; ProtocolError if malformed."""
+    if len(payload) <= PART_HEADER_LEN:
+        raise ProtocolError(f"INFER_PART of {len(payload)} bytes carries no data")
+    tid, index, count, offset = _PART.unpack_from(payload)
+    if not 0 < count <= XFER_MAX_PARTS or index >= count:
+        raise ProtocolError(f"INFER_PART {index} of {count} is out of range")
+    return tid, index, count, offset, payload[PART_HEADER_LEN:]
+
+
+def parse_commit(payload: bytes) -> tuple[int, int, int, int, int]:
+    """(transfer id, count, request type, body length, CRC-32) of an INFER_COMMIT."""
+    if len(payload) != COMMIT_LEN:
+        raise ProtocolError(f"INFER_COMMIT of {len(payload)} bytes, expected {COMMIT_LEN}")
+    return _COMMIT.unpack(payload)
+
+
+@dataclass(frozen=True)
+class TransferStatus:
+    """The device's answer to an INFER_COMMIT it cannot run yet: the parts it still needs."""
+
+    transfer_id: int
+    part_count: int
+    reason: int  # XFER_MISSING or XFER_BAD_CHECK
+    missing: tuple[int, ...]
+    wire_len: int = 0
+
+    def pack(self) -> bytes:
+        bitmap = bytearray((self.part_count + 7) // 8)
+        for i in self.missing:
+            bitmap[i // 8] |= 1 << (i % 8)
+        return _STATUS.pack(self.transfer_id, self.part_count, self.reason) + bytes(bitmap)
+
+    @classmethod
+    def parse(cls, payload: bytes, wire_len: int = 0) -> TransferStatus:
+        if len(payload) < _STATUS.size:
+            raise ProtocolError(f"XFER_STATUS of {len(payload)} bytes is too short")
+        tid, count, reason = _STATUS.unpack_from(payload)
+        if not 0 < count <= XFER_MAX_PARTS or reason not in (XFER_MISSING, XFER_BAD_CHECK):
+            raise ProtocolError(f"XFER_STATUS with {count} parts and reason {reason} breaks the protocol")
+        bitmap = payload[_STATUS.size :]
+        if len(bitmap) != (count + 7) // 8:
+            raise ProtocolError(f"XFER_STATUS bitmap of {len(bitmap)} bytes for {count} parts")
+        bits = int.from_bytes(bitmap, "little")
+        if bits >> count:
+            raise ProtocolError("XFER_STATUS marks parts past its part count")
+        missing = tuple(i for i in range(count) if bits >> i & 1)
+        if reason == XFER_MISSING and not missing:
+            raise ProtocolError("XFER_STATUS says parts are missing but lists none")
+        if reason == XFER_BAD_CHECK and len(missing) != count:
+            raise ProtocolError("XFER_STATUS reports a failed body check but keeps some parts")
+        return cls(tid, count, reason, missing, wire_len)
+
+
+Reply = Hello | LocalResult | Offload | ErrorReply | TransferStatus
 
 
 def parse_reply(frame: Frame, expected_intermediate: int | None = None) -> Reply | None:
@@ -238,6 +323,8 @@ def parse_reply(frame: Frame, expected_intermediate: int | None = None) -> Reply
         return Offload.parse(frame.payload, frame.wire_len, expected_intermediate)
     if frame.type == ERROR:
         return ErrorReply.parse(frame.payload, frame.wire_len)
+    if frame.type == XFER_STATUS:
+        return TransferStatus.parse(frame.payload, frame.wire_len)
     if frame.type == BYE_REPLY:
         if frame.payload:
             raise ProtocolError("BYE_REPLY carries a payload")

@@ -1,8 +1,8 @@
 """A Python stand-in for the device side of the protocol, on an in-memory transport.
 
 It follows docs/protocol.md like ``firmware/app/serve.c`` does (drops bad frames,
-answers ERROR to good frames with bad content, deduplicates retries), so host code
-can be tested without a compiler or an emulator:
+answers ERROR to good frames with bad content, deduplicates retries, reassembles
+fragmented requests), so host code can be tested without a compiler or an emulator:
 
     dev = SimDevice(head=lambda x: LocalResult(0, 3, 30000, 100), model_hash=b"\\0" * 32)
     client = DeviceClient(SimTransport(dev))
@@ -37,19 +37,24 @@ class SimDevice:
     ):
         self.head = head
         self.hello = m.Hello(
-            (0, 1), 1 | m.CAP_DEDUP | m.CAP_BYE | m.CAP_INFER_SPARSE, input_len, intermediate_len, num_classes, num_exits,
+            (0, 1), 1 | m.CAP_DEDUP | m.CAP_BYE | m.CAP_INFER_SPARSE | m.CAP_FRAGMENT, input_len, intermediate_len, num_classes, num_exits,
             MAX_PAYLOAD, 0, bytes(model_hash), board,
         )  # fmt: skip
         self.decoder = FrameDecoder(strict_length=False)
         self.head_runs = 0
         self.exited = False
+        self.parts_dropped = 0
         self._last: tuple[int, int, bytes] | None = None  # (type, seq, request bytes)
         self._last_reply = b""
+        self._last_answer: tuple[int, bytes] = (0, b"")  # (type, payload) of the last reply
+        self._xfer = _Transfer(input_len)
 
     def reset(self) -> None:
-        """A reboot: the half-received frame, the dedup cache and the drop counter are gone."""
+        """A reboot: the half-received frame, the dedup cache, the transfer and the drop counter are gone."""
         self.decoder = FrameDecoder(strict_length=False)
         self._last, self._last_reply = None, b""
+        self._xfer = _Transfer(self.hello.input_len)
+        self.parts_dropped = 0
         self.resets = getattr(self, "resets", 0) + 1
 
     def feed(self, data: bytes) -> bytes:
@@ -65,13 +70,69 @@ class SimDevice:
         key = (f.type, f.seq, f.payload)
         if f.type != m.HELLO and self._last == key:
             return self._last_reply
+        if f.type == m.INFER_PART and f.version == 1:
+            self._part(f.payload)
+            return b""  # parts are never answered and leave the reply cache alone
         reply = self._answer(f)
         self._last = key if f.type != m.HELLO else None
         self._last_reply = reply
         return reply
 
+    def _reply(self, msg_type: int, seq: int, payload: bytes = b"") -> bytes:
+        self._xfer.answered = False  # this reply replaces whatever the cache held
+        self._last_answer = (msg_type, payload)
+        return encode_frame(msg_type, seq, payload)
+
     def _error(self, seq: int, code: int, text: str) -> bytes:
-        return encode_frame(m.ERROR, seq, m.ErrorReply(code, text).pack())
+        return self._reply(m.ERROR, seq, m.ErrorReply(code, text).pack())
+
+    def _part(self, payload: bytes) -> None:
+        try:
+            tid, index, count, offset, data = m.parse_part(payload)
+        except ProtocolError:
+            self.parts_dropped += 1
+            return
+        x = self._xfer
+        if offset + len(data) > len(x.body):
+            self.parts_dropped += 1
+            return
+        if (x.id, x.count) != (tid, count):
+            x.start(tid, count)  # a new transfer id discards the old partial transfer
+        x.body[offset : offset + len(data)] = data
+        if index not in x.have:
+            x.have.add(index)
+            x.bytes += len(data)
+            if self._last_answer[0] == m.XFER_STATUS:
+                self._last = None  # a cached "still missing" is out of date now
+
+    def _commit(self, f) -> bytes:
+        try:
+            tid, count, inner, total, check = m.parse_commit(f.payload)
+        except ProtocolError:
+            return self._error(f.seq, 3, "INFER_COMMIT is not 10 bytes")
+        x = self._xfer
+        if not 0 < count <= m.XFER_MAX_PARTS or not 0 < total <= len(x.body) or inner not in (m.INFER, m.INFER_SPARSE):
+            return self._error(f.seq, 4, "INFER_COMMIT fields out of range")
+        if x.answered and x.committed == (tid, count, inner, total, check):
+            kind, payload = self._last_answer
+            reply = self._reply(kind, f.seq, payload)  # the same answer re-stamped, not recomputed
+            x.answered = True
+            return reply
+        if (x.id, x.count) != (tid, count):
+            x.start(tid, count)
+        missing = [i for i in range(count) if i not in x.have]
+        if missing:
+            return self._reply(
+                m.XFER_STATUS, f.seq, m.TransferStatus(tid, count, m.XFER_MISSING, tuple(missing)).pack()
+            )
+        body = bytes(x.body[:total])
+        if x.bytes != total or m.body_check(inner, body) != check:
+            x.start(tid, count)  # a part was wrong; which one is unknown: start over
+            status = m.TransferStatus(tid, count, m.XFER_BAD_CHECK, tuple(range(count)))
+            return self._reply(m.XFER_STATUS, f.seq, status.pack())
+        reply = self._infer(f.seq, inner, body)
+        x.answered, x.committed = True, (tid, count, inner, total, check)
+        return reply
 
     def _answer(self, f) -> bytes:
         if f.version != 1:
@@ -81,30 +142,53 @@ class SimDevice:
                 return self._error(f.seq, 3, "HELLO and BYE carry no payload")
             if f.type == m.BYE:
                 self.exited = True
-                return encode_frame(m.BYE_REPLY, f.seq)
+                return self._reply(m.BYE_REPLY, f.seq)
+            self._xfer.start(-1, 0)  # a new session: no transfer survives it
             hello = self.hello
-            d = hello.__dict__ | {"frames_dropped": sum(self.decoder.drops.values()), "wire_len": 0}
-            return encode_frame(m.HELLO_REPLY, f.seq, m.Hello(**d).pack())
-        if f.type == m.INFER_SPARSE:
+            dropped = sum(self.decoder.drops.values()) + self.parts_dropped
+            d = hello.__dict__ | {"frames_dropped": dropped, "wire_len": 0}
+            return self._reply(m.HELLO_REPLY, f.seq, m.Hello(**d).pack())
+        if f.type == m.INFER_COMMIT:
+            return self._commit(f)
+        if f.type in (m.INFER, m.INFER_SPARSE):
+            self._xfer.start(-1, 0)  # the input buffer is about to be overwritten
+            return self._infer(f.seq, f.type, f.payload)
+        return self._error(f.seq, 2, "unknown message type")
+
+    def _infer(self, seq: int, msg_type: int, body: bytes) -> bytes:
+        if msg_type == m.INFER_SPARSE:
             try:
-                if len(f.payload) < 2 or f.payload[0] != encodings.BITMAP:
+                if len(body) < 2 or body[0] != encodings.BITMAP:
                     raise ProtocolError("bad encoding")
-                fill = f.payload[1] - 256 if f.payload[1] > 127 else f.payload[1]
-                x = encodings.bitmap_decode(f.payload[2:], self.hello.input_len, fill)
+                fill = body[1] - 256 if body[1] > 127 else body[1]
+                x = encodings.bitmap_decode(body[2:], self.hello.input_len, fill)
             except ProtocolError:
-                return self._error(f.seq, 4, "INFER_SPARSE encoding is malformed")
-        elif f.type == m.INFER:
-            if len(f.payload) != self.hello.input_len:
-                return self._error(f.seq, 4, "INFER payload is not input_len bytes")
-            x = np.frombuffer(f.payload, dtype=np.int8)
+                return self._error(seq, 4, "INFER_SPARSE encoding is malformed")
         else:
-            return self._error(f.seq, 2, "unknown message type")
+            if len(body) != self.hello.input_len:
+                return self._error(seq, 4, "INFER payload is not input_len bytes")
+            x = np.frombuffer(body, dtype=np.int8)
         self.head_runs += 1
         res = self.head(x)
         if res is None:
-            return self._error(f.seq, 5, "mcuflow_head_run failed")
+            return self._error(seq, 5, "mcuflow_head_run failed")
         kind = m.LOCAL_RESULT if isinstance(res, m.LocalResult) else m.OFFLOAD
-        return encode_frame(kind, f.seq, res.pack())
+        return self._reply(kind, seq, res.pack())
+
+
+class _Transfer:
+    """The one fragmented request being reassembled (serve.c's serve_transfer_t)."""
+
+    def __init__(self, input_len: int):
+        self.body = bytearray(input_len)
+        self.start(-1, 0)
+
+    def start(self, tid: int, count: int) -> None:
+        self.id, self.count = tid, count
+        self.have: set[int] = set()
+        self.bytes = 0
+        self.answered = False
+        self.committed: tuple[int, ...] = ()
 
 
 class SimTransport(Transport):

@@ -1,6 +1,7 @@
 /* Exposes the device's COBS, CRC and receiver to tests/test_protocol_c.py.
  *   codec enc : stdin raw bytes -> stdout: CRC-16 (u16 LE) then COBS encoding
  *   codec dec : stdin COBS bytes -> stdout: decoded bytes, or exit status 3 if malformed
+ *   codec crc32 : stdin bytes -> stdout: CRC-32 (u32 LE), computed in two chained halves
  *   codec rx  : stdin byte stream -> one line per event of mcuflow_rx_push:
  *               "F <type> <seq> <length> <avail> <payload hex>" or "D <dropped count>" */
 #include <stdio.h>
@@ -31,6 +32,13 @@ int main(int argc, char **argv) {
             return 3;
         }
         fwrite(in, 1, (size_t)m, stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "crc32") == 0) {
+        uint32_t half = (uint32_t)n / 2u;
+        uint8_t c[4];
+        mcuflow_put_u32(c, mcuflow_crc32(mcuflow_crc32(0u, in, half), in + half, (uint32_t)n - half));
+        fwrite(c, 1, 4, stdout);
         return 0;
     }
     if (strcmp(argv[1], "rx") == 0) {

@@ -54,17 +54,19 @@ void platform_exit(int status) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     mcuflow_frame_t frame;
     size_t i;
-    mcuflow_rx_init(&rx);
-    last_valid = 0;
+    serve_link_init(&link0);
+    body_owner = 0;
     if (setjmp(bye) != 0) {
         return 0; /* BYE ends the session */
     }
     for (i = 0; i < size; i++) {
-        if (mcuflow_rx_push(&rx, data[i], &frame) == MCUFLOW_RX_FRAME) {
-            handle(&frame);
+        if (mcuflow_rx_push(&link0.rx, data[i], &frame) == MCUFLOW_RX_FRAME) {
+            handle(&link0, &frame);
         }
     }
-    /* The same bytes again with a delimiter, so every input ends at least one frame. */
-    (void)mcuflow_rx_push(&rx, 0u, &frame);
+    /* A final delimiter, so every input ends at least one frame. */
+    if (mcuflow_rx_push(&link0.rx, 0u, &frame) == MCUFLOW_RX_FRAME) {
+        handle(&link0, &frame);
+    }
     return 0;
 }

@@ -230,7 +230,10 @@ def tail_forward(tail: str | Path | dict, x: np.ndarray) -> np.ndarray:
     h = np.asarray(x, dtype=np.float32)
     for i in range(int(z["n_layers"])):
         w, cols, b = z[f"{i}.weight"], z[f"{i}.columns"], z[f"{i}.bias"]
-        h = np.einsum("brk,rk->br", h[:, cols], w, dtype=np.float32) + b
+        if cols.shape[1] == h.shape[1] and (cols == np.arange(h.shape[1])).all():
+            h = h @ w.T.astype(np.float32) + b  # dense: gathering would copy h once per output (N, out, in)
+        else:
+            h = np.einsum("brk,rk->br", h[:, cols], w, dtype=np.float32) + b
         if bool(z[f"{i}.relu"]):
             h = np.maximum(h, 0.0)
     return h

@@ -64,3 +64,15 @@ def test_bad_tail_hidden_fails_before_writing(tmp_path, mnist_dir, capsys, bad):
     assert main([*args, "--tail-hidden", bad, "--no-progress"]) != 0
     assert "--tail-hidden" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_train_from_scratch_with_a_dense_tail(tmp_path, mnist_dir):
+    import mcuflow
+    from mcuflow.cli.main import main
+
+    out = tmp_path / "m.pt"
+    args = ["train", "--out", str(out), "--data-dir", str(mnist_dir), "--limit", "200", "--test-limit", "100"]
+    assert main([*args, "--epochs", "1", "--tail-hidden", "none", "--no-progress"]) in (0, None)
+    model = mcuflow.load(out)
+    assert model.config.tail_hidden == []
+    assert [tuple(p.shape) for p in model.tail.parameters()] == [(10, 40), (10,)]

@@ -93,6 +93,47 @@ def test_train_deep_family_and_exit_shape(tmp_path, mnist_dir, capsys):
     assert err == ""
 
 
+def test_train_with_teacher_round_trips(tmp_path, mnist_dir, capsys):
+    """A dense:H teacher trained first, then a checkpoint as teacher (with --batchnorm); both load back."""
+    base = ["train", "--data-dir", str(mnist_dir), "--epochs", "2", "--limit", "1000", "--test-limit", "200"]
+    base += ["--lr", "0.02", "--no-progress"]
+    first, first_json = tmp_path / "kd.pt", tmp_path / "kd.json"
+    kd = ["--teacher", "dense:32", "--teacher-epochs", "3", "--kd-weight", "0.6"]
+    rc = main([*base, *kd, "--out", str(first), "--metrics-json", str(first_json)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "teacher dense:32: training accuracy" in err and "2450 params" in out
+    model = mcuflow.load(first)
+    training = model.meta["training"]
+    assert training["teacher"] == "dense:32" and training["distill_weight"] == 0.6 and training["teacher_epochs"] == 3
+    assert json.loads(first_json.read_text())["training"] == training
+    assert model.meta["accuracy"]["final"] > 0.3  # chance is 0.1
+
+    second = tmp_path / "kd2.pt"
+    rc = main([*base, "--teacher", str(first), "--kd-temperature", "2", "--batchnorm", "--out", str(second)])
+    _, err = capsys.readouterr()
+    assert rc == 0, err
+    meta = mcuflow.load(second).meta["training"]
+    assert meta["teacher"] == str(first) and meta["distill_temperature"] == 2.0 and meta["distill_weight"] == 0.5
+    assert meta["batchnorm"] is True and "batchnorm" not in training
+    # the BatchNorm was folded away: the checkpoint holds exactly the plain model's tensors
+    assert mcuflow.load(second).state_dict().keys() == model.state_dict().keys()
+
+
+def test_holdout_reports_on_the_last_training_images(tmp_path, mnist_dir, capsys):
+    metrics = tmp_path / "h.json"
+    args = ["train", "--data-dir", str(mnist_dir), "--epochs", "1", "--limit", "500", "--no-progress"]
+    rc = main([*args, "--holdout", "1000", "--test-limit", "300", "--metrics-json", str(metrics)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "holdout accuracy final" in out and "on 300 images" in out
+    data = json.loads(metrics.read_text())
+    assert data["train_samples"] == 500 and data["test_samples"] == 300 and "--holdout" in data["evaluated_on"]
+    rc = main([*args, "--holdout", "60000"])
+    _, err = capsys.readouterr()
+    assert rc == 1 and "leaves no training images" in err
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -101,6 +142,11 @@ def test_train_deep_family_and_exit_shape(tmp_path, mnist_dir, capsys):
         (["--split", "3"], "split"),
         (["--exit-weight", "1,1"], "exit loss weights"),
         (["--sizes", "800,x"], "comma-separated integers"),
+        (["--teacher", "dense:x"], "teacher"),
+        (["--teacher", "missing.pt"], "neither dense"),
+        (["--teacher", "dense:64", "--kd-weight", "2"], "distillation weight"),
+        (["--teacher", "dense:64", "--teacher-epochs", "0"], "--teacher-epochs"),
+        (["--holdout", "0"], "--holdout"),
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path, args, message, capsys):

@@ -160,3 +160,94 @@ def test_sweep_outputs(tmp_path):
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("level,family") and len(lines) == 5
     assert sweep_plot(rows, tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_distill_loss_is_zero_only_when_student_matches_teacher():
+    from mcuflow.nn.distill import distill_loss
+
+    t = torch.tensor([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0]])
+    assert float(distill_loss(t.clone(), t, 4.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distill_loss(t + 5.0, t, 4.0)) == pytest.approx(0.0, abs=1e-6)  # softmax ignores a shift
+    assert float(distill_loss(t.flip(1), t, 4.0)) > 0.01
+
+
+def test_distillation_trains_and_differs_from_plain_training(small):
+    from mcuflow.nn.distill import TeacherSpec, teacher_logits
+
+    train, test = small
+    logits, info = teacher_logits(TeacherSpec(hidden=(64,)), train, epochs=5)
+    assert logits.shape == (len(train[0]), 10) and info["teacher_train_accuracy"] > 0.8
+    plain = build_and_train(paper_config(), train, test, TrainConfig(epochs=3, lr=2e-2), show_progress=False)
+    kd_cfg = TrainConfig(epochs=3, lr=2e-2, distill_weight=0.7, distill_temperature=3.0)
+    kd = build_and_train(paper_config(), train, test, kd_cfg, show_progress=False, teacher_logits=logits)
+    assert kd.metrics["accuracy"]["final"] > 0.5 and kd.metrics["accuracy"]["exits"][0] > 0.5  # it learns
+    assert kd.history[0]["loss"] != pytest.approx(plain.history[0]["loss"], rel=1e-3)  # the KL term is in the loss
+    sp, sk = plain.model.state_dict(), kd.model.state_dict()
+    assert not all(torch.equal(sp[k], sk[k]) for k in sp)
+    assert kd.metrics["training"]["distill_weight"] == 0.7
+    assert "distill_weight" not in plain.metrics["training"]  # plain runs record what they always did
+    # weight 0 ignores the teacher entirely: bit-identical to plain training
+    same = build_and_train(
+        paper_config(), train, test, TrainConfig(epochs=3, lr=2e-2), show_progress=False, teacher_logits=logits
+    )
+    assert all(torch.equal(sp[k], same.model.state_dict()[k]) for k in sp)
+
+
+@pytest.mark.parametrize("teacher", [None, torch.zeros(5, 10)])
+def test_distillation_needs_matching_teacher_logits(small, teacher):
+    train, _ = small
+    with pytest.raises(ConfigError, match="teacher"):
+        build_and_train(paper_config(), train, None, TrainConfig(epochs=1, distill_weight=0.5), teacher_logits=teacher)
+
+
+@pytest.mark.parametrize("bad", [dict(distill_weight=1.5), dict(distill_weight=-0.1), dict(distill_temperature=0.0)])
+def test_bad_distillation_config(bad):
+    with pytest.raises(ConfigError, match="distillation"):
+        TrainConfig(**bad).validate(n_exits=1)
+
+
+@pytest.mark.parametrize("text", ["dense:", "dense:0", "dense:a", "/no/such/teacher.pt"])
+def test_bad_teacher_spec(text):
+    from mcuflow.nn.distill import parse_teacher
+
+    with pytest.raises(ConfigError, match="teacher"):
+        parse_teacher(text)
+
+
+def test_batchnorm_folds_into_the_same_model(small):
+    from mcuflow.nn.foldnorm import FoldableNorms
+
+    train, _ = small
+    torch.manual_seed(0)
+    model = build_model(paper_config())
+    norms = FoldableNorms(model)
+    assert [a.layer for a in norms.attached] == [model.head[1], model.tail[0]]  # hidden junctions, not the output
+    with torch.no_grad():
+        for i in range(0, 1000, 100):  # running statistics away from their initial 0/1
+            model(train[0][i : i + 100])
+        for a in norms.attached:  # and affine terms away from 1/0
+            a.norm.weight.uniform_(0.5, 2.0)
+            a.norm.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    x = train[0][:200]
+    with torch.no_grad():
+        exits_bn, final_bn = model(x)
+        norms.fold()
+        exits, final = model(x)
+    assert not model.head[1]._forward_hooks and not model.tail[0]._forward_hooks
+    torch.testing.assert_close(final, final_bn, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(exits[0], exits_bn[0], rtol=1e-4, atol=1e-4)
+    layer = model.head[1]
+    assert (layer.dense_weight()[~layer.mask()] == 0).all() and layer.weight.shape == (40, 40)
+
+
+def test_training_with_batchnorm_returns_a_plain_model(small):
+    train, test = small
+    res = build_and_train(
+        paper_config(), train, test, TrainConfig(epochs=2, lr=2e-2, batchnorm=True), show_progress=False
+    )
+    model = res.model
+    assert res.metrics["params"]["main_path"] == 2450 and res.metrics["training"]["batchnorm"] is True
+    assert all(not m._forward_hooks for m in model.modules())
+    assert res.metrics["accuracy"]["final"] > 0.6
+    assert evaluate(model, *test)["final"] == res.metrics["accuracy"]["final"] == res.history[-1]["test_final"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -149,6 +150,26 @@ def model_config_from_options(
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @click.option("--exit-weight", "exit_weights", metavar="W,W,...", help="Loss weight of each exit (default 1.0 each).")
 @click.option("--final-weight", type=float, default=1.0, show_default=True, help="Loss weight of the final output.")
+@click.option(
+    "--teacher",
+    metavar="dense:H[,H...]|CKPT",
+    default=None,
+    help="Distil from a teacher: dense:256 trains a fully connected 784-256-10 MLP first (--teacher-epochs), "
+    "a checkpoint path uses that model's final output. Each head's loss becomes "
+    "(1-a)*CE + a*T^2*KL(teacher/T || head/T) with a = --kd-weight, T = --kd-temperature.",
+)
+@click.option("--teacher-epochs", type=int, default=10, show_default=True, help="Epochs of a dense:H teacher.")
+@click.option(
+    "--kd-weight", type=float, default=0.5, show_default=True, help="With --teacher: weight a of the KL term."
+)
+@click.option("--kd-temperature", type=float, default=4.0, show_default=True, help="With --teacher: temperature T.")
+@click.option(
+    "--batchnorm/--no-batchnorm",
+    default=False,
+    show_default=True,
+    help="Train with BatchNorm on the hidden junctions' pre-activations, folded into their weights and biases "
+    "at the end: the saved model has the same junctions, parameters and export (pair with a higher --lr).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of weight initialisation and batch order.")
 @click.option("--threads", type=int, default=None, help="Torch CPU threads (default 1: faster for these small layers).")
 @click.option(
@@ -159,6 +180,14 @@ def model_config_from_options(
 )
 @click.option("--limit", type=int, default=None, help="Train on the first N training images only (quick runs).")
 @click.option("--test-limit", type=int, default=None, help="Evaluate on the first N test images only.")
+@click.option(
+    "--holdout",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Hold out the last N training images: train on the rest (then --limit) and report accuracy on them "
+    "instead of the test set, to choose options without looking at the test set.",
+)
 @click.option(
     "--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Write the trained checkpoint here."
 )
@@ -202,8 +231,9 @@ def model_config_from_options(
     "--tail-hidden",
     default=None,
     metavar="H,H,...",
-    help="--finetune-link: replace the tail by a freshly initialised dense host tail with these hidden widths "
-    "(e.g. 256,256; 'none' for one linear layer) trained in both stages; default: keep the checkpoint's tail.",
+    help="A fully connected host tail with these hidden widths (e.g. 128,128; 'none': one linear layer) instead of "
+    "the junctions after the split. With --finetune-link it replaces the checkpoint's tail, freshly initialised and "
+    "trained in both stages; default: keep the checkpoint's tail (or the junctions of --sizes/--out-degrees).",
 )
 def train(**opts) -> None:
     """Train a split network on MNIST with a joint early-exit + final loss.
@@ -218,6 +248,7 @@ def train(**opts) -> None:
     Example:
         mcuflow train --out model.pt --metrics-json metrics.json
         mcuflow train --family deep --sizes 800,5,5,10 --epochs 50 --out deep.pt
+        mcuflow train --batchnorm --lr 1e-2 --pattern-seed 8 --seed 8   # 95.3%, docs/results-model.md
     """
     if opts["finetune_link"]:
         from mcuflow.cli.cmd_link_sweep import finetune_from_train_opts
@@ -238,6 +269,10 @@ def train(**opts) -> None:
         opts["exit_hidden"],
         opts["input_size"],
     )
+    tail_hidden = tail_hidden_option(opts["tail_hidden"])
+    if tail_hidden is not None:
+        config = dataclasses.replace(config, tail_hidden=tail_hidden)
+        config.validate()
     tcfg = TrainConfig(
         epochs=opts["epochs"],
         batch_size=opts["batch_size"],
@@ -249,14 +284,52 @@ def train(**opts) -> None:
         exit_weights=float_list(opts["exit_weights"], "--exit-weight"),
         final_weight=opts["final_weight"],
         threads=opts["threads"],
+        distill_weight=opts["kd_weight"] if opts["teacher"] else 0.0,
+        distill_temperature=opts["kd_temperature"],
+        batchnorm=opts["batchnorm"],
     )
     tcfg.validate(len(config.exits))
-    for flag in ("limit", "test_limit"):
+    spec = None
+    if opts["teacher"]:  # a bad teacher fails before any data is loaded
+        from mcuflow.nn.distill import parse_teacher
+
+        spec = parse_teacher(opts["teacher"])
+        if opts["teacher_epochs"] < 1:
+            raise ConfigError("--teacher-epochs must be at least 1")
+    for flag in ("limit", "test_limit", "holdout"):
         if opts[flag] is not None and opts[flag] < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
-    train_set = load_mnist("train", opts["data_dir"]).subset(opts["limit"])
-    test_set = load_mnist("test", opts["data_dir"]).subset(opts["test_limit"])
-    result = build_and_train(config, train_set.tensors(), test_set.tensors(), tcfg, show_progress=opts["show_progress"])
+    train_set = load_mnist("train", opts["data_dir"])
+    if opts["holdout"]:
+        from mcuflow.data.mnist import MNISTSplit
+
+        if opts["holdout"] >= len(train_set):
+            raise ConfigError(f"--holdout {opts['holdout']} leaves no training images (there are {len(train_set)})")
+        keep = len(train_set) - opts["holdout"]
+        test_set = MNISTSplit(train_set.images[keep:], train_set.labels[keep:]).subset(opts["test_limit"])
+        train_set = train_set.subset(keep)
+    else:
+        test_set = load_mnist("test", opts["data_dir"]).subset(opts["test_limit"])
+    train_set = train_set.subset(opts["limit"])
+    train_xy = train_set.tensors()
+    teacher, teacher_info = None, {}
+    if spec is not None:
+        from mcuflow.nn.distill import teacher_logits
+        from mcuflow.nn.train import set_threads
+
+        set_threads(opts["threads"])
+        teacher, teacher_info = teacher_logits(spec, train_xy, epochs=opts["teacher_epochs"], seed=opts["seed"])
+        click.echo(
+            f"teacher {spec.describe()}: training accuracy {teacher_info['teacher_train_accuracy'] * 100:.2f}% "
+            f"({teacher_info['teacher_time_s']:.1f}s)",
+            err=True,
+        )
+    result = build_and_train(
+        config, train_xy, test_set.tensors(), tcfg, show_progress=opts["show_progress"], teacher_logits=teacher
+    )
+    result.metrics["training"] |= teacher_info
+    if opts["holdout"]:
+        result.metrics["evaluated_on"] = f"the last {opts['holdout']} training images (--holdout)"
     m = result.metrics
     if opts["out"]:
         save(
@@ -271,8 +344,14 @@ def train(**opts) -> None:
     click.echo(
         f"{config.family} {config.sizes}"
         + (f" out-degrees {config.out_degrees}" if config.out_degrees else " fully connected")
+        + (
+            f" with a dense host tail {[config.sizes[config.split], *config.tail_hidden, config.n_classes]}"
+            if tail_hidden is not None
+            else ""
+        )
         + f": {m['params']['main_path']} params "
-        f"(+{sum(m['params']['exits'])} in exits); test accuracy final {acc['final'] * 100:.2f}%"
+        f"(+{sum(m['params']['exits'])} in exits); {'holdout' if opts['holdout'] else 'test'} accuracy "
+        f"final {acc['final'] * 100:.2f}%"
         + (f", {exits}" if exits else "")
         + f" on {m['test_samples']} images; trained in {m['train_time_s']:.1f}s"
     )

@@ -1,5 +1,9 @@
 """Joint training of a SplitNet: ``sum_e w_e * CE(exit_e) + w_final * CE(final)``.
 
+With a teacher (``distill_weight`` alpha > 0 and teacher logits for the training inputs)
+every head's term becomes ``(1 - alpha) * CE + alpha * T^2 * KL(teacher/T || head/T)``
+(see :mod:`mcuflow.nn.distill`).
+
 The whole dataset sits in memory as one tensor and batches are slices of a
 seeded permutation: on MNIST-sized MLPs a DataLoader only adds overhead.
 Given the same seed, data and thread count, a run is bit-for-bit repeatable.
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,8 @@ from torch import nn
 from mcuflow.atomic import atomic_output
 from mcuflow.errors import ConfigError
 from mcuflow.nn.config import ModelConfig, build_model, count_parameters
+from mcuflow.nn.distill import distill_loss
+from mcuflow.nn.foldnorm import FoldableNorms
 from mcuflow.nn.sparse import SparseLinear
 from mcuflow.nn.split import SplitNet
 from mcuflow.progress import progress
@@ -43,6 +50,9 @@ class TrainConfig:
     exit_weights: list[float] | None = None
     final_weight: float = 1.0
     threads: int | None = None
+    distill_weight: float = 0.0
+    distill_temperature: float = 4.0
+    batchnorm: bool = False  # train with BatchNorm on hidden junctions, folded into them at the end
 
     def validate(self, n_exits: int) -> None:
         if self.epochs < 1:
@@ -55,6 +65,10 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown lr schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ConfigError(f"distillation weight must be between 0 and 1, got {self.distill_weight}")
+        if not self.distill_temperature > 0 or not math.isfinite(self.distill_temperature):
+            raise ConfigError(f"distillation temperature must be positive, got {self.distill_temperature}")
         weights = self.loss_weights(n_exits)[0]
         if len(weights) != n_exits:
             raise ConfigError(f"{len(weights)} exit loss weights given for {n_exits} exits")
@@ -80,8 +94,8 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(max(1, threads or 1))
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def _optimizer(model: nn.Module, cfg: TrainConfig, extra: Sequence[nn.Parameter] = ()) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad] + list(extra)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -163,6 +177,16 @@ def junction_report(model: SplitNet) -> list[dict[str, Any]]:
     return rows
 
 
+def _training_record(cfg: TrainConfig) -> dict[str, Any]:
+    record = asdict(cfg) | {"threads": torch.get_num_threads()}
+    # runs without these options record what they always did
+    if not cfg.distill_weight:
+        del record["distill_weight"], record["distill_temperature"]
+    if not cfg.batchnorm:
+        del record["batchnorm"]
+    return record
+
+
 def _head_junctions(model: SplitNet) -> int:
     return sum(isinstance(m, (SparseLinear, nn.Linear)) for m in model.head)
 
@@ -180,20 +204,38 @@ def train(
     cfg: TrainConfig,
     show_progress: bool = True,
     eval_every_epoch: bool = True,
+    teacher_logits: torch.Tensor | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place; returns it with metrics (test metrics when ``test_xy`` is given)."""
+    """Train ``model`` in place; returns it with metrics (test metrics when ``test_xy`` is given).
+
+    ``teacher_logits`` (one row per training input) are the distillation targets; they are
+    used when ``cfg.distill_weight`` is above 0, which requires them."""
     cfg.validate(len(model.exits))
     set_threads(cfg.threads)
     x, y = train_xy
     if len(x) != len(y) or len(x) == 0:
         raise ConfigError(f"training data has {len(x)} inputs and {len(y)} labels")
+    alpha, temperature = cfg.distill_weight, cfg.distill_temperature
+    if alpha > 0:
+        if teacher_logits is None:
+            raise ConfigError("a distillation weight above 0 needs a teacher")
+        if teacher_logits.dim() != 2 or len(teacher_logits) != len(x):
+            raise ConfigError(f"teacher logits {tuple(teacher_logits.shape)} do not match {len(x)} training inputs")
+        teacher_logits = teacher_logits.detach().float()
+    ce = nn.CrossEntropyLoss()
+
+    def head_loss(logits: torch.Tensor, yb: torch.Tensor, tb: torch.Tensor | None) -> torch.Tensor:
+        if tb is None:
+            return ce(logits, yb)
+        return (1.0 - alpha) * ce(logits, yb) + alpha * distill_loss(logits, tb, temperature)
+
     exit_w, final_w = cfg.loss_weights(len(model.exits))
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    opt = _optimizer(model, cfg)
+    norms = FoldableNorms(model) if cfg.batchnorm else None
+    opt = _optimizer(model, cfg, norms.parameters() if norms else [])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg, total))
-    ce = nn.CrossEntropyLoss()
     history: list[dict[str, Any]] = []
     start = time.monotonic()
     model.train()
@@ -204,11 +246,12 @@ def train(
             for i in range(0, len(x), cfg.batch_size):
                 idx = perm[i : i + cfg.batch_size]
                 xb, yb = x[idx], y[idx]
+                tb = teacher_logits[idx] if alpha > 0 else None  # type: ignore[index]
                 exits, final = model(xb)
-                loss = final_w * ce(final, yb)
+                loss = final_w * head_loss(final, yb, tb)
                 for w, logits in zip(exit_w, exits, strict=True):
                     if w:
-                        loss = loss + w * ce(logits, yb)
+                        loss = loss + w * head_loss(logits, yb, tb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -216,6 +259,8 @@ def train(
                 running += float(loss.detach()) * len(idx)
                 seen += len(idx)
                 bar.update(1, epoch=epoch, loss=running / seen)
+            if norms is not None and epoch == cfg.epochs:
+                norms.fold()  # the last evaluation already sees the plain model that is saved
             entry: dict[str, Any] = {"epoch": epoch, "loss": running / seen, "time_s": time.monotonic() - start}
             if test_xy is not None and (eval_every_epoch or epoch == cfg.epochs):
                 acc = evaluate(model, *test_xy)
@@ -226,7 +271,7 @@ def train(
     model.eval()
     metrics: dict[str, Any] = {
         "model": model.config.to_dict() if hasattr(model, "config") else None,
-        "training": asdict(cfg) | {"threads": torch.get_num_threads()},
+        "training": _training_record(cfg),
         "params": parameter_report(model),
         "junctions": junction_report(model),
         "train_samples": len(x),
@@ -247,11 +292,20 @@ def build_and_train(
     cfg: TrainConfig,
     show_progress: bool = True,
     eval_every_epoch: bool = True,
+    teacher_logits: torch.Tensor | None = None,
 ) -> TrainResult:
     """Seed the weight initialisation with ``cfg.seed``, build ``config``, train it."""
     torch.manual_seed(cfg.seed)
     model = build_model(config)
-    return train(model, train_xy, test_xy, cfg, show_progress=show_progress, eval_every_epoch=eval_every_epoch)
+    return train(
+        model,
+        train_xy,
+        test_xy,
+        cfg,
+        show_progress=show_progress,
+        eval_every_epoch=eval_every_epoch,
+        teacher_logits=teacher_logits,
+    )
 
 
 def write_json(data: Any, path: str | Path) -> Path:

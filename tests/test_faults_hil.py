@@ -27,7 +27,7 @@ def test_hil_through_a_faulty_proxy_with_reboots_loses_nothing_and_accepts_nothi
     spec = "drop=0.0004,flip=0.0002,dup=0.0001,garbage=0.0001,delim=0.0001,trunc=0.01,cut=0.01,reset=0.01"
     code = main(
         ["hil", str(CHECKPOINT), "--samples", "200", "--workdir", str(tmp_path / "w"), "--json", str(out),
-         "--quiet", "--faults", spec, "--fault-seed", "42", "--timeout", "0.15"]
+         "--quiet", "--no-profile", "--faults", spec, "--fault-seed", "42", "--timeout", "0.15"]
     )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr()

@@ -200,7 +200,8 @@ class RecoveringClient(DeviceClient):
 
     def _infer_fragmented(self, msg_type: int, body: bytes, timeout: float | None):
         """Send ``body`` (an INFER or INFER_SPARSE payload) as parts plus INFER_COMMIT, resending the
-        parts the device reports missing, until it answers; LinkTimeout after ``fragment_attempts``."""
+        parts the device reports missing, until it answers; LinkTimeout after ``fragment_attempts``
+        rounds, and no sooner than the whole-frame budget of ``(retries + 1) * timeout``."""
         base = self.timeout if timeout is None else timeout
         fs, sizer = self.fragments, self.sizer
         tid, self._transfer_id = self._transfer_id, (self._transfer_id + 1) & 0xFFFF
@@ -213,7 +214,12 @@ class RecoveringClient(DeviceClient):
         self.stats.requests += 1
         to_send = list(range(count))
         seqs: set[int] = set()
-        for attempt in range(self.fragment_attempts):
+        silent = 0  # rounds in a row without any answer: the wait doubles each time (RFC 6298)
+        # A device that reboots answers nothing for a while: give a transfer at least the time
+        # budget of whole-frame resends before this round of the recovery counts as failed.
+        budget_end = time.monotonic() + (self.retries + 1) * base
+        attempt = 0
+        while attempt < self.fragment_attempts or time.monotonic() < budget_end:
             seq = self.next_seq()
             seqs.add(seq)
             copies = sizer.commit_copies()
@@ -237,16 +243,20 @@ class RecoveringClient(DeviceClient):
                 # Any COMMIT of this transfer carried the same body: its answer is this sample's.
                 return frame.seq == seq or (frame.seq in seqs and frame.type in FINAL_ANSWERS)
 
+            attempt += 1
             started = time.monotonic()
-            frame = self._wait(accept, self._round_timeout(base) + self.byte_time * len(wire))
+            wait = min(self._round_timeout(base) * 2**silent, base)
+            frame = self._wait(accept, wait + self.byte_time * len(wire))
             if frame is not None and frame.seq == seq:
                 self._observe_rtt(time.monotonic() - started - self.byte_time * len(wire))
             if frame is None:
+                silent += 1
                 fs.commit_timeouts += 1
                 self.stats.timeouts += 1
                 self._decoder.reset()  # a half frame now is a reply whose delimiter was lost
                 to_send = []  # their fate is unknown: ask with a bare COMMIT
                 continue
+            silent = 0
             try:
                 reply = self._parse(frame)
                 if isinstance(reply, m.TransferStatus):
@@ -274,6 +284,4 @@ class RecoveringClient(DeviceClient):
                 fs.late_answers += 1
             self.stats.replies += 1
             return answer
-        raise LinkTimeout(
-            f"no answer to a {count}-part {m.name(msg_type)} (transfer {tid}) after {self.fragment_attempts} rounds"
-        )
+        raise LinkTimeout(f"no answer to a {count}-part {m.name(msg_type)} (transfer {tid}) after {attempt} rounds")

@@ -20,6 +20,12 @@ settings.register_profile("explore", deadline=None, max_examples=2000)
 settings.load_profile("mcuflow")
 
 
+# libFuzzer's RSS limit reads getrusage's peak RSS, which a child started by vfork+exec inherits
+# from this pytest process (several GB after the MNIST tests), so it would stop a healthy fuzzer at
+# its first check. The serve loop has no heap: bound single allocations instead (ASan finds leaks).
+LIBFUZZER_MEMORY_FLAGS = ["-rss_limit_mb=0", "-malloc_limit_mb=1024"]
+
+
 def load_script(relpath: str):
     """Import a script that is not part of the package (``bench/run.py``, say) as a module."""
     import importlib.util

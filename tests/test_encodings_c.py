@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_tools
 
 from mcuflow.link import encodings as E
-from tests.conftest import require_tools
 
 pytestmark = pytest.mark.toolchain
 HERE = Path(__file__).resolve().parent

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_tools
 
 from mcuflow.cli.main import main
 from mcuflow.link import DeviceClient, Offload, ProcessTransport
 from mcuflow.link import encodings as E
-from tests.conftest import require_tools
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINT = HERE.parent / "examples" / "paper_sparse.pt"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LIBFUZZER_MEMORY_FLAGS, require_tools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,6 @@ from mcuflow.link.faults import FaultInjector, FaultyTransport
 from mcuflow.link.frame import MAX_ENCODED, Frame, FrameDecoder, FrameDrop, encode_frame
 from mcuflow.link.recovery import RecoveringClient
 from mcuflow.link.sim import SimDevice
-from tests.conftest import require_tools
 
 pytestmark = pytest.mark.toolchain
 HERE = Path(__file__).resolve().parent
@@ -616,7 +616,15 @@ def test_libfuzzer_on_the_serve_loop_finds_nothing(tmp_path):
     for name, data in seeds.items():
         (corpus / name).write_bytes(data)
     proc = subprocess.run(
-        [str(exe), "-runs=30000", "-seed=20261122", "-max_len=2200", "-rss_limit_mb=1024", str(corpus)],
+        [
+            str(exe),
+            "-runs=30000",
+            "-seed=20261122",
+            "-max_len=2200",
+            *LIBFUZZER_MEMORY_FLAGS,
+            f"-artifact_prefix={tmp_path}/",
+            str(corpus),
+        ],  # fmt: skip
         capture_output=True,
         timeout=300,
     )

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import require_tools
 
 from mcuflow import checkpoint, reference
 from mcuflow.link import DeviceClient, DeviceError, LocalResult, Offload, SerialTransport
 from mcuflow.link import messages as m
 from mcuflow.link.frame import encode_frame
 from mcuflow.nn.config import build_model, paper_config
-from tests.conftest import require_tools
 
 pytestmark = [pytest.mark.firmware, pytest.mark.slow]
 BOARD = "qemu-mps2-an386"

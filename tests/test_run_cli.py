@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import require_tools
 
 from mcuflow import checkpoint
 from mcuflow.cli import main
 from mcuflow.nn.config import build_model, paper_config
-from tests.conftest import require_tools
 
 pytestmark = pytest.mark.toolchain
 HERE = Path(__file__).resolve().parent

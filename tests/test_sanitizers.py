@@ -9,7 +9,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import ROOT, require_tools
+from conftest import LIBFUZZER_MEMORY_FLAGS, ROOT, require_tools
 
 HERE = ROOT / "tests"
 REGRESSIONS = HERE / "bad_inputs" / "fuzz_regressions"
@@ -56,7 +56,7 @@ def test_bounded_fuzz_run_finds_nothing(fuzzer, tmp_path):
     for p in REGRESSIONS.iterdir():  # the regression inputs are good seeds too
         (corpus / p.name).write_bytes(p.read_bytes())
     proc = subprocess.run(
-        [str(fuzzer), f"-max_total_time={SECONDS}", f"-seed={SEED}", "-max_len=2200", "-rss_limit_mb=1024",
+        [str(fuzzer), f"-max_total_time={SECONDS}", f"-seed={SEED}", "-max_len=2200", *LIBFUZZER_MEMORY_FLAGS,
          "-timeout=10", f"-artifact_prefix={tmp_path}/", str(corpus)],
         capture_output=True,
         timeout=SECONDS + 120,

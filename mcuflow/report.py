@@ -166,7 +166,7 @@ def layers_figure(r: dict) -> str | None:
     vals = [x.get(key, 0) for x in layers]
     ax.barh(names, vals, color="tab:blue")
     for i, v in enumerate(vals):
-        ax.text(v, i, f" {v:,}", va="center", fontsize=8)
+        ax.text(v, i, f" {v:,.0f}", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, max(vals) * 1.25 if vals and max(vals) else 1)
     unit = "device instructions per inference" if key == "instructions" else "MACs per inference"

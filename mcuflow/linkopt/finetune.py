@@ -172,22 +172,15 @@ def finetune_link(
     model.tail.train()
     for epoch in range(epochs):
         order = torch.randperm(len(xt), generator=gen)
-        total, seen, correct = 0.0, 0, 0
+        tally = _Tally()
         for i in range(0, len(xt), batch_size):
             idx = order[i : i + batch_size]
             logits = model.tail(xt[idx])
             loss_each = torch.nn.functional.cross_entropy(logits, y[idx], reduction="none")
             loss = (loss_each * w[idx]).sum() / w[idx].sum().clamp_min(1e-6)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            correct += int((logits.argmax(1) == y[idx]).sum())
-        history.append({"stage": "tail", "epoch": epoch + 1, "loss": total / seen, "train_accuracy": correct / seen})
-        if log is not None:
-            log(f"finetune-link: epoch {epoch + 1}/{epochs} loss {total / seen:.4f} train acc {correct / seen:.4f}")
+            _step(opt, sched, loss)
+            tally.add(loss, logits, y[idx])
+        tally.close_epoch(history, "tail", epoch, epochs, log, "train acc")
     model.tail.eval()
     for p in model.parameters():
         p.requires_grad_(True)
@@ -292,7 +285,7 @@ def train_head(
     history = []
     for epoch in range(epochs):
         order = torch.randperm(len(x), generator=gen)
-        total, seen, correct = 0.0, 0, 0
+        tally = _Tally()
         for i in range(0, len(x), batch_size):
             idx = order[i : i + batch_size]
             if (i // batch_size) % RECALIBRATE_EVERY == 0:
@@ -319,18 +312,37 @@ def train_head(
                 loss = loss + distill * 4.0 * (kl * w).sum() / w.sum()
             if act_l1:
                 loss = loss + act_l1 * h.abs().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            correct += int((logits.argmax(1) == y[idx]).sum())
-        history.append({"stage": "head", "epoch": epoch + 1, "loss": total / seen, "train_accuracy": correct / seen})
-        if log is not None:
-            log(f"finetune-link: head epoch {epoch + 1}/{epochs} loss {total / seen:.4f} tail acc {correct / seen:.4f}")
+            _step(opt, sched, loss)
+            tally.add(loss, logits, y[idx])
+        tally.close_epoch(history, "head", epoch, epochs, log, "tail acc")
     model.eval()
     return history
+
+
+def _step(opt, sched, loss) -> None:
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
+class _Tally:
+    """Mean loss and accuracy of one training epoch, recorded and logged at its end."""
+
+    def __init__(self) -> None:
+        self.total, self.seen, self.correct = 0.0, 0, 0
+
+    def add(self, loss, logits, labels) -> None:
+        self.total += float(loss.detach()) * len(labels)
+        self.seen += len(labels)
+        self.correct += int((logits.argmax(1) == labels).sum())
+
+    def close_epoch(self, history: list, stage: str, epoch: int, epochs: int, log, acc_name: str) -> None:
+        loss, acc = self.total / self.seen, self.correct / self.seen
+        history.append({"stage": stage, "epoch": epoch + 1, "loss": loss, "train_accuracy": acc})
+        if log is not None:
+            where = "" if stage == "tail" else f"{stage} "
+            log(f"finetune-link: {where}epoch {epoch + 1}/{epochs} loss {loss:.4f} {acc_name} {acc:.4f}")
 
 
 def _kl(student, teacher, temperature: float = 2.0):

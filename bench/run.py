@@ -175,8 +175,8 @@ def sweep_layers(out_degrees, seed: int = 0):
     from mcuflow.export import compile_graph
     from mcuflow.frontend import graph_from_model
     from mcuflow.nn.config import ExitConfig, ModelConfig, build_model
-    from mcuflow.nn.patterns import structured_columns, structured_params
     from mcuflow.passes.formats import pack
+    from mcuflow.sparsity.patterns import structured_columns, structured_params
 
     base, extra = None, []
     rng = np.random.default_rng(seed)

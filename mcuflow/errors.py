@@ -21,3 +21,14 @@ class DataError(McuflowError):
 
 class ToolchainError(McuflowError):
     """A compiler, emulator or flasher that is missing or failed."""
+
+
+class LinkError(McuflowError):
+    """The link to the device failed (port, framing, protocol)."""
+
+
+class ProtocolError(LinkError):
+    """Bytes that break docs/protocol.md: a frame, a message or a tensor encoding.
+
+    Defined here, not in :mod:`mcuflow.link`, because the tensor codecs (:mod:`mcuflow.codec`) sit below
+    the protocol and raise it too."""

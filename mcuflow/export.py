@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mcuflow.codegen import render_library, render_packaging
+from mcuflow.codec.compress import LinkConfig, link_scale
+from mcuflow.codegen import render_library, render_link_config, render_packaging
 from mcuflow.errors import ConfigError, DataError, McuflowError
 from mcuflow.frontend import graph_from_model, graph_from_onnx
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.packed import FORMATS
 from mcuflow.ir.quantized import QLinear, QModel
-from mcuflow.link.encodings import LinkConfig, link_scale
-from mcuflow.linkopt.config import config_header
 from mcuflow.passes import choose_formats, fuse_relu, plan_memory, quantize
 from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD, threshold_q15
 
@@ -267,7 +266,7 @@ LINK_CONFIG_HEADER = "mcuflow_link_config.h"
 def _link_config(q: QModel, calibration: np.ndarray, threshold: int, topk: int, bits: int, shift: int | None):
     """The OFFLOAD compression settings; narrow codes take their shift from the calibration range."""
     from mcuflow import reference
-    from mcuflow.linkopt import resolve_link
+    from mcuflow.passes.link_compression import resolve_link
 
     inter = None
     if bits < 8 and shift is None:
@@ -339,7 +338,7 @@ def export(
         for name, text in files.items():
             (tmp / name).write_text(text)
         np.savez(tmp / "quantized.npz", **_npz_arrays(q))
-        (tmp / LINK_CONFIG_HEADER).write_text(config_header(link))
+        (tmp / LINK_CONFIG_HEADER).write_text(render_link_config(link))
         if model is not None:
             arrays = tail_arrays(model)
             if arrays is not None:

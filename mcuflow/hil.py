@@ -81,9 +81,10 @@ def reference_predictions(export_dir: Path, inputs: np.ndarray, tail):
     The intermediate goes through the export's link compression (pruning, narrow codes), so
     ``ref.link.codes`` is what the device sends and the tail sees exactly that."""
     from mcuflow import reference
-    from mcuflow.linkopt import link_from_export
+    from mcuflow.manifest import link_config as link_from_export
+    from mcuflow.manifest import load_model
 
-    q = reference.load_export(export_dir)
+    q = load_model(export_dir)
     ref = reference.run(q, inputs)
     meta = json.loads((export_dir / "export.json").read_text())
     inter = meta["quantization"]["intermediate"]
@@ -376,7 +377,8 @@ def _per_layer_text(per_layer: dict | None) -> str:
 def _link_summary(meta: dict, ref, offload: list) -> dict:
     """The link settings and what they gave: measured OFFLOAD bytes against the reference's prediction
     and against the float32 / int8 dense baselines (docs/results-link.md)."""
-    from mcuflow.linkopt import FLOAT32_BYTES, offload_wire_bytes
+    from mcuflow.codec.compress import FLOAT32_BYTES
+    from mcuflow.link.messages import offload_wire_bytes
 
     n_mid = int(meta["intermediate_len"])
     off_idx = np.flatnonzero(~ref.exited.astype(bool))

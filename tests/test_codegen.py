@@ -16,7 +16,7 @@ from conftest import require_tools
 from mcuflow import reference
 from mcuflow.codegen import C_KEYWORDS, c_comment, c_identifier, render_library
 from mcuflow.export import compile_graph
-from mcuflow.nn.patterns import structured_columns, structured_params
+from mcuflow.sparsity.patterns import structured_columns, structured_params
 
 sys.path.insert(0, str(Path(__file__).parent))
 from c.compiler_support import (  # noqa: E402

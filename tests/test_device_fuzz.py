@@ -149,10 +149,11 @@ def firmware(tmp_path_factory):
 def test_firmware_survives_10000_hostile_frames_and_still_answers_correctly(firmware):
     from mcuflow import reference
     from mcuflow.data import bundled_test_subset
+    from mcuflow.manifest import load_model
     from mcuflow.qemu import QemuSession
 
     elf, export_dir = firmware
-    q = reference.load_export(export_dir)
+    q = load_model(export_dir)
     rng = random.Random(SEED)
     frames = fuzz_frames(rng, FRAMES, 784)
     print(f"device fuzz: {len(frames)} frames, {sum(map(len, frames)):,} bytes, seed {SEED}")

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mcuflow.codec import compress as C
+from mcuflow.codec import encodings as E
 from mcuflow.errors import ConfigError
-from mcuflow.link import encodings as E
 from mcuflow.link import messages as m
 from mcuflow.link.errors import ProtocolError
 
@@ -124,41 +125,41 @@ def test_malformed_offloads_are_rejected(payload):
 def test_pruning_rules():
     zp = -128
     q = np.array([-128, -100, -127, -28, 0, -28, -120, 127], dtype=np.int8)  # |d| = 0 28 1 100 128 100 8 255
-    keep = E.prune_mask(q, zp, threshold=8)
+    keep = C.prune_mask(q, zp, threshold=8)
     assert keep.tolist() == [False, True, False, True, True, True, False, True]
-    keep = E.prune_mask(q, zp, topk=3)
+    keep = C.prune_mask(q, zp, topk=3)
     assert keep.tolist() == [False, False, False, True, True, False, False, True]  # tie at 100: lower index
-    keep = E.prune_mask(q, zp, threshold=100, topk=3)
+    keep = C.prune_mask(q, zp, threshold=100, topk=3)
     assert keep.tolist() == [False, False, False, False, True, False, False, True]
-    assert E.prune_mask(q, zp, topk=8).sum() == 7  # the zero stays a zero
+    assert C.prune_mask(q, zp, topk=8).sum() == 7  # the zero stays a zero
 
 
 def test_narrow_codes_and_scale():
-    cfg = E.LinkConfig(bits=4, shift=4, code_zp=0)
+    cfg = C.LinkConfig(bits=4, shift=4, code_zp=0)
     q = np.array([-128, -127, -121, -120, 127, -56], dtype=np.int8)  # d = 0 1 7 8 255 72
-    codes, fill = E.link_codes(q, -128, cfg)
+    codes, fill = C.link_codes(q, -128, cfg)
     assert fill == 0 and codes.tolist() == [0, 0, 0, 1, 15, 5]  # (d + 8) >> 4, clamped to 15
-    assert E.link_scale(0.25, cfg) == 4.0
-    signed = E.LinkConfig(bits=4, shift=1, code_zp=8)
-    codes, fill = E.link_codes(np.array([0, -3, 3, 127, -128], dtype=np.int8), 0, signed)
+    assert C.link_scale(0.25, cfg) == 4.0
+    signed = C.LinkConfig(bits=4, shift=1, code_zp=8)
+    codes, fill = C.link_codes(np.array([0, -3, 3, 127, -128], dtype=np.int8), 0, signed)
     assert fill == 8 and codes.tolist() == [8, 7, 10, 15, 0]  # (d + 1) >> 1 + 8: -3 -> -1, 3 -> 2
 
 
 def test_auto_shift_fits_the_calibration_range():
-    assert E.auto_shift(8, 255) == (0, 0)
-    assert E.auto_shift(4, 255) == (5, 0)  # (255 + 16) >> 5 = 8 <= 15; shift 4 gives 16
-    assert E.auto_shift(4, 100, -100) == (4, 8)  # (100 + 8) >> 4 = 6 <= 7, (-92) >> 4 = -6 >= -8
-    assert E.auto_shift(6, 40) == (0, 0)
+    assert C.auto_shift(8, 255) == (0, 0)
+    assert C.auto_shift(4, 255) == (5, 0)  # (255 + 16) >> 5 = 8 <= 15; shift 4 gives 16
+    assert C.auto_shift(4, 100, -100) == (4, 8)  # (100 + 8) >> 4 = 6 <= 7, (-92) >> 4 = -6 >= -8
+    assert C.auto_shift(6, 40) == (0, 0)
 
 
 @pytest.mark.parametrize(
     "cfg",
     [
-        E.LinkConfig(threshold=256),
-        E.LinkConfig(topk=-1),
-        E.LinkConfig(bits=9),
-        E.LinkConfig(bits=8, shift=1),
-        E.LinkConfig(bits=4, code_zp=3),
+        C.LinkConfig(threshold=256),
+        C.LinkConfig(topk=-1),
+        C.LinkConfig(bits=9),
+        C.LinkConfig(bits=8, shift=1),
+        C.LinkConfig(bits=4, code_zp=3),
     ],
 )
 def test_bad_configs_are_config_errors(cfg):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import require_tools
 
-from mcuflow.link import encodings as E
+from mcuflow.codec import compress as C
+from mcuflow.codec import encodings as E
 
 pytestmark = pytest.mark.toolchain
 HERE = Path(__file__).resolve().parent
@@ -30,7 +31,7 @@ def linkopt(request, tmp_path_factory):
     )
 
 
-def _cases(rng: np.random.Generator) -> list[tuple[np.ndarray, int, E.LinkConfig]]:
+def _cases(rng: np.random.Generator) -> list[tuple[np.ndarray, int, C.LinkConfig]]:
     cases = []
     for i in range(400):
         n = int(rng.choice([1, 2, 8, 9, 40, 40, 40, 255, 256, 700]))
@@ -48,16 +49,16 @@ def _cases(rng: np.random.Generator) -> list[tuple[np.ndarray, int, E.LinkConfig
         topk = int(rng.choice([0, 0, 1, 3, 10, n]))
         topk = min(topk, n)
         if bits == 8:
-            cfg = E.LinkConfig(threshold, topk, 8)
+            cfg = C.LinkConfig(threshold, topk, 8)
         else:
             code_zp = int(rng.choice([0, 1 << (bits - 1)]))
-            cfg = E.LinkConfig(threshold, topk, bits, int(rng.integers(0, 9)), code_zp)
+            cfg = C.LinkConfig(threshold, topk, bits, int(rng.integers(0, 9)), code_zp)
         cases.append((q, zp, cfg.validate(n)))
     # ties at the top-k boundary, in both halves of the tensor
     q = np.full(40, -28, dtype=np.int8)
     q[::3] = -128
-    cases.append((q, -128, E.LinkConfig(0, 5, 8)))
-    cases.append((q, -128, E.LinkConfig(0, 5, 4, 4, 0)))
+    cases.append((q, -128, C.LinkConfig(0, 5, 8)))
+    cases.append((q, -128, C.LinkConfig(0, 5, 4, 4, 0)))
     return cases
 
 
@@ -77,7 +78,7 @@ def test_device_compression_matches_python(linkopt):
     encodings_seen = set()
     for q, zp, c in cases:
         n = len(q)
-        codes, fill = E.link_codes(q, zp, c)
+        codes, fill = C.link_codes(q, zp, c)
         assert out[at] == fill & 0xFF
         np.testing.assert_array_equal(np.frombuffer(out[at + 1 : at + 1 + n], dtype=np.int8), codes)
         at += 1 + n

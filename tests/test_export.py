@@ -18,6 +18,7 @@ from mcuflow.cli import main
 from mcuflow.errors import ConfigError
 from mcuflow.export import export
 from mcuflow.frontend import graph_from_model
+from mcuflow.manifest import load_model
 from mcuflow.nn.config import build_model, paper_config
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -80,7 +81,7 @@ def test_tail_files_agree_with_torch(paper_ckpt, mnist_dir, tmp_path):
 def test_reference_loads_an_export_and_matches_the_in_memory_model(paper_ckpt, mnist_dir, tmp_path):
     res = export(paper_ckpt, tmp_path / "lib", data_dir=mnist_dir, calibration_samples=100)
     x = np.random.default_rng(0).integers(-128, 128, (50, 784)).astype(np.int8)
-    a, b = reference.run(res.model, x), reference.run(reference.load_export(tmp_path / "lib"), x)
+    a, b = reference.run(res.model, x), reference.run(load_model(tmp_path / "lib"), x)
     for field in ("exited", "exit_index", "label", "confidence_q15", "intermediate"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 
@@ -172,7 +173,7 @@ def test_other_model_shapes_export_bit_exact(overrides, tmp_path, mnist_dir):
     x = np.random.default_rng(0).integers(-128, 128, (300, 784)).astype(np.int8)
     exe = build_harness(res.directory, tmp_path / "harness")
     out = run_harness(exe, x, len(q.exits), q.num_classes, q.intermediate_len, tmp_path)
-    assert_parity(out, reference.run(reference.load_export(res.directory), x))
+    assert_parity(out, reference.run(load_model(res.directory), x))
     if family == "sparse" and overrides.get("pattern") == "random":
         assert res.summary["layers"]["head"][0]["format"] == "fixed"
     if family == "deep":

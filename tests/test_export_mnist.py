@@ -14,6 +14,7 @@ from conftest import require_tools
 import mcuflow
 from mcuflow import reference
 from mcuflow.export import export
+from mcuflow.manifest import load_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from c.compiler_support import assert_parity, build_harness, mnist, paper_checkpoint, run_harness  # noqa: E402
@@ -38,7 +39,7 @@ def test_generated_c_matches_reference_on_all_mnist_test_images(exported, mnist_
     assert len(x) == 10_000
     exe = build_harness(res.directory, tmp / "harness")
     out = run_harness(exe, x, 1, 10, 40, tmp)
-    ref = reference.run(reference.load_export(res.directory), x)
+    ref = reference.run(load_model(res.directory), x)
     assert 0 < ref.exited.sum() < len(x)  # both paths are exercised
     assert_parity(out, ref)
     # exit logits are compared for every sample here: the single exit is always evaluated

@@ -14,6 +14,7 @@ from firmware_helpers import builtin_input, parse_fields
 from mcuflow import checkpoint, reference
 from mcuflow.build import build
 from mcuflow.export import export
+from mcuflow.manifest import load_model
 from mcuflow.nn.config import build_model, paper_config
 from mcuflow.qemu import QemuSession
 
@@ -52,7 +53,7 @@ def test_paper_model_fits_the_targets_on_cortex_m4(paper_export):
 
 @pytest.mark.parametrize("board", ["qemu-mps2-an385", "qemu-mps2-an386", "qemu-mps2-an500", "qemu-netduinoplus2"])
 def test_device_matches_the_reference_under_qemu(paper_export, board):
-    model = reference.load_export(paper_export)
+    model = load_model(paper_export)
     elf = build(paper_export, board, app="selftest").elf
     rng = np.random.default_rng(1)
     xs = [builtin_input(model.input_len), rng.integers(-128, 128, size=model.input_len).astype(np.int8)]
@@ -77,7 +78,7 @@ def test_protocol_firmware_answers_over_serial(paper_export, board):
     from mcuflow.link.messages import LocalResult, Offload
     from mcuflow.link.transport import SerialTransport
 
-    model = reference.load_export(paper_export)
+    model = load_model(paper_export)
     elf = build(paper_export, board).elf
     xs = np.random.default_rng(2).integers(-128, 128, size=(3, model.input_len)).astype(np.int8)
     want = reference.run(model, xs)

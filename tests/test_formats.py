@@ -8,8 +8,8 @@ import pytest
 from mcuflow.errors import ConfigError
 from mcuflow.ir.packed import smallest_unsigned
 from mcuflow.ir.quantized import QLinear
-from mcuflow.nn.patterns import pattern_columns, structured_params
 from mcuflow.passes.formats import candidates, index_free_reason, pack
+from mcuflow.sparsity.patterns import pattern_columns, structured_params
 
 
 def qlinear(n_in, n_out, cols, pattern="explicit", params=None, seed=0):

@@ -15,9 +15,9 @@ from conftest import require_tools
 from mcuflow import reference
 from mcuflow.codegen.kernels import device_values, permutation_plan
 from mcuflow.export import compile_graph
-from mcuflow.nn.patterns import structured_params
 from mcuflow.passes.formats import pack
 from mcuflow.passes.memory import plan_memory
+from mcuflow.sparsity.patterns import structured_params
 
 sys.path.insert(0, str(Path(__file__).parent))
 from c.compiler_support import HERE, assert_parity, chain_graph, compile_c, run_harness, write_library  # noqa: E402

@@ -13,6 +13,7 @@ from conftest import ROOT, require_tools
 from mcuflow import reference
 from mcuflow.data import bundled_test_subset
 from mcuflow.export import export
+from mcuflow.manifest import load_model
 
 pytestmark = pytest.mark.toolchain
 
@@ -115,7 +116,7 @@ def test_library_in_a_host_cmake_project_matches_the_reference(tmp_path, export_
     proc = subprocess.run([str(tmp_path / "host-build" / "app")], input=x.tobytes(), capture_output=True, timeout=60)
     assert proc.returncode == 0
     lines = proc.stdout.decode().splitlines()
-    ref = reference.run(reference.load_export(export_dir), x)
+    ref = reference.run(load_model(export_dir), x)
     assert len(lines) == len(x)
     for i, line in enumerate(lines):
         words = line.split()

@@ -189,7 +189,7 @@ def test_bye():
 
 @given(st.lists(st.integers(-128, 127), min_size=1, max_size=300), st.integers(-128, 127))
 def test_bitmap_round_trip(values, fill):
-    from mcuflow.link import encodings
+    from mcuflow.codec import encodings
 
     v = np.array(values, dtype=np.int8)
     enc = encodings.bitmap_encode(v, fill)
@@ -199,7 +199,7 @@ def test_bitmap_round_trip(values, fill):
 
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 40])
 def test_bitmap_edge_tensors_and_malformed(n):
-    from mcuflow.link import encodings
+    from mcuflow.codec import encodings
 
     for v in (np.zeros(n, np.int8), np.arange(1, n + 1, dtype=np.int8), np.eye(1, n, dtype=np.int8)[0]):
         np.testing.assert_array_equal(encodings.bitmap_decode(encodings.bitmap_encode(v, 0), n, 0), v)

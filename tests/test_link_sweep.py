@@ -14,8 +14,9 @@ import pytest
 from conftest import require_tools
 
 from mcuflow.cli.main import main
+from mcuflow.codec import compress as C
+from mcuflow.codec import encodings as E
 from mcuflow.link import DeviceClient, Offload, ProcessTransport
-from mcuflow.link import encodings as E
 
 HERE = Path(__file__).resolve().parent
 CHECKPOINT = HERE.parent / "examples" / "paper_sparse.pt"
@@ -30,9 +31,9 @@ def _fake_intermediate(x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(
     "cfg",
     [
-        E.LinkConfig(threshold=40, topk=5, bits=4, shift=4, code_zp=0),
-        E.LinkConfig(topk=3),
-        E.LinkConfig(bits=6, shift=2),
+        C.LinkConfig(threshold=40, topk=5, bits=4, shift=4, code_zp=0),
+        C.LinkConfig(topk=3),
+        C.LinkConfig(bits=6, shift=2),
     ],
     ids=["T40-k5-4bit", "k3-8bit", "6bit"],
 )
@@ -63,10 +64,10 @@ def test_serve_sends_what_the_reference_predicts(tmp_path, cfg):
                 x[1] ^= 1
             reply = client.infer(x)
             assert isinstance(reply, Offload)
-            codes, fill = E.link_codes(_fake_intermediate(x), -128, cfg)
+            codes, fill = C.link_codes(_fake_intermediate(x), -128, cfg)
             np.testing.assert_array_equal(reply.values, codes)
             assert (reply.bits, reply.zero_point) == (cfg.bits, fill)
-            assert reply.scale == E.link_scale(2.0**-7, cfg)
+            assert reply.scale == C.link_scale(2.0**-7, cfg)
             assert reply.encoding == E.choose(codes, cfg.bits, fill)
             assert reply.wire_len == len(E.encode(reply.encoding, codes, cfg.bits, fill)) + 26
     finally:

@@ -1,4 +1,4 @@
-"""read_npz and load_export turn every kind of damaged archive into one clear mcuflow error."""
+"""read_npz and load_model turn every kind of damaged archive into one clear mcuflow error."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from conftest import ROOT
 
 from mcuflow.errors import ConfigError, DataError
+from mcuflow.manifest import load_model
 from mcuflow.npz import read_npz
-from mcuflow.reference import load_export
 
 
 def _archive(path):
@@ -67,11 +67,11 @@ def export_dir(tmp_path_factory):
 
 def test_load_export_with_a_damaged_weights_file(export_dir, tmp_path):
     copy = shutil.copytree(export_dir, tmp_path / "e")
-    assert load_export(copy).head  # intact copy loads
+    assert load_model(copy).head  # intact copy loads
     data = (copy / "quantized.npz").read_bytes()
     (copy / "quantized.npz").write_bytes(data[:-100])
     with pytest.raises(ConfigError, match="quantised weights"):
-        load_export(copy)
+        load_model(copy)
 
 
 def test_load_export_with_a_member_or_key_missing(export_dir, tmp_path):
@@ -80,10 +80,10 @@ def test_load_export_with_a_member_or_key_missing(export_dir, tmp_path):
     z.pop("head0.weight")
     np.savez(copy / "quantized.npz", **z)
     with pytest.raises(ConfigError, match="head0.weight"):
-        load_export(copy)
+        load_model(copy)
     meta = json.loads((export_dir / "export.json").read_text())
     del meta["quantization"]
     (copy / "export.json").write_text(json.dumps(meta))
     shutil.copy(export_dir / "quantized.npz", copy / "quantized.npz")
     with pytest.raises(ConfigError, match="quantization"):
-        load_export(copy)
+        load_model(copy)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcuflow.nn.patterns import (
+from mcuflow.sparsity.patterns import (
     in_degree,
     pattern_columns,
     random_columns,

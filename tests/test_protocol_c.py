@@ -18,7 +18,8 @@ from conftest import LIBFUZZER_MEMORY_FLAGS, require_tools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcuflow.link import DeviceClient, DeviceError, LinkTimeout, LocalResult, Offload, ProcessTransport, cobs, encodings
+from mcuflow.codec import encodings
+from mcuflow.link import DeviceClient, DeviceError, LinkTimeout, LocalResult, Offload, ProcessTransport, cobs
 from mcuflow.link import messages as m
 from mcuflow.link.crc import crc16
 from mcuflow.link.faults import FaultInjector, FaultyTransport

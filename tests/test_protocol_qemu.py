@@ -12,6 +12,7 @@ from mcuflow import checkpoint, reference
 from mcuflow.link import DeviceClient, DeviceError, LocalResult, Offload, SerialTransport
 from mcuflow.link import messages as m
 from mcuflow.link.frame import encode_frame
+from mcuflow.manifest import load_model
 from mcuflow.nn.config import build_model, paper_config
 
 pytestmark = [pytest.mark.firmware, pytest.mark.slow]
@@ -39,7 +40,7 @@ def test_qemu_session_matches_the_reference(firmware):
     from mcuflow.qemu import QemuSession
 
     elf, export_dir = firmware
-    q = reference.load_export(export_dir)
+    q = load_model(export_dir)
     rng = np.random.default_rng(1)
     x = np.where(rng.random((40, 784)) < 0.2, rng.integers(-128, 128, (40, 784)), -128).astype(np.int8)
     ref = reference.run(q, x)

@@ -11,10 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcuflow import reference
+from mcuflow.codec import compress as C
+from mcuflow.codec import encodings as E
 from mcuflow.errors import ConfigError
-from mcuflow.link import encodings as E
 from mcuflow.link import messages as m
-from mcuflow.linkopt import link_from_export, offload_wire_bytes, resolve_link
+from mcuflow.link.messages import offload_wire_bytes
+from mcuflow.manifest import link_config as link_from_export
+from mcuflow.passes.link_compression import resolve_link
 
 EXAMPLE = "examples/paper_sparse.pt"
 
@@ -29,7 +32,7 @@ EXAMPLE = "examples/paper_sparse.pt"
 def test_prune_mask_is_threshold_then_topk(values, zp, threshold, topk):
     q = np.array(values, dtype=np.int8)
     topk = min(topk, q.size)
-    keep = E.prune_mask(q, zp, threshold, topk)
+    keep = C.prune_mask(q, zp, threshold, topk)
     mag = np.abs(q.astype(int) - zp)
     assert not keep[mag <= threshold].any()
     survivors = (mag > threshold).sum()
@@ -45,7 +48,7 @@ def test_prune_mask_is_threshold_then_topk(values, zp, threshold, topk):
 
 def test_identity_config_leaves_the_tensor_alone():
     q = np.random.default_rng(0).integers(-128, 128, (50, 40)).astype(np.int8)
-    link = reference.link_offload(q, 0.5, -128, E.LinkConfig())
+    link = reference.link_offload(q, 0.5, -128, C.LinkConfig())
     np.testing.assert_array_equal(link.codes, q)
     assert link.zero_point == -128 and link.scale == 0.5 and (link.body_bytes <= 40).all()
 

@@ -10,6 +10,7 @@ import click
 
 from mcuflow import atomic
 from mcuflow.cli.main import cli
+from mcuflow.cli.options import link_flags
 from mcuflow.errors import ConfigError
 
 
@@ -31,18 +32,6 @@ def _shifts(text: str) -> tuple[int | None, ...]:
         elif v:
             out.extend(_ints(v, "--shifts"))
     return tuple(out) or (None,)
-
-
-def link_flags(cfg: dict) -> str:
-    """The export/hil options that reproduce a link configuration."""
-    flags = []
-    if cfg["threshold"]:
-        flags.append(f"--prune-threshold {cfg['threshold']}")
-    if cfg["topk"]:
-        flags.append(f"--prune-topk {cfg['topk']}")
-    if cfg["bits"] != 8:
-        flags.append(f"--link-bits {cfg['bits']} --link-shift {cfg['shift']}")
-    return " ".join(flags) or "(none: dense int8)"
 
 
 @cli.command("link-sweep")
@@ -120,7 +109,7 @@ def link_sweep(
     Example:
         mcuflow link-sweep examples/paper_sparse.pt -o out/link --verify 1000
     """
-    from mcuflow.linkopt import sweep as S
+    from mcuflow.compression import sweep as S
     from mcuflow.progress import progress
 
     def log(msg: str) -> None:
@@ -136,7 +125,7 @@ def link_sweep(
     reference_acc = base["accuracy"]
     if baseline_ckpt:
         bctx = S.prepare(baseline_ckpt, data_dir=data_dir, samples=samples, exit_threshold=exit_threshold)
-        from mcuflow.link.encodings import LinkConfig
+        from mcuflow.codec.compress import LinkConfig
 
         reference_acc = S.evaluate(bctx, LinkConfig())["accuracy"]
     for r in rows:
@@ -206,44 +195,3 @@ def link_sweep(
         click.echo(f"no setting stays within {max_loss:g} point(s) of {100 * reference_acc:.2f}%")
     atomic.write_bytes(out_dir / "link_sweep.json", (json.dumps(summary, indent=2, default=float) + "\n").encode())
     click.echo(f"wrote {out_dir}/link_sweep.csv, link_pareto.png, link_pareto.md, link_sweep.json")
-
-
-def finetune_from_train_opts(opts: dict) -> None:
-    """``mcuflow train --finetune-link CKPT``: fine-tune with the link compression in the loop."""
-    import mcuflow
-    from mcuflow.cli.cmd_train import tail_hidden_option
-    from mcuflow.linkopt.finetune import finetune_link
-
-    if not opts.get("out"):
-        raise ConfigError("--finetune-link needs --out for the fine-tuned checkpoint")
-    import torch
-
-    torch.set_num_threads(opts.get("threads") or 1)  # small layers: one thread is fastest and reproducible
-    show = opts.get("show_progress", True)
-    res = finetune_link(
-        opts["finetune_link"],
-        prune_threshold=opts["prune_threshold"],
-        prune_topk=opts["prune_topk"],
-        link_bits=opts["link_bits"],
-        link_shift=opts["link_shift"],
-        epochs=opts["tail_epochs"],
-        head_epochs=opts["head_epochs"],
-        head_lr=opts["head_lr"],
-        lr=opts["tail_lr"],
-        batch_size=opts["batch_size"],
-        data_dir=opts["data_dir"],
-        limit=opts["limit"],
-        seed=opts["seed"],
-        offload_weight=opts["offload_weight"],
-        distill=opts["distill"],
-        act_l1=opts["act_l1"],
-        tail_hidden=tail_hidden_option(opts.get("tail_hidden")),
-        log=(lambda m: click.echo(m, err=True)) if show else None,
-    )
-    meta = {"finetuned_from": str(opts["finetune_link"]), "link": res.link, "finetune_history": res.history}
-    mcuflow.save(res.model, opts["out"], meta=meta)
-    click.echo(
-        f"fine-tuned {opts['finetune_link']} for link {link_flags(res.link)} in {res.seconds:.0f}s; "
-        f"checkpoint: {opts['out']}"
-    )
-    click.echo(f"export/hil it with: {link_flags(res.link)}")

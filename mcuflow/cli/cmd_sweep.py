@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mcuflow.cli.main import cli
+from mcuflow.cli.options import int_list
 from mcuflow.errors import ConfigError
 
 
@@ -65,7 +66,6 @@ def sweep(
     [800,3,10] = 2,443). Prints the table and writes OUT_DIR/table.csv and
     OUT_DIR/accuracy_vs_params.png.
     """
-    from mcuflow.cli.cmd_train import int_list
     from mcuflow.data import load_mnist
     from mcuflow.nn.sweep import format_table, plot, run_sweep, write_csv
     from mcuflow.nn.train import TrainConfig

@@ -8,38 +8,8 @@ from pathlib import Path
 import click
 
 from mcuflow.cli.main import cli
+from mcuflow.cli.options import float_list, int_list, link_flags, tail_hidden_option
 from mcuflow.errors import ConfigError
-
-
-def int_list(text: str | None, what: str) -> list[int] | None:
-    """Parse ``"800,40,40,10"``; ``None``/``""``/``"none"`` give ``None``."""
-    if text is None or text.strip().lower() in ("", "none"):
-        return None
-    try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
-
-
-def float_list(text: str | None, what: str) -> list[float] | None:
-    if text is None or text.strip() == "":
-        return None
-    try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
-
-
-def tail_hidden_option(text: str | None) -> list[int] | None:
-    """``--tail-hidden``: absent keeps the checkpoint's tail (None); ``none`` is a single linear layer ([])."""
-    if text is None:
-        return None
-    if text.strip().lower() == "none":
-        return []
-    widths = int_list(text, "--tail-hidden")
-    if not widths or any(w < 1 for w in widths):
-        raise ConfigError(f"--tail-hidden must be positive comma-separated widths or 'none', got {text!r}")
-    return widths
 
 
 def model_config_from_options(
@@ -251,8 +221,6 @@ def train(**opts) -> None:
         mcuflow train --batchnorm --lr 1e-2 --pattern-seed 8 --seed 8   # 95.3%, docs/results-model.md
     """
     if opts["finetune_link"]:
-        from mcuflow.cli.cmd_link_sweep import finetune_from_train_opts
-
         return finetune_from_train_opts(opts)
     from mcuflow.checkpoint import save
     from mcuflow.data import load_mnist
@@ -359,3 +327,43 @@ def train(**opts) -> None:
         click.echo(f"checkpoint: {opts['out']}")
     if opts["metrics_json"]:
         click.echo(f"metrics: {opts['metrics_json']}")
+
+
+def finetune_from_train_opts(opts: dict) -> None:
+    """``mcuflow train --finetune-link CKPT``: fine-tune with the link compression in the loop."""
+    import mcuflow
+    from mcuflow.compression.finetune import finetune_link
+
+    if not opts.get("out"):
+        raise ConfigError("--finetune-link needs --out for the fine-tuned checkpoint")
+    import torch
+
+    torch.set_num_threads(opts.get("threads") or 1)  # small layers: one thread is fastest and reproducible
+    show = opts.get("show_progress", True)
+    res = finetune_link(
+        opts["finetune_link"],
+        prune_threshold=opts["prune_threshold"],
+        prune_topk=opts["prune_topk"],
+        link_bits=opts["link_bits"],
+        link_shift=opts["link_shift"],
+        epochs=opts["tail_epochs"],
+        head_epochs=opts["head_epochs"],
+        head_lr=opts["head_lr"],
+        lr=opts["tail_lr"],
+        batch_size=opts["batch_size"],
+        data_dir=opts["data_dir"],
+        limit=opts["limit"],
+        seed=opts["seed"],
+        offload_weight=opts["offload_weight"],
+        distill=opts["distill"],
+        act_l1=opts["act_l1"],
+        tail_hidden=tail_hidden_option(opts.get("tail_hidden")),
+        log=(lambda m: click.echo(m, err=True)) if show else None,
+    )
+    meta = {"finetuned_from": str(opts["finetune_link"]), "link": res.link, "finetune_history": res.history}
+    mcuflow.save(res.model, opts["out"], meta=meta)
+    click.echo(
+        f"fine-tuned {opts['finetune_link']} for link {link_flags(res.link)} in {res.seconds:.0f}s; "
+        f"checkpoint: {opts['out']}"
+    )
+    click.echo(f"export/hil it with: {link_flags(res.link)}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from mcuflow.errors import ConfigError
+
 LINK_OPTIONS = (
     click.option(
         "--prune-threshold", type=int, default=0, show_default=True, help="Link: prune |q - zp| <= T on the device."
@@ -29,3 +31,46 @@ def link_options(f):
     for option in reversed(LINK_OPTIONS):
         f = option(f)
     return f
+
+
+def int_list(text: str | None, what: str) -> list[int] | None:
+    """Parse ``"800,40,40,10"``; ``None``/``""``/``"none"`` give ``None``."""
+    if text is None or text.strip().lower() in ("", "none"):
+        return None
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+
+
+def float_list(text: str | None, what: str) -> list[float] | None:
+    if text is None or text.strip() == "":
+        return None
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+def tail_hidden_option(text: str | None) -> list[int] | None:
+    """``--tail-hidden``: absent keeps the checkpoint's tail (None); ``none`` is a single linear layer ([])."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return []
+    widths = int_list(text, "--tail-hidden")
+    if not widths or any(w < 1 for w in widths):
+        raise ConfigError(f"--tail-hidden must be positive comma-separated widths or 'none', got {text!r}")
+    return widths
+
+
+def link_flags(cfg: dict) -> str:
+    """The export/hil options that reproduce a link configuration."""
+    flags = []
+    if cfg["threshold"]:
+        flags.append(f"--prune-threshold {cfg['threshold']}")
+    if cfg["topk"]:
+        flags.append(f"--prune-topk {cfg['topk']}")
+    if cfg["bits"] != 8:
+        flags.append(f"--link-bits {cfg['bits']} --link-shift {cfg['shift']}")
+    return " ".join(flags) or "(none: dense int8)"

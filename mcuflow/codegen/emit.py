@@ -10,6 +10,7 @@ import jinja2
 import numpy as np
 
 from mcuflow import __version__
+from mcuflow.codec.compress import LinkConfig
 from mcuflow.codegen.kernels import device_values, int16_buffer_len, kernel_context
 from mcuflow.codegen.names import c_comment, c_identifier
 from mcuflow.ir.quantized import QLinear, QModel
@@ -188,3 +189,12 @@ def render_packaging(model: QModel) -> dict[str, str]:
     env = environment()
     ctx = build_context(model)
     return {out: env.get_template(tpl).render(**ctx) for tpl, out in PACKAGING.items()}
+
+
+def render_link_config(cfg: LinkConfig) -> str:
+    """``mcuflow_link_config.h``: the OFFLOAD compression settings the firmware's serve loop applies."""
+    return (
+        environment()
+        .get_template("mcuflow_link_config.h.j2")
+        .render(version=__version__, label=cfg.label(), **cfg.as_dict())
+    )

@@ -7,9 +7,9 @@ from torch import nn
 
 from mcuflow.errors import ConfigError
 from mcuflow.ir.graph import ExitBranch, Graph, Linear, Pad, Relu
-from mcuflow.nn.patterns import structured_params
 from mcuflow.nn.sparse import Pad as TorchPad
 from mcuflow.nn.sparse import SparseLinear
+from mcuflow.sparsity.patterns import structured_params
 
 
 class UnsupportedLayerError(ConfigError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mcuflow.nn.patterns import StructuredParams
+from mcuflow.sparsity.patterns import StructuredParams
 
 
 @dataclass

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mcuflow.codec import encodings
 from mcuflow.errors import DataError
-from mcuflow.link import encodings
 from mcuflow.link import messages as m
 from mcuflow.link.errors import LinkError, LinkTimeout, ProtocolError
 from mcuflow.link.frame import Frame, FrameDecoder, FrameDrop, encode_frame

@@ -3,19 +3,13 @@ confused device is an environment problem, not a bug in mcuflow."""
 
 from __future__ import annotations
 
-from mcuflow.errors import McuflowError
+from mcuflow.errors import LinkError, ProtocolError
 
-
-class LinkError(McuflowError):
-    """The link to the device failed (port, framing, protocol)."""
+__all__ = ["DeviceError", "LinkError", "LinkTimeout", "ProtocolError", "error_name"]
 
 
 class LinkTimeout(LinkError):
     """No (valid) answer arrived in time."""
-
-
-class ProtocolError(LinkError):
-    """The device sent something that breaks docs/protocol.md."""
 
 
 class DeviceError(LinkError):

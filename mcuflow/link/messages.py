@@ -4,6 +4,7 @@ message raises :class:`ProtocolError`, never an IndexError or a silent misread."
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import zlib
@@ -11,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mcuflow.link import encodings
+from mcuflow.codec import encodings
 from mcuflow.link.errors import DeviceError, ProtocolError
-from mcuflow.link.frame import MAX_PAYLOAD, Frame
+from mcuflow.link.frame import MAX_PAYLOAD, Frame, encode_frame
 
 HELLO = 0x01
 INFER = 0x02
@@ -330,3 +331,12 @@ def parse_reply(frame: Frame, expected_intermediate: int | None = None) -> Reply
             raise ProtocolError("BYE_REPLY carries a payload")
         return None
     raise ProtocolError(f"device sent message type {name(frame.type)}, which is not a reply")
+
+
+@functools.lru_cache(maxsize=4096)
+def offload_wire_bytes(body_len: int, seq: int = 0) -> int:
+    """Bytes of an OFFLOAD frame on the wire (COBS + delimiter) for a body of ``body_len`` bytes.
+
+    Exact for frames under 254 raw bytes, whose COBS encoding is always one byte longer;
+    longer frames may take fewer bytes than this (it assumes the worst case)."""
+    return len(encode_frame(OFFLOAD, seq, b"\x01" * (OFFLOAD_FIXED_LEN + body_len)))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mcuflow.link import encodings
+from mcuflow.codec import encodings
 from mcuflow.link import messages as m
 from mcuflow.link.errors import ProtocolError
 from mcuflow.link.frame import MAX_PAYLOAD, FrameDecoder, encode_frame

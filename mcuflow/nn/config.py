@@ -8,9 +8,9 @@ from typing import Any
 from torch import nn
 
 from mcuflow.errors import ConfigError
-from mcuflow.nn.patterns import PATTERN_KINDS, in_degree
 from mcuflow.nn.sparse import Pad, SparseLinear
 from mcuflow.nn.split import SplitNet
+from mcuflow.sparsity.patterns import PATTERN_KINDS, in_degree
 
 FAMILIES = ("sparse", "deep", "shallow")
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mcuflow.nn.patterns import PATTERN_KINDS, in_degree, pattern_columns
+from mcuflow.sparsity.patterns import PATTERN_KINDS, in_degree, pattern_columns
 
 
 class SparseLinear(nn.Module):

@@ -7,7 +7,7 @@ import numpy as np
 from mcuflow.errors import ConfigError
 from mcuflow.ir.packed import FORMATS, PackedWeights, smallest_unsigned
 from mcuflow.ir.quantized import QLinear, QModel
-from mcuflow.nn.patterns import structured_columns
+from mcuflow.sparsity.patterns import structured_columns
 
 # On equal bytes, prefer the simpler kernel.
 _PREFERENCE = ("index_free", "dense", "fixed", "csr")

@@ -108,7 +108,7 @@ def run_harness(exe: Path, inputs: np.ndarray, num_exits: int, num_classes: int,
 def sparse_layer(name: str, n_in: int, n_out: int, out_degree: int, rng, pattern: str = "structured", seed: int = 0):
     """A float IR linear layer with a predefined pattern and random weights."""
     from mcuflow.ir.graph import Linear
-    from mcuflow.nn.patterns import pattern_columns, structured_params
+    from mcuflow.sparsity.patterns import pattern_columns, structured_params
 
     cols = pattern_columns(pattern, n_in, n_out, out_degree, seed)
     params = structured_params(n_in, n_out, out_degree, seed) if pattern == "structured" else None

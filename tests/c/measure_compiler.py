@@ -24,6 +24,7 @@ from c.compiler_support import build_harness, mnist, run_harness  # noqa: E402
 import mcuflow  # noqa: E402
 from mcuflow import reference  # noqa: E402
 from mcuflow.export import export  # noqa: E402
+from mcuflow.manifest import load_model  # noqa: E402
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def main() -> None:
     t0 = time.perf_counter()
     out = run_harness(exe, x, len(q.exits), q.num_classes, q.intermediate_len, tmp)
     t_c = time.perf_counter() - t0
-    ref = reference.run(reference.load_export(res.directory), x)
+    ref = reference.run(load_model(res.directory), x)
     ex = ref.exited.astype(bool)
     mism = {
         "exit decisions": int((out["exited"] != ref.exited).sum()),

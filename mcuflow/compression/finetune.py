@@ -44,8 +44,9 @@ class FinetuneResult:
 def link_inputs(export_dir: Path, images: np.ndarray, cfg) -> np.ndarray:
     """Dequantised, link-compressed intermediates of uint8 images (N, 28, 28) as the host receives them."""
     from mcuflow import reference
+    from mcuflow.manifest import load_model
 
-    q = reference.load_export(export_dir)
+    q = load_model(export_dir)
     xs, exited = [], []
     for i in range(0, len(images), CHUNK):  # the reference gathers (N, n_out, degree) int64: bound N
         ref = reference.run(q, reference.pixels_to_input(images[i : i + CHUNK]))
@@ -89,7 +90,7 @@ def finetune_link(
     import mcuflow
     from mcuflow import export as exporter
     from mcuflow.data import load_mnist
-    from mcuflow.linkopt.config import link_from_export
+    from mcuflow.manifest import link_config as link_from_export
 
     if epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {epochs}")

@@ -1,26 +1,22 @@
-"""Turning export options (--prune-threshold, --prune-topk, --link-bits, --link-shift) into a
-:class:`LinkConfig` for one quantised model, and the generated ``mcuflow_link_config.h``."""
+"""Link-compression pass: turn the export options (--prune-threshold, --prune-topk, --link-bits,
+--link-shift) into the :class:`~mcuflow.codec.compress.LinkConfig` of one quantised model; a narrow code
+takes its shift from the calibration range of the head output."""
 
 from __future__ import annotations
 
-import functools
-import json
 import struct
-from pathlib import Path
 
 import numpy as np
 
+from mcuflow.codec.compress import LinkConfig, auto_shift
 from mcuflow.errors import ConfigError
-from mcuflow.link.encodings import LinkConfig, auto_shift
-from mcuflow.link.frame import encode_frame
-from mcuflow.link.messages import OFFLOAD, OFFLOAD_FIXED_LEN
+from mcuflow.ir.quantized import QModel
 
 SHIFT_PERCENTILE = 99.9  # of the calibration's q - zp, fitted by --link-shift auto
-FLOAT32_BYTES = 4  # the paper's baseline sends the intermediate as dense float32
 
 
 def resolve_link(
-    q,
+    q: QModel,
     calibration_intermediate: np.ndarray | None,
     *,
     threshold: int = 0,
@@ -56,30 +52,3 @@ def resolve_link(
     if not 0 < exponent + cfg.shift < 255 or exponent == 0:
         raise ConfigError(f"the intermediate scale {q.intermediate_scale} times 2**{cfg.shift} is not a normal float32")
     return cfg
-
-
-def config_header(cfg: LinkConfig) -> str:
-    from mcuflow import __version__
-    from mcuflow.codegen.emit import environment
-
-    return (
-        environment()
-        .get_template("mcuflow_link_config.h.j2")
-        .render(version=__version__, label=cfg.label(), **cfg.as_dict())
-    )
-
-
-def link_from_export(export_dir: str | Path) -> LinkConfig:
-    """The link settings an export was built with (identity for exports made before them)."""
-    meta = json.loads((Path(export_dir) / "export.json").read_text())
-    d = meta.get("link") or {}
-    return LinkConfig(**{k: int(d[k]) for k in ("threshold", "topk", "bits", "shift", "code_zp") if k in d})
-
-
-@functools.lru_cache(maxsize=4096)
-def offload_wire_bytes(body_len: int, seq: int = 0) -> int:
-    """Bytes of an OFFLOAD frame on the wire (COBS + delimiter) for a body of ``body_len`` bytes.
-
-    Exact for frames under 254 raw bytes, whose COBS encoding is always one byte longer;
-    longer frames may take fewer bytes than this (it assumes the worst case)."""
-    return len(encode_frame(OFFLOAD, seq, b"\x01" * (OFFLOAD_FIXED_LEN + body_len)))

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from mcuflow import atomic
+from mcuflow.codec.compress import FLOAT32_BYTES, LinkConfig, link_scale
 from mcuflow.errors import ConfigError
-from mcuflow.link.encodings import LinkConfig, link_scale
-from mcuflow.link.messages import OFFLOAD_FIXED_LEN
-from mcuflow.linkopt.config import FLOAT32_BYTES, offload_wire_bytes, resolve_link
+from mcuflow.link.messages import OFFLOAD_FIXED_LEN, offload_wire_bytes
 from mcuflow.npz import read_npz
+from mcuflow.passes.link_compression import resolve_link
 
 DEFAULT_THRESHOLDS = (0, 4, 8, 16, 32, 48, 64)
 DEFAULT_TOPKS = (0, 16, 12, 10, 8, 6, 5, 4, 3, 2)

@@ -6,7 +6,7 @@ Every figure is read from the device's own counter (SysTick under ``qemu-system-
 instructions, not cycles). It writes CSV files, ``benchmarks.md`` (the tables) and PNG plots to ``--out``:
 
 * the paper model, every storage format, on Cortex-M3 (an385), M4 (an386; also without the DSP kernels,
-  and with -DMCUFLOW_SMALL_RAM=1) and M7 (an500): instructions per head inference and per layer, per
+  and exported with --small-ram) and M7 (an500): instructions per head inference and per layer, per
   nonzero MAC;
 * a density sweep of one 800 -> 50 layer (100 % down to 2 %) in every format, showing where sparse
   beats the dense SIMD kernel on each core;
@@ -31,13 +31,13 @@ from mcuflow.profile import SelftestDevice
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("dense", "csr", "fixed", "index_free")
-# (label, board, extra C flags)
+# (label, board, extra C flags, exported without a kernel scratch buffer)
 VARIANTS = (
-    ("M3", "qemu-mps2-an385", ()),
-    ("M4", "qemu-mps2-an386", ()),
-    ("M4 no DSP", "qemu-mps2-an386", ("-DMCUFLOW_HAS_DSP=0",)),
-    ("M4 small RAM", "qemu-mps2-an386", ("-DMCUFLOW_SMALL_RAM=1",)),
-    ("M7", "qemu-mps2-an500", ()),
+    ("M3", "qemu-mps2-an385", (), False),
+    ("M4", "qemu-mps2-an386", (), False),
+    ("M4 no DSP", "qemu-mps2-an386", ("-DMCUFLOW_HAS_DSP=0",), False),
+    ("M4 small RAM", "qemu-mps2-an386", (), True),
+    ("M7", "qemu-mps2-an500", (), False),
 )
 SWEEP_OUT = 50
 SWEEP_OUT_DEGREES = (50, 40, 25, 15, 10, 5, 3, 2, 1)  # density = out-degree / 50: 100 % .. 2 %
@@ -63,19 +63,24 @@ def symbol_sizes(elf: Path) -> dict[str, int]:
     return sizes
 
 
-def write_library(model, directory: Path, extra_layers=()) -> Path:
+def write_library(model, directory: Path, extra_layers=(), small_ram: bool = False) -> Path:
+    """The generated library of ``model`` plus benchmark-only ``extra_layers`` (packed), kernels planned."""
     from mcuflow.codegen import render_library
+    from mcuflow.passes import plan_kernels, plan_memory
 
-    directory.mkdir(parents=True, exist_ok=True)
+    plan_kernels(model, small_ram=small_ram, extra_layers=tuple(extra_layers))
+    plan_memory(model)
     for name, text in render_library(model, tuple(extra_layers)).items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / name).write_text(text)
     return directory
 
 
-def kernel_names(model, extra_layers=()) -> list[str]:
+def entry_points(model, extra_layers=()) -> list[str]:
+    """Each layer's entry point in the generated code (its code size is the layer's kernel code)."""
     from mcuflow.codegen.emit import build_context
 
-    return [lc["kernel_name"] for lc in build_context(model, tuple(extra_layers))["layers"]]
+    return [f"{cl.ident}_run" for cl in build_context(model, tuple(extra_layers)).layers]
 
 
 def build_variant(directory: Path, board: str, cflags: tuple[str, ...]):
@@ -95,13 +100,14 @@ def bench_paper(checkpoint: Path, work: Path, head_runs: int, layer_runs: int, l
     models, layers, sizes, timing = [], [], [], []
     for fmt in FORMATS:
         res = export(checkpoint, work / f"paper_{fmt}", force_format=fmt)
+        small = export(checkpoint, work / f"paper_{fmt}_small_ram", force_format=fmt, small_ram=True)
         q = res.model
         timing.append({"what": f"export paper model ({fmt})", "seconds": round(res.seconds, 3)})
-        names = kernel_names(q)
+        names = entry_points(q)
         all_layers = q.all_layers()
         checksums = {}
-        for label, board, cflags in VARIANTS:
-            build, secs = build_variant(res.directory, board, cflags)
+        for label, board, cflags, small_ram in VARIANTS:
+            build, secs = build_variant((small if small_ram else res).directory, board, cflags)
             timing.append({"what": f"build selftest ({fmt}, {label})", "seconds": round(secs, 3)})
             syms = symbol_sizes(build.elf)
             with SelftestDevice(build.elf, build.board) as dev:
@@ -145,7 +151,7 @@ def bench_paper(checkpoint: Path, work: Path, head_runs: int, layer_runs: int, l
                             "weight_bytes": pw.weight_bytes,
                             "index_bytes": pw.index_bytes,
                             "per_row_bytes": 9 * layer.n_out,
-                            "code_bytes": syms.get(f"mcuflow_fc_{name}", 0),
+                            "code_bytes": syms.get(name, 0),
                         }
                     )
                 sizes.append(
@@ -159,7 +165,7 @@ def bench_paper(checkpoint: Path, work: Path, head_runs: int, layer_runs: int, l
                         "per_row_bytes": "",
                         "code_bytes": "",
                         "ram_arena": q.plan.arena_bytes,
-                        "ram_scratch": syms.get("mcuflow_xperm", 0),
+                        "ram_scratch": syms.get("mcuflow_scratch", 0),
                     }
                 )
             log(f"paper {fmt:10s} {label:10s} head {head:9.0f} instructions ({head / macs:.2f} per MAC)")
@@ -206,11 +212,11 @@ def sweep_layers(out_degrees, seed: int = 0):
 
 def bench_sweep(work: Path, out_degrees, runs: int, log) -> list[dict]:
     base, extra = sweep_layers(out_degrees)
-    directory = write_library(base, work / "sweep", extra)
+    directories = {small: write_library(base, work / f"sweep{small:d}", extra, small) for small in (False, True)}
     first = len(base.all_layers())
     rows = []
-    for label, board, cflags in VARIANTS:
-        build, _ = build_variant(directory, board, cflags)
+    for label, board, cflags, small_ram in VARIANTS:
+        build, _ = build_variant(directories[small_ram], board, cflags)
         with SelftestDevice(build.elf, build.board) as dev:
             for i, layer in enumerate(extra):
                 count, _ = dev.layer(first + i, runs)

@@ -24,7 +24,7 @@ from mcuflow.frontend import graph_from_model, graph_from_onnx
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.packed import FORMATS
 from mcuflow.ir.quantized import QLinear, QModel
-from mcuflow.passes import choose_formats, fuse_relu, plan_memory, quantize
+from mcuflow.passes import choose_formats, fuse_relu, plan_kernels, plan_memory, quantize
 from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD, threshold_q15
 
 DEFAULT_CALIBRATION_SAMPLES = 1000
@@ -46,13 +46,15 @@ def compile_graph(
     per_channel: bool = True,
     exit_threshold: float = DEFAULT_EXIT_THRESHOLD,
     force_format: str | None = None,
+    small_ram: bool = False,
 ) -> QModel:
-    """The named passes in order: fuse_relu -> quantize -> choose_formats -> plan_memory."""
+    """The named passes in order: fuse_relu -> quantize -> choose_formats -> plan_kernels -> plan_memory."""
     fused = fuse_relu(graph)
     if not fused.head or not any(n.kind == "linear" for n in fused.head):
         raise ConfigError("the head has no linear layer: nothing to run on the device")
     q = quantize(fused, calibration, per_channel=per_channel, exit_threshold=exit_threshold)
     choose_formats(q, force=force_format)
+    plan_kernels(q, small_ram=small_ram)
     plan_memory(q)
     if q.intermediate_len > 65535:
         raise ConfigError(f"the head output has {q.intermediate_len} elements; the result struct holds at most 65535")
@@ -100,6 +102,7 @@ def _layer_meta(layer: QLinear) -> dict:
         "pattern": layer.pattern,
         "structured": None if p is None else {"n_in": p.n_in, "n_out": p.n_out, "d_in": p.d_in, "p": p.p, "s": p.s},
         **(pw.describe() if pw else {}),
+        "kernel": layer.kernel.function if layer.kernel else None,
         "bias_bytes": 4 * layer.n_out,
         "requant_bytes": 5 * layer.n_out,
         "macs": layer.nnz,
@@ -142,7 +145,14 @@ def summary(q: QModel) -> dict:
         "num_exits": len(q.exits),
         "exit_threshold": q.exit_threshold,
         "exit_threshold_q15": q.exits[0].threshold_q15 if q.exits else None,
-        "peak_ram_bytes": q.plan.peak_ram_bytes,
+        "peak_ram_bytes": q.plan.static_ram_bytes,
+        "ram": {
+            "arena_bytes": q.plan.arena_bytes,
+            "scratch_bytes": q.plan.scratch_bytes,
+            "state_bytes": q.plan.state_bytes,
+            "static_bytes": q.plan.static_ram_bytes,
+        },
+        "small_ram": q.small_ram,
         "arena_offsets": q.plan.offsets,
         "quantization": {
             "scheme": "int8 symmetric weights, asymmetric int8 activations, int32 bias, Q31 multiplier + shift",
@@ -234,30 +244,35 @@ def export_tail_onnx(model, width: int, path: Path) -> None:
 
 
 def _check_board(board: str | None, q: QModel, notes: list[str]) -> None:
+    """Refuse a model whose constants or static RAM cannot fit the board (the firmware needs more still;
+    ``mcuflow build`` measures that)."""
     if not board:
         return
-    try:
-        from mcuflow import boards
-    except ImportError:
-        notes.append(f"--board {board}: board files are not available in this version; fit not checked")
-        return
-    loader = getattr(boards, "load_board", None) or getattr(boards, "get_board", None)
-    if loader is None:
-        notes.append(f"--board {board}: mcuflow.boards has no loader; fit not checked")
-        return
-    b = loader(board)
-    ram = getattr(b, "ram_size", None) or getattr(b, "ram_bytes", None)
-    flash = getattr(b, "flash_size", None) or getattr(b, "flash_bytes", None)
-    flash_need = sum(layer.packed.total_bytes + 9 * layer.n_out for layer in q.all_layers() if layer.packed is not None)
-    if ram and q.plan.peak_ram_bytes > ram:
-        raise ConfigError(f"the head needs {q.plan.peak_ram_bytes} bytes of RAM; board {board} has {ram}")
-    if flash and flash_need > flash:
+    from mcuflow.boards import load_board
+
+    b = load_board(board)
+    ram = q.plan.static_ram_bytes
+    flash_need = model_constant_bytes(q)
+    if ram + b.stack_bytes > b.ram_bytes:
         raise ConfigError(
-            f"the head's weights and constants need {flash_need} bytes of flash; board {board} has {flash}"
+            f"the model needs {ram:,} bytes of static RAM (arena {q.plan.arena_bytes:,}, scratch "
+            f"{q.plan.scratch_bytes:,}, exit flags {q.plan.state_bytes}) plus a {b.stack_bytes:,}-byte stack; "
+            f"board {b.name} has {b.ram_bytes:,}"
+        )
+    if flash_need > b.flash_bytes - b.boot2_bytes:
+        raise ConfigError(
+            f"the model's weights and constants need {flash_need:,} bytes of flash; board {b.name} has {b.flash_bytes:,}"
         )
     notes.append(
-        f"board {board}: {q.plan.peak_ram_bytes} B arena of {ram} B RAM, {flash_need} B weights and constants of {flash} B flash"
+        f"board {b.name}: {ram:,} B static RAM of {b.ram_bytes:,} B, "
+        f"{flash_need:,} B weights and constants of {b.flash_bytes:,} B flash"
     )
+
+
+def model_constant_bytes(q: QModel) -> int:
+    """Flash the model's constants take: weights, indices, biases, multipliers, shifts and exit tables."""
+    layers = sum(layer.packed.total_bytes + 9 * layer.n_out for layer in q.all_layers() if layer.packed is not None)
+    return layers + sum(ex.lut.nbytes for ex in q.exits)
 
 
 LINK_CONFIG_HEADER = "mcuflow_link_config.h"
@@ -291,6 +306,7 @@ def export(
     prune_topk: int = 0,
     link_bits: int = 8,
     link_shift: int | None = None,
+    small_ram: bool = False,
 ) -> ExportResult:
     """Compile a checkpoint (``.pt``) or ONNX file (``.onnx``) into ``out_dir``, atomically."""
     t0 = time.perf_counter()
@@ -324,7 +340,7 @@ def export(
     else:
         where = f"caller-supplied, {len(calibration)} samples"
     notes.append(f"calibration: {where}")
-    q = compile_graph(graph, calibration, per_channel, exit_threshold, force_format)
+    q = compile_graph(graph, calibration, per_channel, exit_threshold, force_format, small_ram)
     q.notes = notes
     link = _link_config(q, calibration, prune_threshold, prune_topk, link_bits, link_shift)
     _check_board(board, q, notes)
@@ -336,6 +352,7 @@ def export(
         raise ConfigError(f"cannot write the export to {out_dir}: {err.strerror or err}") from None
     try:
         for name, text in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text)
         np.savez(tmp / "quantized.npz", **_npz_arrays(q))
         (tmp / LINK_CONFIG_HEADER).write_text(render_link_config(link))

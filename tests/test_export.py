@@ -49,7 +49,10 @@ def test_cli_export_writes_the_library_and_export_json(paper_ckpt, mnist_dir, tm
     assert meta["quantization"]["input"] == {"scale": 1 / 255, "zero_point": -128}
     assert meta["quantization"]["intermediate"]["zero_point"] == -128
     assert meta["quantization"]["calibration_samples"] == 1000
-    assert meta["peak_ram_bytes"] == 800 + 40  # padded input and the head output; the exit reuses the first
+    # every static buffer: the arena (padded input and head output; the exit reuses the first), the
+    # index-free kernel's int16 permuted input (800 + 40 entries) and one flag for the exit
+    assert meta["ram"] == {"arena_bytes": 840, "scratch_bytes": 1680, "state_bytes": 1, "static_bytes": 2521}
+    assert meta["peak_ram_bytes"] == 2521
     assert meta["totals"]["head"]["nnz"] == 1600
     assert mcuflow.model_hash(model) in (out / "mcuflow_model.h").read_text()
     assert "index_free" in capsys.readouterr().out
@@ -96,10 +99,10 @@ def test_failed_export_leaves_no_partial_directory(tmp_path, mnist_dir):
     assert [p.name for p in tmp_path.iterdir()] == ["random.pt"]  # no temp directory left behind either
     # an existing export survives a failed re-export untouched
     export(ckpt, out, data_dir=mnist_dir, calibration_samples=10)
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     rc = main(["export", str(ckpt), "-o", str(out), "--format", "index_free", "--data-dir", str(mnist_dir)])
     assert rc == 1
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lib", "random.pt"]
 
 
@@ -132,19 +135,27 @@ def test_calibration_without_data_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_board_budget_is_checked(tmp_path, mnist_dir, monkeypatch):
-    from types import SimpleNamespace
+    """The check counts every static buffer (arena 840 + scratch 1,680 + 1 exit flag) and the stack."""
+    import dataclasses
 
     import mcuflow.boards
 
     model = build_model(paper_config())
     ckpt = mcuflow.save(model, tmp_path / "m.pt")
-    monkeypatch.setattr(mcuflow.boards, "load_board", lambda name: SimpleNamespace(ram_bytes=512, flash_bytes=1 << 20))
-    with pytest.raises(ConfigError, match="840 bytes of RAM; board tiny has 512"):
+    base = mcuflow.boards.load_board("qemu-mps2-an386")
+
+    def board_with(ram: int):
+        return lambda name: dataclasses.replace(base, name=name, ram_bytes=ram)
+
+    monkeypatch.setattr(mcuflow.boards, "load_board", board_with(4096))  # 2,521 + 2,048 stack do not fit
+    with pytest.raises(ConfigError, match=r"needs 2,521 bytes of static RAM .* board tiny has 4,096"):
         export(ckpt, tmp_path / "lib", board="tiny", data_dir=mnist_dir, calibration_samples=10)
     assert not (tmp_path / "lib").exists()
-    monkeypatch.setattr(mcuflow.boards, "load_board", lambda name: SimpleNamespace(ram_bytes=4096, flash_bytes=1 << 20))
+    res = export(ckpt, tmp_path / "lib", board="tiny", data_dir=mnist_dir, calibration_samples=10, small_ram=True)
+    assert any("board tiny: 841 B static RAM of 4,096 B" in n for n in res.notes)  # no scratch: it fits
+    monkeypatch.setattr(mcuflow.boards, "load_board", board_with(8192))
     res = export(ckpt, tmp_path / "lib", board="roomy", data_dir=mnist_dir, calibration_samples=10)
-    assert any("board roomy: 840 B arena of 4096 B RAM" in n for n in res.notes)
+    assert any("board roomy: 2,521 B static RAM of 8,192 B" in n for n in res.notes)
 
 
 @pytest.mark.parametrize(

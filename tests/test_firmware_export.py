@@ -3,6 +3,7 @@ the targets, and bit-exact answers from the device under QEMU against the numpy 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,23 @@ def paper_export(tmp_path_factory) -> Path:
     cfg = paper_config("sparse")
     ckpt = checkpoint.save(build_model(cfg), d / "paper.pt", cfg)
     # Untrained weights have the paper model's exact shapes, which is what sizes and counts depend on.
-    calib = np.random.default_rng(0).random((64, 784)).astype(np.float32)
-    export(ckpt, d / "export", calibration=calib)
+    export(ckpt, d / "export", calibration=_calibration())
     return d / "export"
+
+
+def _calibration() -> np.ndarray:
+    return np.random.default_rng(0).random((64, 784)).astype(np.float32)
+
+
+@pytest.mark.parametrize("board", ["qemu-mps2-an386", "qemu-mps2-an385"])
+def test_export_ram_figure_is_what_the_build_measures(paper_export, board):
+    """export.json counts every static buffer of the library: the arena, the kernels' scratch and the exit
+    flags; the linker map's model objects hold exactly those (alignment padding aside)."""
+    meta = json.loads((paper_export / "export.json").read_text())
+    r = build(paper_export, board).report
+    assert meta["ram"]["scratch_bytes"] == 2 * (800 + 40)  # the permuted input of the 800 -> 40 layer
+    assert meta["ram"]["static_bytes"] == meta["peak_ram_bytes"]
+    assert r["components"]["model"]["ram"] == pytest.approx(meta["ram"]["static_bytes"], abs=4)
 
 
 def test_paper_model_fits_the_targets_on_cortex_m4(paper_export):
@@ -40,13 +55,18 @@ def test_paper_model_fits_the_targets_on_cortex_m4(paper_export):
     # RAM (stack excluded): the platform layer and the model's arena must stay small; the protocol
     # app's frame buffers (firmware/app, firmware/link) come on top and are reported against the
     # 4 KB target in docs/results-firmware.md.
-    # The fast index-free kernel adds an int16 copy of its input (docs/benchmarks.md); built with
-    # -DMCUFLOW_SMALL_RAM=1 it has none, and then the model's RAM is its arena alone.
-    small = build(paper_export, "qemu-mps2-an386", extra_cflags=("-DMCUFLOW_SMALL_RAM=1",)).report
+    # The fast index-free kernel adds an int16 copy of its input (docs/benchmarks.md); exported with
+    # --small-ram it has none, and then the model's RAM is its arena (and the exit flag) alone.
+    small_dir = paper_export.parent / "export_small_ram"
+    export(paper_export.parent / "paper.pt", small_dir, calibration=_calibration(), small_ram=True)
+    small = build(small_dir, "qemu-mps2-an386").report
     comps = small["components"]
     own = sum(c["ram"] for name, c in comps.items() if name not in ("app", "link"))
     assert own <= 1024, comps
     assert r["components"]["model"]["ram"] <= comps["model"]["ram"] + 2 * (800 + 40) + 8  # that copy, no more
+    assert comps["model"]["ram"] == pytest.approx(
+        json.loads((small_dir / "export.json").read_text())["peak_ram_bytes"], abs=4
+    )
     assert r["ram_bytes"] == pytest.approx(sum(c["ram"] for c in r["components"].values()), abs=32)  # alignment
     assert r["components"]["model"]["flash"] >= 2000  # 2,000 int8 weights at least
 

@@ -13,9 +13,9 @@ import pytest
 from conftest import require_tools
 
 from mcuflow import reference
-from mcuflow.codegen.kernels import device_values, permutation_plan
 from mcuflow.export import compile_graph
 from mcuflow.passes.formats import pack
+from mcuflow.passes.kernels import device_values, permutation_plan, plan_kernels
 from mcuflow.passes.memory import plan_memory
 from mcuflow.sparsity.patterns import structured_params
 
@@ -35,13 +35,15 @@ MODELS = [
 ]
 
 
-def _model(case, seed: int = 0):
+def _model(case, seed: int = 0, small_ram: bool = False):
+    """The case's model with its head layers in the given formats; ``small_ram``: no scratch buffer."""
     name, widths, degrees, exits, formats = case
     g = chain_graph(widths, degrees, exits, seed=seed, num_classes=4)
     calib = np.random.default_rng(seed + 1).uniform(0, 1, (64, g.input_len))
     q = compile_graph(g, calib, exit_threshold=0.6)
     for layer, fmt in zip(q.head, formats, strict=True):
         layer.packed = pack(layer, fmt)
+    plan_kernels(q, small_ram=small_ram)
     plan_memory(q)
     return q
 
@@ -58,13 +60,10 @@ def _inputs(n_in: int, n: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("case", MODELS, ids=lambda c: c[0])
 def test_host_kernels_match_reference(case, path, tmp_path):
     require_tools("gcc")
-    q = _model(case)
+    q = _model(case, small_ram=path == "small_ram")
+    assert (q.plan.scratch_entries == 0) == (path == "small_ram")
     lib = write_library(q, tmp_path / "lib")
-    flags = ["-I", str(lib)] + {
-        "plain": [],
-        "dsp_emulated": ["-DMCUFLOW_EMULATE_DSP=1"],
-        "small_ram": ["-DMCUFLOW_SMALL_RAM=1"],
-    }[path]
+    flags = ["-I", str(lib)] + {"plain": [], "dsp_emulated": ["-DMCUFLOW_EMULATE_DSP=1"], "small_ram": []}[path]
     exe = compile_c(sorted(lib.glob("*.c")) + [HERE / "harness.c"], tmp_path / "harness", "gcc", flags)
     x = _inputs(q.input_len, 300, 11)
     out = run_harness(exe, x, len(q.exits), q.num_classes, q.intermediate_len, tmp_path)
@@ -91,15 +90,16 @@ def _qemu_results(lib: Path, board: str, inputs: np.ndarray, cflags: tuple[str, 
 
 @pytest.mark.firmware
 @pytest.mark.parametrize(
-    "board,cflags",
-    [("qemu-mps2-an386", ()), ("qemu-mps2-an385", ()), ("qemu-mps2-an386", ("-DMCUFLOW_SMALL_RAM=1",))],
+    "board,small_ram",
+    [("qemu-mps2-an386", False), ("qemu-mps2-an385", False), ("qemu-mps2-an386", True)],
     ids=["m4", "m3", "m4-small-ram"],
 )
-def test_qemu_kernels_match_reference(board, cflags, tmp_path):
+def test_qemu_kernels_match_reference(board, small_ram, tmp_path):
     """The real SMLAD/LDRD code on Cortex-M4, the plain path on Cortex-M3, against the reference."""
     require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    cflags = ()
     for case in MODELS[:3]:
-        q = _model(case, seed=3)
+        q = _model(case, seed=3, small_ram=small_ram)
         lib = write_library(q, tmp_path / case[0])
         x = _inputs(q.input_len, 6, 5)
         ref = reference.run(q, x)
@@ -148,15 +148,15 @@ def test_device_weight_order_pairs_for_sxtb16():
 
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
 def test_strict_compile_of_both_paths(compiler, tmp_path):
-    """-Wconversion -Wshadow clean on the plain and the emulated-DSP path, with gcc and clang."""
+    """-Wconversion -Wshadow clean on both variants and without scratch, with gcc and clang."""
     import subprocess
 
     require_tools(compiler)
-    lib = write_library(_model(MODELS[0]), tmp_path / "lib")
-    for flag in ("-DMCUFLOW_EMULATE_DSP=0", "-DMCUFLOW_EMULATE_DSP=1", "-DMCUFLOW_SMALL_RAM=1"):
+    for small_ram, flag in ((False, "-DMCUFLOW_EMULATE_DSP=0"), (False, "-DMCUFLOW_EMULATE_DSP=1"), (True, "")):
+        lib = write_library(_model(MODELS[0], small_ram=small_ram), tmp_path / f"lib{small_ram:d}")
         res = subprocess.run(
             [compiler, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wshadow", "-Wconversion",
-             "-Wno-sign-conversion", flag, "-c", str(lib / "mcuflow_kernels.c"),
+             "-Wno-sign-conversion", *([flag] if flag else []), "-c", str(lib / "mcuflow_model.c"),
              "-o", str(tmp_path / "k.o")],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip

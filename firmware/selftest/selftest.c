@@ -141,26 +141,26 @@ static void benchmark_layer(uint32_t index, uint32_t n)
         return;
     }
     const mcuflow_layer_entry_t *e = &mcuflow_layer_table[index];
-    for (uint32_t i = 0; i < e->layer->n_in; i++) {
+    for (uint32_t i = 0; i < e->n_in; i++) {
         layer_in[i] = (int8_t)((int32_t)((i * 151u + 7u) % 256u) - 128);
     }
     platform_counter_reset();
     uint32_t overhead = platform_counter_read();
     platform_counter_reset();
     for (uint32_t i = 0; i < n; i++) {
-        e->fn(layer_in, layer_out, e->layer);
+        e->run(layer_in, layer_out);
     }
     uint32_t count = platform_counter_read();
     uint32_t sum = 0;
-    for (uint32_t i = 0; i < e->layer->n_out; i++) {
+    for (uint32_t i = 0; i < e->n_out; i++) {
         sum = sum * 31u + (uint8_t)layer_out[i];
     }
     put_str(" format=");
     put_str(e->format);
     put_str(" n_in=");
-    put_u32(e->layer->n_in);
+    put_u32(e->n_in);
     put_str(" n_out=");
-    put_u32(e->layer->n_out);
+    put_u32(e->n_out);
     put_str(" runs=");
     put_u32(n);
     put_str(" count=");

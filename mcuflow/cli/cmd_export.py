@@ -39,6 +39,12 @@ from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD
 @click.option(
     "--per-channel/--per-tensor", default=True, show_default=True, help="Weight scale per output row or per tensor."
 )
+@click.option(
+    "--small-ram",
+    is_flag=True,
+    help="No kernel scratch buffer: index-free layers walk their pattern (saves 2 bytes per input of the widest "
+    "layer, costs about 3x the instructions).",
+)
 def export_cmd(
     source,
     out_dir,
@@ -52,6 +58,7 @@ def export_cmd(
     prune_topk,
     link_bits,
     link_shift,
+    small_ram,
 ) -> None:
     """Compile SOURCE (a checkpoint .pt or an ONNX file) into a C library in OUTPUT."""
     from mcuflow.export import export
@@ -69,6 +76,7 @@ def export_cmd(
         prune_topk=prune_topk,
         link_bits=link_bits,
         link_shift=link_shift,
+        small_ram=small_ram,
     )
     s = res.summary
     for layer in s["layers"]["head"] + [m for e in s["exits"] for m in e["layers"]]:
@@ -79,7 +87,8 @@ def export_cmd(
     t = s["totals"]["all"]
     click.echo(
         f"wrote {res.directory}: {t['weight_bytes']} B weights, {t['index_bytes']} B indices, "
-        f"peak RAM {s['peak_ram_bytes']} B, exit threshold {s['exit_threshold']} ({res.seconds:.2f} s)"
+        f"static RAM {s['ram']['static_bytes']} B (arena {s['ram']['arena_bytes']}, scratch {s['ram']['scratch_bytes']}, "
+        f"exit flags {s['ram']['state_bytes']}), exit threshold {s['exit_threshold']} ({res.seconds:.2f} s)"
     )
     link = s.get("link") or {}
     click.echo(f"link compression: {link.get('label', 'dense int8')}")

@@ -1,9 +1,15 @@
-"""Render the C library from a quantised, packed and planned model. Templates only print:
-every number and identifier is computed here."""
+"""Render the C library from a quantised, kernel-planned and memory-planned model.
+
+The generated files hold data only: weights and constants (``mcuflow_weights.c``), each layer's
+``mcuflow_fc_t`` and the call sequence into the static kernel library (``mcuflow_model.c``), and the
+public header. The kernels themselves are ``firmware/kernels``, copied into the export as ``kernels/``.
+Every number and identifier is computed here or by the passes; templates only print.
+"""
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -11,14 +17,14 @@ import numpy as np
 
 from mcuflow import __version__
 from mcuflow.codec.compress import LinkConfig
-from mcuflow.codegen.kernels import device_values, int16_buffer_len, kernel_context
 from mcuflow.codegen.names import c_comment, c_identifier
+from mcuflow.ir.kernel import KernelPlan
+from mcuflow.ir.memory import MemoryPlan
 from mcuflow.ir.quantized import QLinear, QModel
 
 ARTIFACTS = {
     "mcuflow_model.h.j2": "mcuflow_model.h",
     "mcuflow_internal.h.j2": "mcuflow_internal.h",
-    "mcuflow_kernels.c.j2": "mcuflow_kernels.c",
     "mcuflow_weights.c.j2": "mcuflow_weights.c",
     "mcuflow_model.c.j2": "mcuflow_model.c",
 }
@@ -29,6 +35,8 @@ PACKAGING = {
     "library.json.j2": "library.json",
 }
 
+KERNELS_DIR = "kernels"  # where an export keeps its copy of the kernel library
+
 
 def templates_dir() -> Path:
     from mcuflow.paths import templates_dir as where
@@ -36,8 +44,15 @@ def templates_dir() -> Path:
     return where()
 
 
+def c_ints(values, per_line: int = 16, indent: str = "    ") -> str:
+    """Comma-separated integer literals, wrapped. int32 minimum never occurs (biases are bounded)."""
+    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    lines = [", ".join(flat[i : i + per_line]) for i in range(0, len(flat), per_line)]
+    return ",\n".join(indent + line for line in lines)
+
+
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -45,150 +60,151 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-
-
-def c_array(values, per_line: int = 16, indent: str = "    ") -> str:
-    """Comma-separated integer literals, wrapped. int32 minimum never occurs (biases are bounded)."""
-    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
-    lines = [", ".join(flat[i : i + per_line]) for i in range(0, len(flat), per_line)]
-    return ",\n".join(indent + line for line in lines)
+    env.filters["c_ints"] = c_ints
+    return env
 
 
 def float_bits(x: float) -> int:
     return struct.unpack("<I", struct.pack("<f", float(x)))[0]
 
 
-def _layer_context(layer: QLinear, ident: str) -> dict:
-    pw = layer.packed
-    assert pw is not None, "run choose_formats before codegen"
-    return {
-        "ident": ident,
-        "comment": c_comment(layer.name),
-        "format": pw.format,
-        "n_in": layer.n_in,
-        "n_out": layer.n_out,
-        "nnz": pw.nnz,
-        "degree": pw.degree,
-        "weight_bytes": pw.weight_bytes,
-        "index_bytes": pw.index_bytes,
-        "weights": c_array(device_values(pw)),
-        "weights_len": pw.values.size,
-        "cols": None if pw.col_idx is None else c_array(pw.col_idx),
-        "cols_len": 0 if pw.col_idx is None else pw.col_idx.size,
-        "col_type": pw.col_ctype,
-        "row_ptr": None if pw.row_ptr is None else c_array(pw.row_ptr),
-        "row_ptr_len": 0 if pw.row_ptr is None else pw.row_ptr.size,
-        "row_type": pw.row_ctype,
-        "bias": c_array(layer.bias),
-        "mult": c_array(layer.mult),
-        "rshift": c_array(layer.rshift),
-        "step": pw.p,
-        "pass_step": pw.pass_step,
-        "out_zp": layer.out_zp,
-        "act_min": layer.act_min,
-        "act_max": layer.act_max,
-        "kernel": pw.kernel,
-        # one entry point per layer, its shape compiled in as constants
-        "kernel_name": ident.removeprefix("mcuflow_"),
-    }
+@dataclass(frozen=True)
+class CLayer:
+    """One layer as the templates print it: its sanitised C names, its quantised form and its kernel."""
+
+    ident: str  # prefix of its arrays; ``<ident>`` is its mcuflow_fc_t, ``<ident>_run`` its entry point
+    comment: str
+    q: QLinear
+    k: KernelPlan
 
 
-def build_context(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> dict:
-    """The template context. ``extra_layers`` get weights, kernels and layer-table entries but no step in
-    ``mcuflow_head_run`` (benchmarks time them one by one through ``mcuflow_layer_table``)."""
+@dataclass(frozen=True)
+class CExit:
+    ident: str  # its mcuflow_exit_t; ``<ident>_lut`` its table
+    comment: str
+    lut: np.ndarray
+    threshold_q15: int
+
+
+@dataclass(frozen=True)
+class CStep:
+    """One line of ``mcuflow_head_run``."""
+
+    kind: str  # "pad" | "linear" | "exit"
+    src_offset: int | None  # arena offset, None: the caller's input
+    dst_offset: int | None
+    layer: CLayer | None = None
+    exit: CExit | None = None
+    exit_index: int = -1
+
+
+@dataclass(frozen=True)
+class LibraryContext:
+    version: str
+    model_name: str
+    model_hash: str
+    hash_bytes: list[int]
+    source: str
+    per_channel: bool
+    input_len: int
+    padded_len: int
+    intermediate_len: int
+    num_classes: int
+    input_zp: int
+    input_scale_bits: int
+    intermediate_zp: int
+    intermediate_scale_bits: int
+    plan: MemoryPlan
+    layers: list[CLayer]  # head, then exits, then benchmark-only layers: mcuflow_layer_table's order
+    exits: list[CExit]
+    steps: list[CStep]
+    max_layer_in: int
+    max_layer_out: int
+
+
+def build_context(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> LibraryContext:
+    """The template context. ``extra_layers`` (with kernels planned) get weights, an entry point and a
+    layer-table entry but no step in ``mcuflow_head_run``: benchmarks time them through the table."""
     plan = model.plan
     assert plan is not None, "run plan_memory before codegen"
-    idents: dict[int, str] = {}
-    layers = []
-    for i, layer in enumerate(model.head):
-        idents[id(layer)] = c_identifier(layer.name, prefix=f"mcuflow_l{i}_")
-        layers.append(_layer_context(layer, idents[id(layer)]))
-    for e, ex in enumerate(model.exits):
-        for j, layer in enumerate(ex.layers):
-            idents[id(layer)] = c_identifier(layer.name, prefix=f"mcuflow_x{e}_{j}_")
-            layers.append(_layer_context(layer, idents[id(layer)]))
-    for j, layer in enumerate(extra_layers):
-        idents[id(layer)] = c_identifier(layer.name, prefix=f"mcuflow_b{j}_")
-        layers.append(_layer_context(layer, idents[id(layer)]))
-    exits = [
-        {
-            "lut_ident": c_identifier(ex.name, prefix=f"mcuflow_lut{e}_"),
-            "comment": c_comment(ex.name),
-            "lut": c_array(ex.lut),
-        }
-        for e, ex in enumerate(model.exits)
-    ]
-    packed = [layer.packed for layer in [*model.head, *(x for ex in model.exits for x in ex.layers), *extra_layers]]
-    kernels = [
-        kernel_context(pw, lc["kernel_name"], lc["out_zp"], lc["act_min"], lc["act_max"])
-        for pw, lc in zip(packed, layers, strict=True)
-    ]
-    gather_types = sorted({k["col_type"][:-2] for k in kernels if k["format"] in ("fixed", "csr")})
-    scratch = int16_buffer_len(packed)
-    steps = []
-    for s in plan.steps:
-        step = {"kind": s.kind, "exit_index": s.exit_index}
-        if s.dst != "input":
-            step["dst_off"] = plan.offsets[s.dst]
-        if s.src != "input":
-            step["src_off"] = plan.offsets[s.src]
-        step["src_expr"] = "input" if s.src == "input" else f"arena + {plan.offsets[s.src]}"
-        if s.layer is not None:
-            ident = idents[id(s.layer)]
-            step.update(kernel=ident.removeprefix("mcuflow_"), ident=ident, comment=c_comment(s.layer.name))
-        if s.kind == "exit":
-            step["lut_ident"] = exits[s.exit_index]["lut_ident"]
-        steps.append(step)
-    final = f"h{len(model.head) - 1}"
-    logits_off = []
-    for e, ex in enumerate(model.exits):
-        logits_off.append(str(plan.offsets[f"e{e}_{len(ex.layers) - 1}"]))
     if len(model.model_hash) != 64 or any(ch not in "0123456789abcdef" for ch in model.model_hash):
         raise ValueError(f"model hash {model.model_hash!r} is not 64 lowercase hex digits")
-    thresholds = {ex.threshold_q15 for ex in model.exits} or {32767}
-    return {
-        "version": __version__,
-        "model_name": c_comment(model.name),
-        "model_hash": model.model_hash,
-        "source": c_comment(model.source),
-        "per_channel": model.per_channel,
-        "threshold_q15": thresholds.pop(),
-        "input_len": model.input_len,
-        "padded_len": model.padded_len,
-        "intermediate_len": model.intermediate_len,
-        "num_classes": model.num_classes,
-        "num_exits": len(model.exits),
-        "input_zp": model.input_zp,
-        "input_scale_bits": float_bits(model.input_scale),
-        "intermediate_zp": model.intermediate_zp,
-        "intermediate_scale_bits": float_bits(model.intermediate_scale),
-        "arena_bytes": plan.arena_bytes,
-        "hash_bytes": c_array(list(bytes.fromhex(model.model_hash))),
-        "layers": layers,
-        "exits": exits,
-        "kernels": kernels,
-        "gather_types": gather_types,
-        "int16_buffer": {"len": scratch} if scratch else None,  # the dense and index-free kernels' input buffer
-        "max_layer_in": max(lc["n_in"] for lc in layers),
-        "max_layer_out": max(lc["n_out"] for lc in layers),
-        "steps": steps,
-        "final_off": plan.offsets[final],
-        "logits_offsets": ", ".join(logits_off),
-    }
+
+    def c_layer(layer: QLinear, prefix: str) -> CLayer:
+        assert layer.kernel is not None, "run plan_kernels before codegen"
+        return CLayer(c_identifier(layer.name, prefix=prefix), c_comment(layer.name), layer, layer.kernel)
+
+    by_id: dict[int, CLayer] = {}
+    layers = []
+    named = [(layer, f"mcuflow_l{i}_") for i, layer in enumerate(model.head)]
+    named += [(layer, f"mcuflow_x{e}_{j}_") for e, ex in enumerate(model.exits) for j, layer in enumerate(ex.layers)]
+    named += [(layer, f"mcuflow_b{j}_") for j, layer in enumerate(extra_layers)]
+    for layer, prefix in named:
+        by_id[id(layer)] = c_layer(layer, prefix)
+        layers.append(by_id[id(layer)])
+    exits = [
+        CExit(c_identifier(ex.name, prefix=f"mcuflow_exit{e}_"), c_comment(ex.name), ex.lut, ex.threshold_q15)
+        for e, ex in enumerate(model.exits)
+    ]
+    steps = [
+        CStep(
+            s.kind,
+            s.src_offset,
+            s.dst_offset,
+            layer=by_id[id(s.layer)] if s.layer is not None else None,
+            exit=exits[s.exit_index] if s.kind == "exit" else None,
+            exit_index=s.exit_index,
+        )
+        for s in plan.steps
+    ]
+    return LibraryContext(
+        version=__version__,
+        model_name=c_comment(model.name),
+        model_hash=model.model_hash,
+        hash_bytes=list(bytes.fromhex(model.model_hash)),
+        source=c_comment(model.source),
+        per_channel=model.per_channel,
+        input_len=model.input_len,
+        padded_len=model.padded_len,
+        intermediate_len=model.intermediate_len,
+        num_classes=model.num_classes,
+        input_zp=model.input_zp,
+        input_scale_bits=float_bits(model.input_scale),
+        intermediate_zp=model.intermediate_zp,
+        intermediate_scale_bits=float_bits(model.intermediate_scale),
+        plan=plan,
+        layers=layers,
+        exits=exits,
+        steps=steps,
+        max_layer_in=max(cl.q.n_in for cl in layers),
+        max_layer_out=max(cl.q.n_out for cl in layers),
+    )
+
+
+def kernel_files() -> dict[str, str]:
+    """The kernel library's headers and README, by their path inside an export (``kernels/...``)."""
+    from mcuflow.paths import firmware_dir
+
+    root = firmware_dir() / "kernels"
+    files = [*sorted(root.glob("*.h")), *sorted(root.glob("reference/*.h")), *sorted(root.glob("dsp/*.h"))]
+    files.append(root / "README.md")
+    return {f"{KERNELS_DIR}/{p.relative_to(root).as_posix()}": p.read_text() for p in files}
 
 
 def render_library(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> dict[str, str]:
-    """File name -> C source text for the whole library."""
+    """Path inside the export -> text, for everything the library compiles from: the generated files
+    and the copy of the kernel library."""
     env = environment()
     ctx = build_context(model, tuple(extra_layers))
-    return {out: env.get_template(tpl).render(**ctx) for tpl, out in ARTIFACTS.items()}
+    files = {out: env.get_template(tpl).render(c=ctx) for tpl, out in ARTIFACTS.items()}
+    return {**files, **kernel_files()}
 
 
 def render_packaging(model: QModel) -> dict[str, str]:
     """File name -> text of the CMake and PlatformIO files that make the export a library."""
     env = environment()
     ctx = build_context(model)
-    return {out: env.get_template(tpl).render(**ctx) for tpl, out in PACKAGING.items()}
+    return {out: env.get_template(tpl).render(c=ctx) for tpl, out in PACKAGING.items()}
 
 
 def render_link_config(cfg: LinkConfig) -> str:

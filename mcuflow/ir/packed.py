@@ -74,19 +74,9 @@ class PackedWeights:
         """Column jump at a pass boundary beyond the usual ``p``: ``(s * p) mod n_in``."""
         return (self.s * self.p) % self.n_in if self.n_in else 0
 
-    @property
-    def kernel(self) -> str:
-        """The C kernel's name suffix: the format plus its index types."""
-        if self.format == "csr":
-            return f"csr_u{self.row_ptr.dtype.itemsize * 8}_u{self.col_idx.dtype.itemsize * 8}"  # type: ignore[union-attr]
-        if self.format == "fixed":
-            return f"fixed_u{self.col_idx.dtype.itemsize * 8}"  # type: ignore[union-attr]
-        return self.format
-
     def describe(self) -> dict:
         return {
             "format": self.format,
-            "kernel": f"mcuflow_fc_{self.kernel}",
             "nnz": self.nnz,
             "stored_values": int(self.values.size),
             "weight_bytes": self.weight_bytes,

@@ -12,10 +12,15 @@ with ``bias[r] = round(b / (s_in * s_w[r])) - in_zp * sum_k w[r, k]`` and the re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mcuflow.ir.kernel import KernelPlan
 from mcuflow.ir.packed import PackedWeights
+
+if TYPE_CHECKING:
+    from mcuflow.ir.memory import MemoryPlan
 
 
 @dataclass
@@ -39,6 +44,7 @@ class QLinear:
     pattern: str
     params: object | None = None  # StructuredParams for the structured pattern
     packed: PackedWeights | None = None
+    kernel: KernelPlan | None = None  # set by passes.plan_kernels
     saturated_biases: int = 0
 
     @property
@@ -76,7 +82,8 @@ class QModel:
     per_channel: bool
     calibration_samples: int
     source: str = "torch"
-    plan: object | None = None  # passes.memory.MemoryPlan
+    small_ram: bool = False  # no kernel scratch buffer (passes.plan_kernels)
+    plan: MemoryPlan | None = None  # set by passes.plan_memory
     notes: list[str] = field(default_factory=list)
 
     @property

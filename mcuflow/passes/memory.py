@@ -1,39 +1,17 @@
-"""Buffer planning: the run's schedule, tensor lifetimes, and offsets in one static arena.
+"""Buffer planning: the run's schedule, tensor lifetimes, offsets in one static arena, and the other
+static buffers (the kernels' scratch, the exits' flags), so that the plan's RAM is all the library uses.
 
 Tensors live from the step that writes them to the last step that reads them; the head
 output and every exit's logits live to the end (the caller reads them after the run).
 Offsets are 4-byte aligned and assigned greedily, biggest tensor first, at the lowest
-offset that does not overlap a tensor alive at the same time.
+offset that does not overlap a tensor alive at the same time. The scratch buffer is shared by
+the layers (they run one at a time), sized for the one that needs most (``plan_kernels``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from mcuflow.ir.quantized import QLinear, QModel
-
-ALIGN = 4
-
-
-@dataclass
-class Step:
-    kind: str  # "pad" | "linear" | "exit"
-    src: str  # tensor names; "input" is the caller's buffer, not in the arena
-    dst: str
-    layer: QLinear | None = None
-    exit_index: int = -1
-
-
-@dataclass
-class MemoryPlan:
-    offsets: dict[str, int]
-    sizes: dict[str, int]
-    arena_bytes: int
-    steps: list[Step]
-
-    @property
-    def peak_ram_bytes(self) -> int:
-        return self.arena_bytes
+from mcuflow.ir.memory import ALIGN, MemoryPlan, Step
+from mcuflow.ir.quantized import QModel
 
 
 def schedule(model: QModel) -> list[Step]:
@@ -97,6 +75,21 @@ def plan_memory(model: QModel) -> MemoryPlan:
         offsets[name] = off
     arena = max((offsets[n] + sizes[n] for n in offsets), default=0)
     arena = -(-arena // ALIGN) * ALIGN
-    plan = MemoryPlan(offsets, sizes, arena, steps)
+    for s in steps:
+        s.src_offset = offsets.get(s.src)
+        s.dst_offset = offsets.get(s.dst)
+    kernels = [layer.kernel for layer in model.all_layers()]
+    assert all(k is not None for k in kernels), "run plan_kernels before plan_memory"
+    plan = MemoryPlan(
+        offsets,
+        sizes,
+        arena,
+        steps,
+        scratch_entries=max((k.scratch_entries for k in kernels), default=0),
+        state_bytes=len(model.exits),
+        head_input_offset=offsets.get("padded"),
+        final_offset=offsets[final] if final else 0,
+        logits_offsets=[offsets[f"e{e}_{len(ex.layers) - 1}"] for e, ex in enumerate(model.exits)],
+    )
     model.plan = plan
     return plan

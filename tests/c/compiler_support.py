@@ -13,6 +13,7 @@ import mcuflow.errors
 from mcuflow.nn.config import build_model, paper_config
 
 HERE = Path(__file__).resolve().parent
+KERNELS = HERE.parents[1] / "firmware" / "kernels"  # the static kernel library
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
 
 
@@ -162,6 +163,7 @@ def write_library(qmodel, directory: Path) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in render_library(qmodel).items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / name).write_text(text)
     return directory
 

@@ -1,10 +1,13 @@
 /* Prints the columns the index-free kernel regenerates. Reads lines "n_in n_out degree p pass_step"
- * from stdin; for each, runs mcuflow_fc_index_free (compiled with -include trace_hook.h) and prints
- * the n_out * degree traced columns on one line. */
+ * from stdin; for each, runs the kernel library's mcuflow_fc_index_free without a scratch buffer (the walk,
+ * traced through trace_hook.h) and prints the n_out * degree traced columns on one line. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-#include "mcuflow_internal.h"
+#include "trace_hook.h"
+
+#include "mcuflow_kernels.h"
 
 unsigned long *mcuflow_trace_buf;
 unsigned long mcuflow_trace_len;
@@ -19,7 +22,7 @@ int main(void)
     unsigned long n_in, n_out, degree, p, jump;
     while (scanf("%lu %lu %lu %lu %lu", &n_in, &n_out, &degree, &p, &jump) == 5) {
         unsigned long i;
-        mcuflow_layer_t layer;
+        mcuflow_fc_t layer;
         int8_t *w = calloc(n_out * degree, 1);
         int8_t *x = calloc(n_in, 1);
         int8_t *y = calloc(n_out, 1);
@@ -32,21 +35,20 @@ int main(void)
             mult[i] = 1073741824;
             rshift[i] = 31;
         }
+        memset(&layer, 0, sizeof layer);
         layer.w = w;
-        layer.cols = NULL;
-        layer.row_ptr = NULL;
         layer.bias = bias;
         layer.mult = mult;
         layer.rshift = rshift;
         layer.n_in = (uint32_t)n_in;
         layer.n_out = (uint32_t)n_out;
         layer.degree = (uint32_t)degree;
-        layer.step = (uint32_t)p;
+        layer.p = (uint32_t)p;
         layer.pass_step = (uint32_t)jump;
         layer.out_zp = 0;
         layer.act_min = -128;
         layer.act_max = 127;
-        mcuflow_fc_index_free(x, y, &layer);
+        mcuflow_fc_index_free(&layer, x, y, NULL);
         for (i = 0; i < mcuflow_trace_len; ++i) {
             printf("%lu%c", mcuflow_trace_buf[i], i + 1 == mcuflow_trace_len ? '\n' : ' ');
         }

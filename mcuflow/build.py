@@ -3,7 +3,9 @@ for one board, using arm-none-eabi-gcc, and report flash/RAM use against the boa
 
 Outputs go to ``DIR/build/<board>/`` (firmware.elf/.bin/.hex/.map, the generated linker script
 and board header, build.json), written in a temporary directory and renamed into place; the
-latest build's report is also copied to ``DIR/build.json``.
+latest build's report is also copied to ``DIR/build.json``. ``build_app`` is the compile-and-link
+step on its own: any application's sources for a board, with or without a model (the kernel golden
+tests build theirs with it).
 """
 
 from __future__ import annotations
@@ -266,6 +268,81 @@ def _link_error(board: Board, stderr: str) -> Exception:
     return ToolchainError(f"linking failed: {_first_error(stderr)}")
 
 
+@dataclass
+class AppBuild:
+    """What `build_app` leaves in its output directory: the linked firmware and its sizes."""
+
+    elf: Path
+    map_file: Path
+    sections: dict[str, int]  # the flash and RAM sections' sizes
+    flash_bytes: int
+    ram_bytes: int
+    cflags: list[str]  # the compile flags, without the include directories
+
+
+def port_sources(board: Board) -> list[Path]:
+    """The C files every app on `board` links: startup, main (which calls the app's mcuflow_serve) and the port."""
+    fw = paths.firmware_dir()
+    return [fw / "core" / "startup.c", fw / "core" / "main.c", fw / "core" / "platform.c"] + [
+        fw / s for s in board.firmware_sources()
+    ]
+
+
+def build_app(
+    board: str | Path | Board,
+    sources: list[Path],
+    include_dirs: list[Path],
+    out_dir: str | Path,
+    extra_cflags: tuple[str, ...] = (),
+    *,
+    jobs: int = 2,
+    model_sources: tuple[Path, ...] | list[Path] = (),
+) -> AppBuild:
+    """Compile and link an application for `board` into `out_dir` (which must exist): the port
+    (`port_sources`) and `sources` (objects named `<folder>-<file>.o`), preceded by a generated
+    model's `model_sources` (`model-<file>.o`) if there is one. Writes firmware.elf/.bin/.hex/.map
+    and the rendered linker.ld and board_config.h; the include path is `out_dir`, firmware/include,
+    then `include_dirs`. Raises ToolchainError (compile, link) or ConfigError (it does not fit)."""
+    board = board if isinstance(board, Board) else load_board(board)
+    out_dir = Path(out_dir)
+    gcc = find_tool("arm-none-eabi-gcc")
+    objcopy = find_tool("arm-none-eabi-objcopy")
+    render_port_files(board, out_dir)
+    includes = [out_dir, paths.firmware_dir() / "include", *include_dirs]
+    cflags = board.cflags() + BASE_CFLAGS + list(extra_cflags)
+    flags = board.cflags() + BASE_CFLAGS + [f"-I{d}" for d in includes] + list(extra_cflags)
+    units = [(s, out_dir / f"model-{s.stem}.o") for s in model_sources]
+    units += [(s, out_dir / f"{s.parent.name}-{s.stem}.o") for s in port_sources(board) + list(sources)]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for fut in [pool.submit(_compile, gcc, flags, s, o) for s, o in units]:
+            fut.result()
+
+    elf = out_dir / "firmware.elf"
+    map_file = out_dir / "firmware.map"
+    link = [gcc, *board.cflags(), "-nostartfiles", "--specs=nano.specs", f"-T{out_dir / 'linker.ld'}"]
+    link += ["-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-o", str(elf)]
+    link += [str(o) for _, o in units]
+    proc = _run(link, "linking")
+    if proc.returncode != 0:
+        raise _link_error(board, proc.stderr)
+    for fmt, suffix in (("binary", ".bin"), ("ihex", ".hex")):
+        proc = _run([objcopy, "-O", fmt, str(elf), str(elf.with_suffix(suffix))], "objcopy")
+        if proc.returncode != 0:
+            raise ToolchainError(f"objcopy -O {fmt} failed: {_first_error(proc.stderr)}")
+
+    for _, obj in units:  # the map file keeps the per-object breakdown
+        obj.unlink()
+    sections = {k: v for k, v in section_sizes(elf).items() if k in FLASH_SECTIONS or k in RAM_SECTIONS}
+    return AppBuild(
+        elf=elf,
+        map_file=map_file,
+        sections=sections,
+        flash_bytes=sum(sections.get(s, 0) for s in FLASH_SECTIONS),
+        ram_bytes=sum(sections.get(s, 0) for s in RAM_SECTIONS),
+        cflags=cflags,
+    )
+
+
 def build(
     export_dir: str | Path,
     board: str | Path | Board,
@@ -277,57 +354,39 @@ def build(
     """Build firmware for `board` from the export in `export_dir`. Raises McuflowError on user errors."""
     export_dir = Path(export_dir).resolve()
     board = board if isinstance(board, Board) else load_board(board)
-    gcc = find_tool("arm-none-eabi-gcc")
-    objcopy = find_tool("arm-none-eabi-objcopy")
+    find_tool("arm-none-eabi-gcc")  # a missing toolchain is reported before anything else
+    find_tool("arm-none-eabi-objcopy")
     model_srcs = check_export_dir(export_dir)
     app_srcs = app_sources(app)
     estimate = estimate_fit(export_dir, board)
 
     fw = paths.firmware_dir()
-    port_srcs = [fw / "core" / "startup.c", fw / "core" / "main.c", fw / "core" / "platform.c"]
-    port_srcs += [fw / s for s in board.firmware_sources()]
-
     build_root = export_dir / "build"
     build_root.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{board.name}.", dir=build_root))
     try:
-        render_port_files(board, tmp)
-        includes = [tmp, fw / "include", export_dir, fw / "app", fw / "link"]
-        flags = board.cflags() + BASE_CFLAGS + [f"-I{d}" for d in includes] + list(extra_cflags)
-        units = [(s, tmp / f"model-{s.stem}.o") for s in model_srcs]
-        units += [(s, tmp / f"{s.parent.name}-{s.stem}.o") for s in port_srcs + app_srcs]
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for fut in [pool.submit(_compile, gcc, flags, s, o) for s, o in units]:
-                fut.result()
-
-        elf = tmp / "firmware.elf"
-        link = [gcc, *board.cflags(), "-nostartfiles", "--specs=nano.specs", f"-T{tmp / 'linker.ld'}"]
-        link += ["-Wl,--gc-sections", f"-Wl,-Map={tmp / 'firmware.map'}", "-o", str(elf)]
-        link += [str(o) for _, o in units]
-        proc = _run(link, "linking")
-        if proc.returncode != 0:
-            raise _link_error(board, proc.stderr)
-        for fmt, suffix in (("binary", ".bin"), ("ihex", ".hex")):
-            proc = _run([objcopy, "-O", fmt, str(elf), str(elf.with_suffix(suffix))], "objcopy")
-            if proc.returncode != 0:
-                raise ToolchainError(f"objcopy -O {fmt} failed: {_first_error(proc.stderr)}")
-
-        for _, obj in units:  # the map file keeps the per-object breakdown
-            obj.unlink()
-        sections = {k: v for k, v in section_sizes(elf).items() if k in FLASH_SECTIONS or k in RAM_SECTIONS}
+        res = build_app(
+            board,
+            app_srcs,
+            [export_dir, fw / "app", fw / "link"],
+            tmp,
+            extra_cflags,
+            jobs=jobs,
+            model_sources=model_srcs,
+        )
         report = {
             "board": board.name,
             "app": app,
             "cpu": board.cpu,
             "counter_unit": board.counter.unit,
-            "flash_bytes": sum(sections.get(s, 0) for s in FLASH_SECTIONS),
-            "ram_bytes": sum(sections.get(s, 0) for s in RAM_SECTIONS),
+            "flash_bytes": res.flash_bytes,
+            "ram_bytes": res.ram_bytes,
             "stack_bytes": board.stack_bytes,
-            "sections": sections,
-            "components": _components(tmp / "firmware.map", sections),
+            "sections": res.sections,
+            "components": _components(res.map_file, res.sections),
             "budget": {"flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes},
             "estimate": estimate,
-            "cflags": board.cflags() + BASE_CFLAGS + list(extra_cflags),
+            "cflags": res.cflags,
             "files": {"elf": "firmware.elf", "bin": "firmware.bin", "hex": "firmware.hex", "map": "firmware.map"},
         }
         text = json.dumps(report, indent=2) + "\n"

@@ -5,7 +5,7 @@ needs torch; they are imported on first use, so ``import mcuflow`` (and every to
 the compiler, the wire protocol, boards and builds) never pays for loading torch.
 """
 
-__version__ = "0.1.0"
+from mcuflow.version import __version__
 
 _CHECKPOINT_API = ("load", "model_hash", "save")
 

@@ -116,49 +116,26 @@ def check_export_dir(export_dir: Path) -> list[Path]:
 
 
 def estimate_fit(export_dir: Path, board: Board) -> dict[str, int] | None:
-    """Check export.json's weight and RAM figures against the board before compiling anything."""
-    meta_path = export_dir / "export.json"
-    if not meta_path.is_file():
+    """Check the manifest's constant and RAM figures against the board before compiling anything.
+
+    A hand-written model library without ``export.json`` gets no estimate: the linker's check is the backstop."""
+    from mcuflow.manifest import MANIFEST, ExportManifest
+
+    if not (export_dir / MANIFEST).is_file():
         return None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{meta_path}: unreadable export metadata: {err}") from None
-    weights = _weight_bytes(meta)
-    ram = meta.get("peak_ram_bytes")
-    est = {}
-    if isinstance(weights, int):
-        est["flash_bytes"] = weights + FIRMWARE_FLASH_ESTIMATE
-        if weights > board.flash_bytes - board.boot2_bytes:
-            raise ConfigError(
-                f"the model does not fit {board.name}: its weights alone take {weights:,} bytes, "
-                f"the board has {board.flash_bytes:,} bytes of flash"
-            )
-    if isinstance(ram, int):
-        est["ram_bytes"] = ram
-        if ram + board.stack_bytes > board.ram_bytes:
-            raise ConfigError(
-                f"the model does not fit {board.name}: it needs {ram:,} bytes of RAM plus a "
-                f"{board.stack_bytes:,}-byte stack, the board has {board.ram_bytes:,} bytes of RAM"
-            )
-    return est
-
-
-def _weight_bytes(meta: dict) -> int | None:
-    for key in ("weight_bytes", "weights_bytes", "flash_weight_bytes"):
-        if isinstance(meta.get(key), int):
-            return meta[key]
-    totals = meta.get("totals", {}).get("all") if isinstance(meta.get("totals"), dict) else None
-    if isinstance(totals, dict):  # mcuflow export: every constant the device stores
-        parts = [totals.get(k, 0) for k in ("weight_bytes", "index_bytes", "bias_bytes", "requant_bytes")]
-        if all(isinstance(p, int) for p in parts):
-            return sum(parts)
-    layers = meta.get("layers")
-    if isinstance(layers, list):
-        total = [layer.get("weight_bytes", layer.get("bytes")) for layer in layers if isinstance(layer, dict)]
-        if total and all(isinstance(t, int) for t in total):
-            return sum(total)
-    return None
+    meta = ExportManifest.read(export_dir)
+    weights, ram = meta.constant_bytes, meta.ram.static_bytes
+    if weights > board.flash_bytes - board.boot2_bytes:
+        raise ConfigError(
+            f"the model does not fit {board.name}: its weights and constants alone take {weights:,} bytes, "
+            f"the board has {board.flash_bytes:,} bytes of flash"
+        )
+    if ram + board.stack_bytes > board.ram_bytes:
+        raise ConfigError(
+            f"the model does not fit {board.name}: it needs {ram:,} bytes of static RAM plus a "
+            f"{board.stack_bytes:,}-byte stack, the board has {board.ram_bytes:,} bytes of RAM"
+        )
+    return {"flash_bytes": weights + FIRMWARE_FLASH_ESTIMATE, "ram_bytes": ram}
 
 
 def render_port_files(board: Board, dest: Path) -> None:

@@ -6,7 +6,6 @@ it, renamed into place at the very end, so a failed export leaves nothing behind
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -17,25 +16,25 @@ from pathlib import Path
 
 import numpy as np
 
-from mcuflow.codec.compress import LinkConfig, link_scale
+from mcuflow.codec.compress import LinkConfig
 from mcuflow.codegen import render_library, render_link_config, render_packaging
 from mcuflow.errors import ConfigError, DataError, McuflowError
 from mcuflow.frontend import graph_from_model, graph_from_onnx
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.packed import FORMATS
-from mcuflow.ir.quantized import QLinear, QModel
+from mcuflow.ir.quantized import QModel
+from mcuflow.manifest import WEIGHTS, ExportManifest, TailFiles, manifest_of, weight_arrays
 from mcuflow.passes import choose_formats, fuse_relu, plan_kernels, plan_memory, quantize
 from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD, threshold_q15
 
 DEFAULT_CALIBRATION_SAMPLES = 1000
-EXPORT_FORMAT_VERSION = 1
 
 
 @dataclass
 class ExportResult:
     directory: Path
     model: QModel
-    summary: dict
+    manifest: ExportManifest  # what export.json holds
     seconds: float
     notes: list[str] = field(default_factory=list)
 
@@ -86,102 +85,6 @@ def calibration_inputs(n: int, data_dir: str | os.PathLike | None = None) -> tup
         source = "bundled MNIST test subset (examples/)"
     images = split.images[:n]
     return images.reshape(len(images), -1).astype(np.float64) / 255.0, f"{source}, first {len(images)} images"
-
-
-# ---------------------------------------------------------------- export.json and npz
-
-
-def _layer_meta(layer: QLinear) -> dict:
-    pw = layer.packed
-    p = layer.params
-    return {
-        "name": layer.name,
-        "n_in": layer.n_in,
-        "n_out": layer.n_out,
-        "degree": layer.degree,
-        "pattern": layer.pattern,
-        "structured": None if p is None else {"n_in": p.n_in, "n_out": p.n_out, "d_in": p.d_in, "p": p.p, "s": p.s},
-        **(pw.describe() if pw else {}),
-        "kernel": layer.kernel.function if layer.kernel else None,
-        "bias_bytes": 4 * layer.n_out,
-        "requant_bytes": 5 * layer.n_out,
-        "macs": layer.nnz,
-        "relu": layer.relu,
-        "input": {"scale": layer.in_scale, "zero_point": layer.in_zp},
-        "output": {"scale": layer.out_scale, "zero_point": layer.out_zp},
-        "weight_scale": {"min": float(layer.w_scale.min()), "max": float(layer.w_scale.max())},
-        "act_min": layer.act_min,
-        "act_max": layer.act_max,
-        "saturated_biases": layer.saturated_biases,
-    }
-
-
-def summary(q: QModel) -> dict:
-    head = [_layer_meta(layer) for layer in q.head]
-    exits = [
-        {"name": e.name, "at": e.at, "threshold_q15": e.threshold_q15, "layers": [_layer_meta(x) for x in e.layers]}
-        for e in q.exits
-    ]
-    every = head + [m for e in exits for m in e["layers"]]
-
-    def total(key: str, metas: list) -> int:
-        return sum(m[key] for m in metas)
-
-    totals = {
-        part: {
-            k: total(k, metas) for k in ("nnz", "weight_bytes", "index_bytes", "bias_bytes", "requant_bytes", "macs")
-        }
-        for part, metas in (("head", head), ("exits", [m for e in exits for m in e["layers"]]), ("all", every))
-    }
-    return {
-        "format_version": EXPORT_FORMAT_VERSION,
-        "name": q.name,
-        "source": q.source,
-        "model_hash": q.model_hash,
-        "input_len": q.input_len,
-        "padded_len": q.padded_len,
-        "intermediate_len": q.intermediate_len,
-        "num_classes": q.num_classes,
-        "num_exits": len(q.exits),
-        "exit_threshold": q.exit_threshold,
-        "exit_threshold_q15": q.exits[0].threshold_q15 if q.exits else None,
-        "peak_ram_bytes": q.plan.static_ram_bytes,
-        "ram": {
-            "arena_bytes": q.plan.arena_bytes,
-            "scratch_bytes": q.plan.scratch_bytes,
-            "state_bytes": q.plan.state_bytes,
-            "static_bytes": q.plan.static_ram_bytes,
-        },
-        "small_ram": q.small_ram,
-        "arena_offsets": q.plan.offsets,
-        "quantization": {
-            "scheme": "int8 symmetric weights, asymmetric int8 activations, int32 bias, Q31 multiplier + shift",
-            "per_channel": q.per_channel,
-            "calibration_samples": q.calibration_samples,
-            "input": {"scale": q.input_scale, "zero_point": q.input_zp},
-            "intermediate": {"scale": q.intermediate_scale, "zero_point": q.intermediate_zp},
-        },
-        "layers": {"head": head},
-        "exits": exits,
-        "totals": totals,
-        "notes": q.notes,
-    }
-
-
-def _npz_arrays(q: QModel) -> dict[str, np.ndarray]:
-    arrays: dict[str, np.ndarray] = {}
-
-    def put(key: str, layer: QLinear) -> None:
-        for attr in ("weight", "columns", "bias", "mult", "rshift", "w_scale"):
-            arrays[f"{key}.{attr}"] = getattr(layer, attr)
-
-    for i, layer in enumerate(q.head):
-        put(f"head{i}", layer)
-    for e, ex in enumerate(q.exits):
-        for j, layer in enumerate(ex.layers):
-            put(f"exit{e}.{j}", layer)
-        arrays[f"exit{e}.lut"] = ex.lut
-    return arrays
 
 
 # ---------------------------------------------------------------- the tail
@@ -354,7 +257,7 @@ def export(
         for name, text in files.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text)
-        np.savez(tmp / "quantized.npz", **_npz_arrays(q))
+        np.savez(tmp / WEIGHTS, **weight_arrays(q))
         (tmp / LINK_CONFIG_HEADER).write_text(render_link_config(link))
         if model is not None:
             arrays = tail_arrays(model)
@@ -363,14 +266,10 @@ def export(
                 export_tail_onnx(model, q.intermediate_len, tmp / "tail.onnx")
         else:
             notes.append("ONNX source: no tail exported (the ONNX file holds the head and exits only)")
-        meta = summary(q)
-        meta["link"] = {**link.as_dict(), "scale": link_scale(q.intermediate_scale, link), "label": link.label()}
-        meta["tail"] = {"onnx": "tail.onnx", "npz": "tail.npz"} if (tmp / "tail.npz").exists() else None
-        meta["files"] = sorted(
-            [*files, LINK_CONFIG_HEADER, "quantized.npz", *(["tail.npz", "tail.onnx"] if meta["tail"] else [])]
-        )
-        meta["export_seconds"] = round(time.perf_counter() - t0, 3)
-        (tmp / "export.json").write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+        tail = TailFiles(onnx="tail.onnx", npz="tail.npz") if (tmp / "tail.npz").exists() else None
+        written = [*files, LINK_CONFIG_HEADER, WEIGHTS, *([tail.npz, tail.onnx] if tail else [])]
+        manifest = manifest_of(q, link, tail=tail, files=written, notes=notes, seconds=time.perf_counter() - t0)
+        manifest.write(tmp)
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
             os.replace(out_dir, old / "x")
@@ -383,4 +282,4 @@ def export(
         if isinstance(err, OSError) and not isinstance(err, McuflowError):
             raise ConfigError(f"cannot write {out_dir}: {err}") from None
         raise
-    return ExportResult(out_dir, q, meta, time.perf_counter() - t0, notes)
+    return ExportResult(out_dir, q, manifest, time.perf_counter() - t0, notes)

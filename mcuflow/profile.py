@@ -7,7 +7,6 @@ counter, ``b`` times whole head inferences and ``l`` times one layer of the gene
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -74,11 +73,9 @@ class SelftestDevice:
 
 def layer_names(export_dir: str | Path) -> list[str]:
     """Layer names in the order of the generated layer table: head layers, then each exit's."""
-    meta = json.loads((Path(export_dir) / "export.json").read_text())
-    names = [x["name"] for x in meta["layers"]["head"]]
-    for ex in meta["exits"]:
-        names += [x["name"] for x in ex["layers"]]
-    return names
+    from mcuflow.manifest import ExportManifest
+
+    return [layer.name for layer in ExportManifest.read(export_dir).all_layers()]
 
 
 def profile_layers(export_dir: str | Path, board: str | Board, runs: int = 10) -> dict[str, float]:

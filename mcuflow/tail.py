@@ -14,7 +14,6 @@ sample is a record too, never a gap.
 
 from __future__ import annotations
 
-import json
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -120,12 +119,10 @@ class InputQuant:
 
     @classmethod
     def from_export(cls, export_dir: str | Path) -> InputQuant:
-        meta = read_export_meta(export_dir)
-        try:
-            q = meta["quantization"]["input"]
-            return cls(float(q["scale"]), int(q["zero_point"]))
-        except (KeyError, TypeError, ValueError):
-            raise ConfigError(f"{export_dir}/export.json has no input quantisation parameters") from None
+        from mcuflow.manifest import ExportManifest
+
+        q = ExportManifest.read(export_dir).quantization.input
+        return cls(q.scale, q.zero_point)
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """int8 passes through; uint8 are pixels (x = p/255); floats are x."""
@@ -138,19 +135,6 @@ class InputQuant:
             raise DataError(f"inputs must be int8 (quantised), uint8 (pixels) or float, got {a.dtype}")
         q = np.round(a.astype(np.float64) / self.scale) + self.zero_point
         return np.clip(q, -128, 127).astype(np.int8)
-
-
-def read_export_meta(export_dir: str | Path) -> dict:
-    path = Path(export_dir) / "export.json"
-    try:
-        meta = json.loads(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read {path}: {err.strerror or err}") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path} is not valid JSON: {err}") from None
-    if not isinstance(meta, dict):
-        raise ConfigError(f"{path} is not an mcuflow export description")
-    return meta
 
 
 def load_inputs(path: str | Path, input_len: int) -> np.ndarray:

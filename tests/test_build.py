@@ -6,6 +6,7 @@ import json
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import require_tools
 from firmware_helpers import ALL_BOARDS, copy_fake_export
@@ -82,19 +83,27 @@ def test_selftest_builds_warning_free_for_every_port(export_dir):
     assert len({k[0] for k in seen}) == 5  # cmsdk, stm32 v1, stm32 v2, nRF52 UARTE, PL011
 
 
-def test_model_too_big_fails_before_compiling(export_dir, tmp_path):
+def test_model_too_big_fails_before_compiling(tmp_path):
+    """The manifest's constants are checked against the board before anything compiles."""
+    import mcuflow
+    from mcuflow.export import export
+    from mcuflow.nn import build_model, paper_config
+
+    ckpt = mcuflow.save(build_model(paper_config()), tmp_path / "m.pt")
+    res = export(ckpt, tmp_path / "export", calibration=np.random.default_rng(0).random((8, 784)))
+    need = res.manifest.constant_bytes  # 2,000 weights, 9 B per row for 50 rows, a 512 B exit table
+    assert need == 2000 + 9 * 50 + 512
     board = tiny_board(tmp_path, "tiny-flash", flash_bytes=1024)
     with pytest.raises(
-        ConfigError, match=r"does not fit tiny-flash: its weights alone take 2,200 bytes.*1,024 bytes of flash"
+        ConfigError, match=rf"does not fit tiny-flash: its weights and constants alone take {need:,} bytes.*1,024"
     ):
-        build(export_dir, board)
-    assert not (export_dir / "build" / "tiny-flash").exists()
+        build(res.directory, board)
+    assert not (res.directory / "build" / "tiny-flash").exists()
 
 
 def test_link_time_overflow_is_caught(tmp_path):
     require_tools("arm-none-eabi-gcc")
-    export = copy_fake_export(tmp_path / "export")
-    (export / "export.json").unlink()  # no estimate: the linker's check is the backstop
+    export = copy_fake_export(tmp_path / "export")  # a hand-made library, no export.json: the linker checks
     board = tiny_board(tmp_path, "tiny-link", flash_bytes=3072)
     with pytest.raises(ConfigError, match=r"does not fit tiny-link's 3,072 bytes of flash by \d"):
         build(export, board, app="selftest")

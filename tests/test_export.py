@@ -42,7 +42,7 @@ def test_cli_export_writes_the_library_and_export_json(paper_ckpt, mnist_dir, tm
     meta = json.loads((out / "export.json").read_text())
     model = mcuflow.load(paper_ckpt)
     assert meta["model_hash"] == mcuflow.model_hash(model)
-    assert meta["exit_threshold"] == 0.8 and meta["exit_threshold_q15"] == round(0.8 * 32768)
+    assert meta["exit_threshold"] == 0.8 and [e["threshold_q15"] for e in meta["exits"]] == [round(0.8 * 32768)]
     head = meta["layers"]["head"]
     assert len(head) == 1 and head[0]["format"] == "index_free" and head[0]["index_bytes"] == 0
     assert head[0]["nnz"] == 1600 and head[0]["macs"] == 1600 and head[0]["weight_bytes"] <= 1.15 * 1600
@@ -62,8 +62,8 @@ def test_every_forced_format_and_its_sizes(paper_ckpt, mnist_dir, tmp_path):
     sizes = {}
     for fmt in ("dense", "csr", "fixed", "index_free"):
         res = export(paper_ckpt, tmp_path / fmt, force_format=fmt, data_dir=mnist_dir, calibration_samples=200)
-        h = res.summary["layers"]["head"][0]
-        sizes[fmt] = h["weight_bytes"] + h["index_bytes"]
+        h = res.manifest.head[0]
+        sizes[fmt] = h.weight_bytes + h.index_bytes
     assert sizes == {"dense": 32000, "csr": 1600 + 2 * 1600 + 2 * 41, "fixed": 1600 + 2 * 1600, "index_free": 1600}
 
 
@@ -78,7 +78,7 @@ def test_tail_files_agree_with_torch(paper_ckpt, mnist_dir, tmp_path):
     got = reference.tail_forward(tmp_path / "lib" / "tail.npz", x.numpy())
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     m = onnx.load(str(tmp_path / "lib" / "tail.onnx"))
-    assert [i.name for i in m.graph.input] == ["intermediate"] and res.summary["tail"]["onnx"] == "tail.onnx"
+    assert [i.name for i in m.graph.input] == ["intermediate"] and res.manifest.tail.onnx == "tail.onnx"
 
 
 def test_reference_loads_an_export_and_matches_the_in_memory_model(paper_ckpt, mnist_dir, tmp_path):
@@ -186,6 +186,6 @@ def test_other_model_shapes_export_bit_exact(overrides, tmp_path, mnist_dir):
     out = run_harness(exe, x, len(q.exits), q.num_classes, q.intermediate_len, tmp_path)
     assert_parity(out, reference.run(load_model(res.directory), x))
     if family == "sparse" and overrides.get("pattern") == "random":
-        assert res.summary["layers"]["head"][0]["format"] == "fixed"
+        assert res.manifest.head[0].format == "fixed"
     if family == "deep":
-        assert res.summary["layers"]["head"][0]["format"] == "dense"
+        assert res.manifest.head[0].format == "dense"

@@ -106,7 +106,7 @@ def test_onnx_export_is_bit_exact_in_c(tmp_path):
     calib = rng.uniform(0, 1, (200, 30))
     res = export(tmp_path / "m.onnx", tmp_path / "out", calibration=calib, exit_threshold=0.6)
     assert (tmp_path / "out" / "mcuflow_model.h").exists() and not (tmp_path / "out" / "tail.onnx").exists()
-    assert res.summary["layers"]["head"][0]["format"] in ("fixed", "csr", "dense")
+    assert res.manifest.head[0].format in ("fixed", "csr", "dense")
     x = rng.integers(-128, 128, (400, 30)).astype(np.int8)
     out, ref = c_vs_reference(res.model, x, tmp_path)
     assert_parity(out, ref)

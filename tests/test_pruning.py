@@ -66,7 +66,7 @@ def exports(tmp_path_factory):
 
 def test_export_writes_the_link_settings(exports):
     dense, pruned = exports
-    assert dense.summary["link"]["bits"] == 8 and dense.summary["link"]["topk"] == 0
+    assert dense.manifest.link.bits == 8 and dense.manifest.link.topk == 0
     cfg = link_from_export(pruned.directory)
     assert (cfg.topk, cfg.bits, cfg.code_zp) == (6, 4, 0) and 0 < cfg.shift <= 8
     header = (pruned.directory / "mcuflow_link_config.h").read_text()

@@ -189,12 +189,24 @@ def test_run_with_an_export_uses_its_hash_and_numpy_tail(pty_device, ckpt, tmp_p
 
 
 def test_run_refuses_an_export_of_another_checkpoint(ckpt, tmp_path, capsys):
+    from mcuflow.export import export
+    from mcuflow.nn import build_model, paper_config
+
     path, _ = ckpt
-    (tmp_path / "export").mkdir()
-    (tmp_path / "export" / "export.json").write_text(json.dumps({"model_hash": "ab" * 32}))
+    torch.manual_seed(123)
+    other = checkpoint.save(build_model(paper_config()), tmp_path / "other.pt")
+    export(other, tmp_path / "export", calibration=np.random.default_rng(0).random((8, 784)))
     rc = main(["run", "--port", "/dev/null-port", "--model", str(path), "--export", str(tmp_path / "export")])
     err = capsys.readouterr().err
     assert rc != 0 and "was not made from" in err
+
+
+def test_run_refuses_a_damaged_export_manifest(ckpt, tmp_path, capsys):
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "export.json").write_text(json.dumps({"model_hash": "ab" * 32}))
+    rc = main(["run", "--port", "/dev/null-port", "--export", str(tmp_path / "export")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "is not an mcuflow export manifest" in err and len(err.strip().splitlines()) == 1
 
 
 def test_run_input_encodings_give_the_same_answers(pty_device, ckpt, tmp_path, capsys):

@@ -78,19 +78,18 @@ def export_cmd(
         link_shift=link_shift,
         small_ram=small_ram,
     )
-    s = res.summary
-    for layer in s["layers"]["head"] + [m for e in s["exits"] for m in e["layers"]]:
+    m = res.manifest
+    for layer in m.all_layers():
         click.echo(
-            f"  {layer['name']:<12} {layer['n_in']:>6} -> {layer['n_out']:<6} {layer['format']:<10} "
-            f"nnz {layer['nnz']:>7}  weights {layer['weight_bytes']:>7} B  indices {layer['index_bytes']:>7} B"
+            f"  {layer.name:<12} {layer.n_in:>6} -> {layer.n_out:<6} {layer.format:<10} "
+            f"nnz {layer.nnz:>7}  weights {layer.weight_bytes:>7} B  indices {layer.index_bytes:>7} B"
         )
-    t = s["totals"]["all"]
+    t, ram = m.totals.all, m.ram
     click.echo(
-        f"wrote {res.directory}: {t['weight_bytes']} B weights, {t['index_bytes']} B indices, "
-        f"static RAM {s['ram']['static_bytes']} B (arena {s['ram']['arena_bytes']}, scratch {s['ram']['scratch_bytes']}, "
-        f"exit flags {s['ram']['state_bytes']}), exit threshold {s['exit_threshold']} ({res.seconds:.2f} s)"
+        f"wrote {res.directory}: {t.weight_bytes} B weights, {t.index_bytes} B indices, static RAM "
+        f"{ram.static_bytes} B (arena {ram.arena_bytes}, scratch {ram.scratch_bytes}, exit flags {ram.state_bytes}), "
+        f"exit threshold {m.exit_threshold} ({res.seconds:.2f} s)"
     )
-    link = s.get("link") or {}
-    click.echo(f"link compression: {link.get('label', 'dense int8')}")
+    click.echo(f"link compression: {m.link.label}")
     for note in res.notes:
         click.echo(f"note: {note}")

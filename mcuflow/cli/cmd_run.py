@@ -73,7 +73,7 @@ def run_cmd(
 
     from mcuflow.link import DeviceClient, open_transport
     from mcuflow.link.messages import CAP_INFER_SPARSE
-    from mcuflow.tail import InputQuant, check_model_hash, load_inputs, load_tail, read_export_meta, run_session
+    from mcuflow.tail import InputQuant, check_model_hash, load_inputs, load_tail, run_session
 
     if model_path is None and export_dir is None:
         raise ConfigError("give --model CKPT and/or --export DIR (the model the device runs)")
@@ -91,10 +91,9 @@ def run_cmd(
         expected_hash, hash_source = checkpoint.model_hash(model), f"checkpoint {model_path}"
     quant = InputQuant()
     if export_dir is not None:
-        meta = read_export_meta(export_dir)
-        export_hash = meta.get("model_hash")
-        if not isinstance(export_hash, str) or len(export_hash) != 64:
-            raise ConfigError(f"{export_dir}/export.json has no valid model_hash")
+        from mcuflow.manifest import ExportManifest
+
+        export_hash = ExportManifest.read(export_dir).model_hash
         if expected_hash is not None and export_hash != expected_hash:
             raise ConfigError(f"export {export_dir} was not made from {model_path} (model hashes differ)")
         expected_hash, hash_source = export_hash, f"export {export_dir}"

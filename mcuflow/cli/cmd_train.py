@@ -222,7 +222,7 @@ def train(**opts) -> None:
     """
     if opts["finetune_link"]:
         return finetune_from_train_opts(opts)
-    from mcuflow.checkpoint import save
+    from mcuflow.checkpoint import load, save
     from mcuflow.data import load_mnist
     from mcuflow.nn.train import TrainConfig, build_and_train, write_json
 
@@ -286,7 +286,10 @@ def train(**opts) -> None:
         from mcuflow.nn.train import set_threads
 
         set_threads(opts["threads"])
-        teacher, teacher_info = teacher_logits(spec, train_xy, epochs=opts["teacher_epochs"], seed=opts["seed"])
+        loaded = None if spec.checkpoint is None else load(spec.checkpoint)
+        teacher, teacher_info = teacher_logits(
+            spec, train_xy, epochs=opts["teacher_epochs"], seed=opts["seed"], checkpoint_model=loaded
+        )
         click.echo(
             f"teacher {spec.describe()}: training accuracy {teacher_info['teacher_train_accuracy'] * 100:.2f}% "
             f"({teacher_info['teacher_time_s']:.1f}s)",

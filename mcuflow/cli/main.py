@@ -7,8 +7,8 @@ import traceback
 
 import click
 
-from mcuflow import __version__
 from mcuflow.errors import McuflowError
+from mcuflow.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,12 +15,12 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from mcuflow import __version__
 from mcuflow.codec.compress import LinkConfig
 from mcuflow.codegen.names import c_comment, c_identifier
 from mcuflow.ir.kernel import KernelPlan
 from mcuflow.ir.memory import MemoryPlan
 from mcuflow.ir.quantized import QLinear, QModel
+from mcuflow.version import __version__
 
 ARTIFACTS = {
     "mcuflow_model.h.j2": "mcuflow_model.h",

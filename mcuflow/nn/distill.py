@@ -113,17 +113,20 @@ def teacher_logits(
     train_xy: tuple[torch.Tensor, torch.Tensor],
     epochs: int = 10,
     seed: int = 0,
+    checkpoint_model: nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """The teacher's logits for every training input, and what to record about the teacher."""
+    """The teacher's logits for every training input, and what to record about the teacher.
+
+    A checkpoint teacher arrives loaded (``checkpoint_model``): the checkpoint format sits above ``nn``."""
     x, y = train_xy
     start = time.monotonic()
     if spec.hidden is not None:
         model = train_dense_teacher(spec.hidden, train_xy, epochs=epochs, seed=seed)
         info = {"teacher": spec.describe(), "teacher_epochs": epochs}
     else:
-        from mcuflow.checkpoint import load
-
-        model = load(spec.checkpoint)  # type: ignore[arg-type]
+        if checkpoint_model is None:
+            raise ConfigError(f"teacher {spec.checkpoint}: load the checkpoint and pass it as checkpoint_model")
+        model = checkpoint_model
         cfg = model.config  # type: ignore[attr-defined]
         n_in = cfg.input_size or cfg.sizes[0]
         if n_in != x.shape[1]:

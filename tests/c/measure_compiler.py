@@ -43,10 +43,10 @@ def main() -> None:
     print("\n| format | weight bytes | index bytes | total | x nnz |\n|---|---:|---:|---:|---:|")
     for fmt in ("dense", "csr", "fixed", "index_free"):
         r = export(args.ckpt, tmp / fmt, data_dir=args.data_dir, force_format=fmt, calibration_samples=100)
-        h = r.summary["totals"]["head"]
+        h = r.manifest.totals.head
         tot = h["weight_bytes"] + h["index_bytes"]
         print(f"| {fmt} | {h['weight_bytes']} | {h['index_bytes']} | {tot} | {tot / h['nnz']:.3f} |")
-    print(f"\nauto: {[m['format'] for m in res.summary['layers']['head']]}, peak RAM {res.summary['peak_ram_bytes']} B")
+    print(f"\nauto: {[m.format for m in res.manifest.head]}, static RAM {res.manifest.ram.static_bytes} B")
 
     test = mnist(Path(args.data_dir), "test")
     x = reference.pixels_to_input(test.images)

@@ -47,47 +47,63 @@ MCUFLOW_INLINE uint32_t mcuflow_index_at(const void *a, const uint32_t bytes, ui
     return ((const uint32_t *)a)[i];
 }
 
-/* One row from the column array c (entries of col_bytes each). */
-MCUFLOW_INLINE int32_t mcuflow_gather_row(const int8_t *x, const int8_t *w, const uint8_t *c, const uint32_t col_bytes,
-                                          uint32_t k, int32_t acc)
-{
-    if (col_bytes == 1u) {
-        return mcuflow_gather_row_u8(x, w, c, k, acc);
+/* Both kernels once per column type, so the column pointer steps in whole entries. */
+#define MCUFLOW_GATHER_KERNELS_IMPL(SUFFIX, CTYPE) \
+    MCUFLOW_INLINE void mcuflow_fc_fixed_##SUFFIX(const mcuflow_fc_t *l, const int8_t *x, int8_t *y) \
+    { \
+        const int8_t *w = l->w; \
+        const CTYPE *c = (const CTYPE *)l->cols; \
+        uint32_t r; \
+        for (r = 0u; r < l->n_out; ++r) { \
+            const int32_t acc = mcuflow_gather_row_##SUFFIX(x, w, c, l->degree, l->bias[r]); \
+            w += l->degree; \
+            c += l->degree; \
+            y[r] = mcuflow_requantize(acc, l->mult[r], l->rshift[r], l->out_zp, l->act_min, l->act_max); \
+        } \
+    } \
+    MCUFLOW_INLINE void mcuflow_fc_csr_##SUFFIX(const mcuflow_fc_t *l, const int8_t *x, int8_t *y) \
+    { \
+        const int8_t *w = l->w; \
+        const CTYPE *c = (const CTYPE *)l->cols; \
+        uint32_t start = mcuflow_index_at(l->row_ptr, l->row_ptr_bytes, 0u); \
+        uint32_t r; \
+        for (r = 0u; r < l->n_out; ++r) { \
+            const uint32_t end = mcuflow_index_at(l->row_ptr, l->row_ptr_bytes, r + 1u); \
+            const uint32_t k = end - start; /* one row pointer read per row */ \
+            const int32_t acc = mcuflow_gather_row_##SUFFIX(x, w, c, k, l->bias[r]); \
+            start = end; \
+            w += k; \
+            c += k; \
+            y[r] = mcuflow_requantize(acc, l->mult[r], l->rshift[r], l->out_zp, l->act_min, l->act_max); \
+        } \
     }
-    if (col_bytes == 2u) {
-        return mcuflow_gather_row_u16(x, w, (const uint16_t *)(const void *)c, k, acc);
-    }
-    return mcuflow_gather_row_u32(x, w, (const uint32_t *)(const void *)c, k, acc);
-}
+
+MCUFLOW_GATHER_KERNELS_IMPL(u8, uint8_t)
+MCUFLOW_GATHER_KERNELS_IMPL(u16, uint16_t)
+MCUFLOW_GATHER_KERNELS_IMPL(u32, uint32_t)
 
 /* scratch is unused: the gathering formats need no buffer (the argument keeps every fc kernel's shape). */
 MCUFLOW_INLINE void mcuflow_fc_fixed(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, int16_t *scratch)
 {
-    const int8_t *w = l->w;
-    const uint8_t *c = (const uint8_t *)l->cols;
-    uint32_t r;
     (void)scratch;
-    for (r = 0u; r < l->n_out; ++r) {
-        const int32_t acc = mcuflow_gather_row(x, w, c, l->col_bytes, l->degree, l->bias[r]);
-        w += l->degree;
-        c += l->degree * l->col_bytes;
-        y[r] = mcuflow_requantize(acc, l->mult[r], l->rshift[r], l->out_zp, l->act_min, l->act_max);
+    if (l->col_bytes == 1u) {
+        mcuflow_fc_fixed_u8(l, x, y);
+    } else if (l->col_bytes == 2u) {
+        mcuflow_fc_fixed_u16(l, x, y);
+    } else {
+        mcuflow_fc_fixed_u32(l, x, y);
     }
 }
 
 MCUFLOW_INLINE void mcuflow_fc_csr(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, int16_t *scratch)
 {
-    const int8_t *w = l->w;
-    const uint8_t *c = (const uint8_t *)l->cols;
-    uint32_t r;
     (void)scratch;
-    for (r = 0u; r < l->n_out; ++r) {
-        const uint32_t k =
-            mcuflow_index_at(l->row_ptr, l->row_ptr_bytes, r + 1u) - mcuflow_index_at(l->row_ptr, l->row_ptr_bytes, r);
-        const int32_t acc = mcuflow_gather_row(x, w, c, l->col_bytes, k, l->bias[r]);
-        w += k;
-        c += k * l->col_bytes;
-        y[r] = mcuflow_requantize(acc, l->mult[r], l->rshift[r], l->out_zp, l->act_min, l->act_max);
+    if (l->col_bytes == 1u) {
+        mcuflow_fc_csr_u8(l, x, y);
+    } else if (l->col_bytes == 2u) {
+        mcuflow_fc_csr_u16(l, x, y);
+    } else {
+        mcuflow_fc_csr_u32(l, x, y);
     }
 }
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mcuflow import exitrule
 from mcuflow.errors import ConfigError, DataError
 
 # A real UART at 115200 baud sends 11,520 bytes/s with 8N1 framing (10 bits a byte).
@@ -64,15 +65,11 @@ def float_predictions(model, images: np.ndarray, exit_threshold: float) -> tuple
     with torch.no_grad():
         exit_logits, final = model(x)
     pred = final.argmax(1).numpy()
-    end_to_end = pred.copy()
-    decided = np.zeros(len(images), dtype=bool)
-    for logits in exit_logits:
-        prob = torch.softmax(logits, 1)
-        conf, cls = prob.max(1)
-        take = (conf.numpy() >= exit_threshold) & ~decided
-        end_to_end[take] = cls.numpy()[take]
-        decided |= take
-    return end_to_end, pred
+    best = [torch.softmax(logits, 1).max(1) for logits in exit_logits]
+    decision = exitrule.decide(
+        [conf.numpy() for conf, _ in best], exit_threshold, attach=model.exit_points, samples=len(images)
+    )
+    return decision.answer([cls.numpy() for _, cls in best], pred), pred
 
 
 def reference_predictions(export_dir: Path, inputs: np.ndarray, tail):
@@ -99,24 +96,27 @@ def reference_predictions(export_dir: Path, inputs: np.ndarray, tail):
 TRADEOFF_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
 
 
-def threshold_tradeoff(ref, tail_pred, labels, bytes_local: float | None, bytes_offload: float | None) -> list[dict]:
+def threshold_tradeoff(
+    ref,
+    tail_pred,
+    labels,
+    bytes_local: float | None,
+    bytes_offload: float | None,
+    attach: list[int] | None = None,
+) -> list[dict]:
     """What other exit thresholds would have given, from the int8 reference's exit confidences.
 
-    The device's rule: exits in attach order, the first whose Q15 confidence reaches
-    the threshold answers. Bytes up use the session's measured frame sizes.
+    The device's rule (:mod:`mcuflow.exitrule`) with one threshold for every exit, in Q15; ``attach``
+    is the exits' attach positions (None: exit-index order). Bytes up use the session's measured
+    frame sizes.
     """
     from mcuflow.passes.quantize import threshold_q15
 
     rows = []
     for t in TRADEOFF_THRESHOLDS:
-        tq = threshold_q15(t)
-        pred = np.asarray(tail_pred).copy()
-        decided = np.zeros(len(pred), dtype=bool)
-        for conf, lab in zip(ref.exit_confidence_q15, ref.exit_label, strict=True):
-            take = (conf.astype(np.int64) >= tq) & ~decided
-            pred[take] = lab[take]
-            decided |= take
-        rate = float(decided.mean()) if len(pred) else 0.0
+        decision = exitrule.decide(ref.exit_confidence_q15, threshold_q15(t), attach=attach, samples=len(tail_pred))
+        pred = decision.answer(ref.exit_label, np.asarray(tail_pred))
+        rate = float(decision.exited.mean()) if len(pred) else 0.0
         up = None
         if bytes_local is not None and bytes_offload is not None:
             up = rate * bytes_local + (1 - rate) * bytes_offload
@@ -360,7 +360,9 @@ def _run_hil(
         "components": built.report.get("components", {}),
         "workdir": str(work),
         "wall_seconds": round(time.perf_counter() - t_start, 3),
-        "tradeoff": threshold_tradeoff(ref, tail_ref_pred, labels, bytes_local, bytes_offload),
+        "tradeoff": threshold_tradeoff(
+            ref, tail_ref_pred, labels, bytes_local, bytes_offload, attach=[e["at"] for e in meta["exits"]]
+        ),
         "link_compression": _link_summary(meta, ref, offload),
     }
     if faults is not None:

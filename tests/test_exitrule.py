@@ -117,16 +117,16 @@ def test_the_reference_and_the_hil_tradeoff_decide_by_the_rule():
     tail_pred = rng.integers(0, 3, len(x))
     labels = rng.integers(0, 3, len(x))
     rows = threshold_tradeoff(ref, tail_pred, labels, 18.0, 60.0, attach=attach)
-    assert [r["threshold"] for r in rows] == list(TRADEOFF_THRESHOLDS)
+    assert [r.threshold for r in rows] == list(TRADEOFF_THRESHOLDS)
     for row in rows:
-        tq = threshold_q15(row["threshold"])
+        tq = threshold_q15(row.threshold)
         d = exitrule.decide(ref.exit_confidence_q15, tq, attach=attach)
-        assert row["exit_rate"] == d.exited.mean()
-        assert row["accuracy"] == np.mean(d.answer(ref.exit_label, tail_pred) == labels)
+        assert row.exit_rate == d.exited.mean()
+        assert row.accuracy == np.mean(d.answer(ref.exit_label, tail_pred) == labels)
         # the same threshold given to every exit of the model: the reference exits exactly those samples
         for ex in q.exits:
             ex.threshold_q15 = tq
-        assert reference.run(q, x).exited.mean() == row["exit_rate"]
+        assert reference.run(q, x).exited.mean() == row.exit_rate
 
 
 def _out_of_order_splitnet():

@@ -1,4 +1,4 @@
-"""The HTML report: self-contained, shows the plots and the parity verdict."""
+"""The HTML report: self-contained, shows the plots and the parity verdict; its template only prints."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from hil_samples import result
 from mcuflow.cli import main
 from mcuflow.errors import ConfigError
 from mcuflow.hil_result import read_result, write_result
+from mcuflow.paths import templates_dir
 from mcuflow.report import default_sweep, load_sweep, render
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -57,6 +58,18 @@ def test_report_escapes_what_it_prints():
     html = render(result(board="<script>x</script>", checkpoint="a&b.pt"))
     assert "<script>" not in html
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<code>a&amp;b.pt</code>" in html
+
+
+def test_report_template_only_prints_prepared_values():
+    """No filters, indexing or slicing in the template: report.page computes every value."""
+    text = (templates_dir() / "report.html.j2").read_text()
+    expressions = re.findall(r"{{(.*?)}}|{%(.*?)%}", text, re.S)
+    assert expressions
+    for printed, statement in expressions:
+        code = printed or statement
+        assert "|" not in code and "[" not in code and "(" not in code, code
+        if statement:
+            assert statement.strip("- ").split()[0] in ("for", "endfor", "if", "else", "endif"), statement
 
 
 def test_report_command_from_json(tmp_path):

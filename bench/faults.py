@@ -18,7 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from mcuflow.hil import run_hil, write_json
+from mcuflow import atomic, jsonshape
+from mcuflow.hil import run_hil
 from mcuflow.link.fragment import parse_fragment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,43 +58,45 @@ def main(argv: list[str] | None = None) -> int:
         fragment=parse_fragment(a.fragment),
         **common,
     )
-    link = faulty["link"]
+    link, extra = faulty.link, faulty.link.faults  # extra: the recovery and fault counters of the proxy
     summary = {
-        "samples": faulty["samples"],
-        "faults": faulty["faults"],
-        "lost": faulty["lost"],
-        "errors": faulty["errors"],
-        "corrupt_answers_accepted": faulty["parity_mismatches"],
-        "frames_sent": link["frames_sent"],
-        "frames_retried": link["retries"],
-        "timeouts": link["timeouts"],
-        "rehellos": link["rehellos"],
-        "crc_rejected_by_device": link["device_frames_dropped"],
-        "crc_rejected_by_host": link["frames_rejected_by_host"],
-        "stale_replies_ignored": link["stale"],
-        "fragmented_requests": link.get("fragment_transfers", 0),
-        "parts_sent": link.get("fragment_parts_sent", 0),
-        "parts_resent": link.get("fragment_parts_resent", 0),
-        "commits_sent": link.get("fragment_commits_sent", 0),
-        "missing_part_reports": link.get("fragment_statuses", 0),
-        "body_check_failures": link.get("fragment_check_failures", 0),
-        "commit_timeouts": link.get("fragment_commit_timeouts", 0),
-        "bytes_down": link["bytes_down"],
-        "bytes_up": link["bytes_up"],
-        "injected": {k.removeprefix("faults_"): v for k, v in link.items() if k.startswith("faults_") and v},
-        "faulty_session_seconds": faulty["session_seconds"],
-        "clean_session_seconds": clean["session_seconds"] if clean else None,
-        "proxy_no_faults_session_seconds": hop["session_seconds"] if hop else None,
-        "clean_lost": clean["lost"] if clean else None,
-        "clean_parity_mismatches": clean["parity_mismatches"] if clean else None,
+        "samples": faulty.samples,
+        "faults": jsonshape.dump(faulty.faults),
+        "lost": faulty.lost,
+        "errors": faulty.errors,
+        "corrupt_answers_accepted": faulty.parity_mismatches,
+        "frames_sent": link.frames_sent,
+        "frames_retried": link.retries,
+        "timeouts": link.timeouts,
+        "rehellos": extra.rehellos,
+        "crc_rejected_by_device": extra.device_frames_dropped,
+        "crc_rejected_by_host": extra.frames_rejected_by_host,
+        "stale_replies_ignored": link.stale,
+        "fragmented_requests": extra.fragment_transfers,
+        "parts_sent": extra.fragment_parts_sent,
+        "parts_resent": extra.fragment_parts_resent,
+        "commits_sent": extra.fragment_commits_sent,
+        "missing_part_reports": extra.fragment_statuses,
+        "body_check_failures": extra.fragment_check_failures,
+        "commit_timeouts": extra.fragment_commit_timeouts,
+        "bytes_down": link.bytes_down,
+        "bytes_up": link.bytes_up,
+        "injected": {f"{d}_{kind}": n for d, counts in extra.injected.items() for kind, n in counts.items() if n},
+        "faulty_session_seconds": faulty.session_seconds,
+        "clean_session_seconds": clean.session_seconds if clean else None,
+        "proxy_no_faults_session_seconds": hop.session_seconds if hop else None,
+        "clean_lost": clean.lost if clean else None,
+        "clean_parity_mismatches": clean.parity_mismatches if clean else None,
     }
     if clean:
-        summary["overhead"] = faulty["session_seconds"] / clean["session_seconds"] - 1
-        summary["overhead_of_the_proxy_hop"] = hop["session_seconds"] / clean["session_seconds"] - 1
+        summary["overhead"] = faulty.session_seconds / clean.session_seconds - 1
+        summary["overhead_of_the_proxy_hop"] = hop.session_seconds / clean.session_seconds - 1
     print(json.dumps(summary, indent=2))
     if a.json:
-        write_json({"summary": summary, "faulty": faulty, "clean": clean, "proxy_no_faults": hop}, a.json)
-    return 0 if not (faulty["lost"] or faulty["parity_mismatches"] or faulty["errors"]) else 3
+        sessions = {"faulty": faulty, "clean": clean, "proxy_no_faults": hop}
+        text = json.dumps({"summary": summary, **jsonshape.dump(sessions)}, indent=2) + "\n"
+        atomic.write_text(a.json, text)
+    return 0 if not (faulty.lost or faulty.parity_mismatches or faulty.errors) else 3
 
 
 if __name__ == "__main__":

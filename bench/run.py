@@ -261,8 +261,13 @@ def bench_hil(checkpoint: Path, work: Path, samples: int) -> dict:
     r = run_hil(
         checkpoint, "qemu-mps2-an386", samples=samples, workdir=work / "hil", show_progress=False, log=lambda *a: None
     )
-    keys = ("samples", "samples_per_second", "export_seconds", "build_seconds", "session_seconds")
-    return {k: r.get(k) for k in keys}
+    return {
+        "samples": r.samples,
+        "samples_per_second": r.samples_per_second,
+        "export_seconds": r.export_seconds,
+        "build_seconds": r.build_seconds,
+        "session_seconds": r.session_seconds,
+    }
 
 
 # ---------------------------------------------------------------- output

@@ -10,6 +10,7 @@ own instruction counter and throughput.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -21,7 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
+from mcuflow import exitrule, jsonshape
 from mcuflow.errors import ConfigError, DataError
+from mcuflow.hil_result import (
+    Budget,
+    ComponentSize,
+    ExportSummary,
+    FaultSession,
+    HilResult,
+    LinkCompression,
+    LinkCounters,
+    LinkSettings,
+    ParityExample,
+    TradeoffRow,
+    write_result,
+)
 
 # A real UART at 115200 baud sends 11,520 bytes/s with 8N1 framing (10 bits a byte).
 BAUD_115200_BYTES_PER_S = 115200 / 10
@@ -64,18 +79,47 @@ def float_predictions(model, images: np.ndarray, exit_threshold: float) -> tuple
     with torch.no_grad():
         exit_logits, final = model(x)
     pred = final.argmax(1).numpy()
-    end_to_end = pred.copy()
-    decided = np.zeros(len(images), dtype=bool)
-    for logits in exit_logits:
-        prob = torch.softmax(logits, 1)
-        conf, cls = prob.max(1)
-        take = (conf.numpy() >= exit_threshold) & ~decided
-        end_to_end[take] = cls.numpy()[take]
-        decided |= take
-    return end_to_end, pred
+    best = [torch.softmax(logits, 1).max(1) for logits in exit_logits]
+    decision = exitrule.decide(
+        [conf.numpy() for conf, _ in best], exit_threshold, attach=model.exit_points, samples=len(images)
+    )
+    return decision.answer([cls.numpy() for _, cls in best], pred), pred
 
 
-def reference_predictions(export_dir: Path, inputs: np.ndarray, tail):
+@dataclass
+class ExportFacts:
+    """What a session needs from ``export.json``."""
+
+    model_hash: str
+    intermediate_len: int
+    intermediate_scale: float
+    intermediate_zp: int
+    link: LinkSettings | None
+    summary: ExportSummary
+
+
+def read_export_facts(export_dir: Path) -> ExportFacts:
+    """The only reader of ``export.json`` here: a plain ``json.loads`` until the export has a typed
+    manifest to read instead (mcuflow.manifest is being rewritten)."""
+    meta = json.loads((export_dir / "export.json").read_text())
+    inter = meta["quantization"]["intermediate"]
+    link = meta.get("link")
+    try:
+        return ExportFacts(
+            model_hash=meta["model_hash"],
+            intermediate_len=int(meta["intermediate_len"]),
+            intermediate_scale=float(inter["scale"]),
+            intermediate_zp=int(inter["zero_point"]),
+            link=None if link is None else jsonshape.load(LinkSettings, link, "link"),
+            summary=jsonshape.load(
+                ExportSummary, {k: meta[k] for k in ("layers", "exits", "totals", "peak_ram_bytes")}, ""
+            ),
+        )
+    except jsonshape.ShapeError as err:
+        raise ConfigError(f"{export_dir / 'export.json'} is not an export this mcuflow reads: {err}") from None
+
+
+def reference_predictions(export_dir: Path, inputs: np.ndarray, tail, facts: ExportFacts):
     """The numpy int8 reference for every sample, finished by the same host tail.
 
     The intermediate goes through the export's link compression (pruning, narrow codes), so
@@ -86,10 +130,8 @@ def reference_predictions(export_dir: Path, inputs: np.ndarray, tail):
 
     q = load_model(export_dir)
     ref = reference.run(q, inputs)
-    meta = json.loads((export_dir / "export.json").read_text())
-    inter = meta["quantization"]["intermediate"]
     ref.link = reference.link_offload(
-        ref.intermediate, float(inter["scale"]), int(inter["zero_point"]), link_from_export(export_dir)
+        ref.intermediate, facts.intermediate_scale, facts.intermediate_zp, link_from_export(export_dir)
     )
     tail_pred = np.argmax(tail.logits(ref.link.dequantize()), axis=1)
     pred = np.where(ref.exited.astype(bool), ref.label, tail_pred)
@@ -99,35 +141,38 @@ def reference_predictions(export_dir: Path, inputs: np.ndarray, tail):
 TRADEOFF_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
 
 
-def threshold_tradeoff(ref, tail_pred, labels, bytes_local: float | None, bytes_offload: float | None) -> list[dict]:
+def threshold_tradeoff(
+    ref,
+    tail_pred,
+    labels,
+    bytes_local: float | None,
+    bytes_offload: float | None,
+    attach: list[int] | None = None,
+) -> list[TradeoffRow]:
     """What other exit thresholds would have given, from the int8 reference's exit confidences.
 
-    The device's rule: exits in attach order, the first whose Q15 confidence reaches
-    the threshold answers. Bytes up use the session's measured frame sizes.
+    The device's rule (:mod:`mcuflow.exitrule`) with one threshold for every exit, in Q15; ``attach``
+    is the exits' attach positions (None: exit-index order). Bytes up use the session's measured
+    frame sizes.
     """
     from mcuflow.passes.quantize import threshold_q15
 
     rows = []
     for t in TRADEOFF_THRESHOLDS:
-        tq = threshold_q15(t)
-        pred = np.asarray(tail_pred).copy()
-        decided = np.zeros(len(pred), dtype=bool)
-        for conf, lab in zip(ref.exit_confidence_q15, ref.exit_label, strict=True):
-            take = (conf.astype(np.int64) >= tq) & ~decided
-            pred[take] = lab[take]
-            decided |= take
-        rate = float(decided.mean()) if len(pred) else 0.0
+        decision = exitrule.decide(ref.exit_confidence_q15, threshold_q15(t), attach=attach, samples=len(tail_pred))
+        pred = decision.answer(ref.exit_label, np.asarray(tail_pred))
+        rate = float(decision.exited.mean()) if len(pred) else 0.0
         up = None
         if bytes_local is not None and bytes_offload is not None:
             up = rate * bytes_local + (1 - rate) * bytes_offload
         rows.append(
-            {
-                "threshold": t,
-                "exit_rate": rate,
-                "offload_rate": 1 - rate,
-                "accuracy": float(np.mean(pred == labels)),
-                "bytes_up_per_sample": up,
-            }
+            TradeoffRow(
+                threshold=t,
+                exit_rate=rate,
+                offload_rate=1 - rate,
+                accuracy=float(np.mean(pred == labels)),
+                bytes_up_per_sample=up,
+            )
         )
     return rows
 
@@ -150,8 +195,10 @@ def _parity_problem(rec, ref, i: int) -> str | None:
     return None  # lost or refused samples are counted separately
 
 
-def run_hil(checkpoint: str | os.PathLike, board: str, *, workdir: str | os.PathLike | None = None, **options) -> dict:
-    """Run one session and return its results (see ``mcuflow hil --help`` for the keys).
+def run_hil(
+    checkpoint: str | os.PathLike, board: str, *, workdir: str | os.PathLike | None = None, **options
+) -> HilResult:
+    """Run one session and return its results (:class:`~mcuflow.hil_result.HilResult`).
 
     The export and firmware go to ``workdir`` when given (and stay), else to a temporary
     directory removed afterwards. ``options`` are those of :func:`_run_hil`.
@@ -160,8 +207,7 @@ def run_hil(checkpoint: str | os.PathLike, board: str, *, workdir: str | os.Path
         return _run_hil(checkpoint, board, Path(workdir), **options)
     with tempfile.TemporaryDirectory(prefix="mcuflow-hil-") as tmp:
         result = _run_hil(checkpoint, board, Path(tmp), **options)
-    result["workdir"] = None
-    return result
+    return dataclasses.replace(result, workdir=None)
 
 
 def _run_hil(
@@ -187,7 +233,7 @@ def _run_hil(
     fault_seed: int = 0,
     fragment: str | int = "auto",
     profile: bool = True,
-) -> dict:
+) -> HilResult:
     import mcuflow
     from mcuflow import export as exporter
     from mcuflow.boards import load_board
@@ -238,18 +284,18 @@ def _run_hil(
     built = build(export_dir, b)
     build_seconds = time.perf_counter() - t0
     log(f"hil: {built.summary()}")
-    meta = json.loads((export_dir / "export.json").read_text())
+    facts = read_export_facts(export_dir)
 
     inputs = pixels_to_input(data.images)
     tail = load_tail(model, export_dir)
-    ref, ref_pred, tail_ref_pred = reference_predictions(export_dir, inputs, tail)
+    ref, ref_pred, tail_ref_pred = reference_predictions(export_dir, inputs, tail, facts)
     float_e2e, float_final = float_predictions(model, data.images, threshold)
 
     devices = max(1, min(devices, len(inputs)))
     where = f"{devices} emulated {b.name} devices" if devices > 1 else f"{b.name} ({b.qemu.machine}) under QEMU"
     log(f"hil: {len(inputs)} samples from the {data.source} on {where}")
     records: list = []
-    mismatches: list[dict] = []
+    mismatches: list[ParityExample] = []
     correct = 0
     lock = threading.Lock()
     chunks = np.array_split(np.arange(len(inputs)), devices)
@@ -277,7 +323,7 @@ def _run_hil(
                 on_exit.callback(faulty.close)
                 client = faulty.client
             hello = client.hello(timeout=max(timeout, 10.0), retries=2)
-            check_model_hash(hello.model_hash.hex(), meta["model_hash"], "the export")
+            check_model_hash(hello.model_hash.hex(), facts.model_hash, "the export")
             stream = run_session(
                 client, inputs[chunk], tail, data.labels[chunk], keep_intermediate=True, max_consecutive_lost=5
             )
@@ -288,7 +334,7 @@ def _run_hil(
                     records.append(rec)
                     correct += bool(rec.correct)
                     if problem is not None:
-                        mismatches.append({"index": rec.index, "problem": problem})
+                        mismatches.append(ParityExample(rec.index, problem))
                     bar.update(1, acc=correct / len(records))
             stats = client.stats.as_dict() if faults is None else faulty.stats()
             # The session's results stand even if the goodbye is lost.
@@ -305,8 +351,7 @@ def _run_hil(
                 link_stats = list(pool.map(lambda d: device_session(d, chunks[d], bar), range(devices)))
         seconds = time.perf_counter() - t_session
     records.sort(key=lambda r: r.index)
-    mismatches.sort(key=lambda m: m["index"])
-    hello_stats = {k: sum(st[k] for st in link_stats) for k in link_stats[0] if isinstance(link_stats[0][k], int)}
+    mismatches.sort(key=lambda m: m.index)
 
     answered = [r for r in records if r.status in ("local", "offload")]
     local = [r for r in answered if r.status == "local"]
@@ -317,126 +362,115 @@ def _run_hil(
     labels = data.labels.astype(np.int64)
     bytes_local = sum(r.bytes_up for r in local) / len(local) if local else None
     bytes_offload = sum(r.bytes_up for r in offload) / len(offload) if offload else None
-    result = {
-        "board": b.name,
-        "qemu_machine": b.qemu.machine,
-        "cpu": b.cpu,
-        "checkpoint": str(checkpoint),
-        "model_hash": meta["model_hash"],
-        "data": data.source,
-        "exit_threshold": threshold,
-        "samples": n,
-        "answered": len(answered),
-        "lost": sum(r.status == "lost" for r in records),
-        "errors": sum(r.status == "error" for r in records),
-        "accuracy": sum(bool(r.correct) for r in records) / n if n else None,
-        "float_accuracy": float(np.mean(float_e2e == labels)),
-        "float_final_accuracy": float(np.mean(float_final == labels)),
-        "reference_accuracy": float(np.mean(ref_pred == labels)),
-        "exit_rate": len(local) / len(answered) if answered else None,
-        "parity_mismatches": len(mismatches),
-        "parity_examples": mismatches[:10],
-        "bytes_up_per_sample": up / n if n else None,
-        "bytes_down_per_sample": down / n if n else None,
-        "bytes_per_offload": bytes_offload,
-        "bytes_per_local_result": bytes_local,
-        "device_instructions_mean": float(np.mean([r.instructions for r in answered])) if answered else None,
-        "device_instructions_local_mean": float(np.mean([r.instructions for r in local])) if local else None,
-        "device_instructions_offload_mean": float(np.mean([r.instructions for r in offload])) if offload else None,
-        "instruction_unit": built.report.get("counter_unit", "instructions"),
-        "layer_instructions": layer_instructions,
-        "devices": devices,
-        "samples_per_second": n / seconds if seconds else None,
-        "session_seconds": seconds,
-        "link_seconds_per_sample_at_115200": (up + down) / n / BAUD_115200_BYTES_PER_S if n else None,
-        "samples_per_second_at_115200": n * BAUD_115200_BYTES_PER_S / (up + down) if up + down else None,
-        "link": hello_stats,
-        "export_seconds": round(export_seconds, 3),
-        "build_seconds": round(build_seconds, 3),
-        "flash_bytes": built.report["flash_bytes"],
-        "ram_bytes": built.report["ram_bytes"],
-        "budget": built.report["budget"],
-        "export": {k: meta[k] for k in ("layers", "exits", "totals", "peak_ram_bytes") if k in meta},
-        "components": built.report.get("components", {}),
-        "workdir": str(work),
-        "wall_seconds": round(time.perf_counter() - t_start, 3),
-        "tradeoff": threshold_tradeoff(ref, tail_ref_pred, labels, bytes_local, bytes_offload),
-        "link_compression": _link_summary(meta, ref, offload),
-    }
-    if faults is not None:
-        result["faults"] = {"spec": faults, "seed": fault_seed, "devices": devices}
-    return result
+    return HilResult(
+        board=b.name,
+        qemu_machine=b.qemu.machine,
+        cpu=b.cpu,
+        checkpoint=str(checkpoint),
+        model_hash=facts.model_hash,
+        data=data.source,
+        exit_threshold=threshold,
+        samples=n,
+        answered=len(answered),
+        lost=sum(r.status == "lost" for r in records),
+        errors=sum(r.status == "error" for r in records),
+        accuracy=sum(bool(r.correct) for r in records) / n if n else None,
+        float_accuracy=float(np.mean(float_e2e == labels)),
+        float_final_accuracy=float(np.mean(float_final == labels)),
+        reference_accuracy=float(np.mean(ref_pred == labels)),
+        exit_rate=len(local) / len(answered) if answered else None,
+        parity_mismatches=len(mismatches),
+        parity_examples=mismatches[:10],
+        bytes_up_per_sample=up / n if n else None,
+        bytes_down_per_sample=down / n if n else None,
+        bytes_per_offload=bytes_offload,
+        bytes_per_local_result=bytes_local,
+        device_instructions_mean=float(np.mean([r.instructions for r in answered])) if answered else None,
+        device_instructions_local_mean=float(np.mean([r.instructions for r in local])) if local else None,
+        device_instructions_offload_mean=float(np.mean([r.instructions for r in offload])) if offload else None,
+        instruction_unit=built.report.get("counter_unit", "instructions"),
+        layer_instructions=layer_instructions,
+        devices=devices,
+        samples_per_second=n / seconds if seconds else None,
+        session_seconds=seconds,
+        link_seconds_per_sample_at_115200=(up + down) / n / BAUD_115200_BYTES_PER_S if n else None,
+        samples_per_second_at_115200=n * BAUD_115200_BYTES_PER_S / (up + down) if up + down else None,
+        link=LinkCounters.summed(link_stats),
+        export_seconds=round(export_seconds, 3),
+        build_seconds=round(build_seconds, 3),
+        flash_bytes=built.report["flash_bytes"],
+        ram_bytes=built.report["ram_bytes"],
+        budget=Budget(**built.report["budget"]),
+        export=facts.summary,
+        components={name: ComponentSize(**sizes) for name, sizes in built.report.get("components", {}).items()},
+        workdir=str(work),
+        wall_seconds=round(time.perf_counter() - t_start, 3),
+        tradeoff=threshold_tradeoff(
+            ref, tail_ref_pred, labels, bytes_local, bytes_offload, attach=[ex.at for ex in facts.summary.exits]
+        ),
+        link_compression=_link_summary(facts, ref, offload),
+        faults=None if faults is None else FaultSession(faults, fault_seed, devices),
+    )
 
 
-def _per_layer_text(per_layer: dict | None) -> str:
+def _per_layer_text(per_layer: dict[str, float] | None) -> str:
     if not per_layer:
         return ""
     return "; per layer " + ", ".join(f"{name} {count:,.0f}" for name, count in per_layer.items())
 
 
-def _link_summary(meta: dict, ref, offload: list) -> dict:
+def _link_summary(facts: ExportFacts, ref, offload: list) -> LinkCompression:
     """The link settings and what they gave: measured OFFLOAD bytes against the reference's prediction
     and against the float32 / int8 dense baselines (docs/results-link.md)."""
     from mcuflow.codec.compress import FLOAT32_BYTES
     from mcuflow.link.messages import offload_wire_bytes
 
-    n_mid = int(meta["intermediate_len"])
+    n_mid = facts.intermediate_len
     off_idx = np.flatnonzero(~ref.exited.astype(bool))
     body = ref.link.body_bytes[off_idx]
     predicted_wire = float(np.mean([offload_wire_bytes(int(b)) for b in body])) if len(body) else None
     measured_wire = float(np.mean([r.bytes_up for r in offload])) if offload else None
     mean_body = float(body.mean()) if len(body) else None
     encs = np.bincount(ref.link.encoding[off_idx], minlength=4) if len(body) else np.zeros(4, int)
-    return {
-        "config": meta.get("link"),
-        "offloads": len(offload),
-        "tensor_bytes_per_offload": mean_body,
-        "payload_bytes_per_offload": None if mean_body is None else mean_body + 16,
-        "wire_bytes_per_offload_predicted": predicted_wire,
-        "wire_bytes_per_offload_measured": measured_wire,
-        "encodings_used": {
+    return LinkCompression(
+        config=facts.link,
+        offloads=len(offload),
+        tensor_bytes_per_offload=mean_body,
+        payload_bytes_per_offload=None if mean_body is None else mean_body + 16,
+        wire_bytes_per_offload_predicted=predicted_wire,
+        wire_bytes_per_offload_measured=measured_wire,
+        encodings_used={
             name: int(c) for name, c in zip(("dense", "bitmap", "index-value", "zero-runs"), encs, strict=True)
         },
-        "float32_tensor_bytes": FLOAT32_BYTES * n_mid,
-        "int8_tensor_bytes": n_mid,
-        "compression_vs_float32": None if not mean_body else FLOAT32_BYTES * n_mid / mean_body,
-        "compression_vs_int8": None if not mean_body else n_mid / mean_body,
-        "wire_compression_vs_float32": None
+        float32_tensor_bytes=FLOAT32_BYTES * n_mid,
+        int8_tensor_bytes=n_mid,
+        compression_vs_float32=None if not mean_body else FLOAT32_BYTES * n_mid / mean_body,
+        compression_vs_int8=None if not mean_body else n_mid / mean_body,
+        wire_compression_vs_float32=None
         if not measured_wire
         else offload_wire_bytes(FLOAT32_BYTES * n_mid) / measured_wire,
-        "wire_compression_vs_int8": None if not measured_wire else offload_wire_bytes(n_mid) / measured_wire,
-    }
-
-
-def _link_line(lc: dict | None) -> str:
-    if not lc or not lc.get("offloads"):
-        return "link             no offloads"
-    cfg = (lc.get("config") or {}).get("label", "dense int8")
-    return (
-        f"link             {cfg}: {lc['tensor_bytes_per_offload']:.2f} B tensor, "
-        f"{lc['wire_bytes_per_offload_measured']:.2f} B on the wire per offload; "
-        f"{lc['compression_vs_float32']:.1f}x vs float32 ({lc['compression_vs_int8']:.2f}x vs int8) tensor, "
-        f"{lc['wire_compression_vs_float32']:.2f}x frame"
+        wire_compression_vs_int8=None if not measured_wire else offload_wire_bytes(n_mid) / measured_wire,
     )
 
 
-def write_json(result: dict, path: str | os.PathLike) -> Path:
-    from mcuflow import atomic
-
-    return atomic.write_text(path, json.dumps(result, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"cannot serialise {type(o).__name__}")
+def _link_line(lc: LinkCompression) -> str:
+    if not lc.offloads:
+        return "link             no offloads"
+    cfg = "dense int8" if lc.config is None else lc.config.label
+    return (
+        f"link             {cfg}: {lc.tensor_bytes_per_offload:.2f} B tensor, "
+        f"{lc.wire_bytes_per_offload_measured:.2f} B on the wire per offload; "
+        f"{lc.compression_vs_float32:.1f}x vs float32 ({lc.compression_vs_int8:.2f}x vs int8) tensor, "
+        f"{lc.wire_compression_vs_float32:.2f}x frame"
+    )
 
 
-def summary_lines(r: dict) -> list[str]:
+def write_json(result: HilResult, path: str | os.PathLike) -> Path:
+    """``result`` as ``mcuflow hil --json`` writes it (:func:`mcuflow.hil_result.read_result` reads it back)."""
+    return write_result(result, path)
+
+
+def summary_lines(r: HilResult) -> list[str]:
     def pct(x):
         return "n/a" if x is None else f"{100 * x:.2f}%"
 
@@ -444,20 +478,39 @@ def summary_lines(r: dict) -> list[str]:
         return "n/a" if x is None else format(x, fmt)
 
     return [
-        f"board            {r['board']} ({r['cpu']}, QEMU {r['qemu_machine']})",
-        f"samples          {r['samples']:,} ({r['data']}), lost {r['lost']}, errors {r['errors']}",
-        f"accuracy         {pct(r['accuracy'])} end to end (float {pct(r['float_accuracy'])}, "
-        f"int8 reference {pct(r['reference_accuracy'])}, float final layer {pct(r['float_final_accuracy'])})",
-        f"early exit       {pct(r['exit_rate'])} answered on the device at threshold {r['exit_threshold']:g}",
-        f"parity           {r['parity_mismatches']} mismatches against the numpy reference",
-        f"device           {num(r['device_instructions_mean'])} {r['instruction_unit']} per inference (mean)"
-        + _per_layer_text(r.get("layer_instructions")),
-        f"wire             {num(r['bytes_down_per_sample'], ',.1f')} B down, {num(r['bytes_up_per_sample'], ',.1f')} B up "
-        f"per sample; {num(r['bytes_per_offload'], ',.1f')} B per offload",
-        f"throughput       {num(r['samples_per_second'], ',.0f')} samples/s under QEMU; at 115200 baud the link alone "
-        f"would take {num(1000 * (r['link_seconds_per_sample_at_115200'] or 0), ',.1f')} ms/sample "
-        f"({num(r['samples_per_second_at_115200'], ',.1f')} samples/s)",
-        _link_line(r.get("link_compression")),
-        f"memory           flash {r['flash_bytes']:,} of {r['budget']['flash_bytes']:,} B, "
-        f"RAM {r['ram_bytes']:,} of {r['budget']['ram_bytes']:,} B (static, excluding stack)",
+        f"board            {r.board} ({r.cpu}, QEMU {r.qemu_machine})",
+        f"samples          {r.samples:,} ({r.data}), lost {r.lost}, errors {r.errors}",
+        f"accuracy         {pct(r.accuracy)} end to end (float {pct(r.float_accuracy)}, "
+        f"int8 reference {pct(r.reference_accuracy)}, float final layer {pct(r.float_final_accuracy)})",
+        f"early exit       {pct(r.exit_rate)} answered on the device at threshold {r.exit_threshold:g}",
+        f"parity           {r.parity_mismatches} mismatches against the numpy reference",
+        f"device           {num(r.device_instructions_mean)} {r.instruction_unit} per inference (mean)"
+        + _per_layer_text(r.layer_instructions),
+        f"wire             {num(r.bytes_down_per_sample, ',.1f')} B down, {num(r.bytes_up_per_sample, ',.1f')} B up "
+        f"per sample; {num(r.bytes_per_offload, ',.1f')} B per offload",
+        f"throughput       {num(r.samples_per_second, ',.0f')} samples/s under QEMU; at 115200 baud the link alone "
+        f"would take {num(1000 * (r.link_seconds_per_sample_at_115200 or 0), ',.1f')} ms/sample "
+        f"({num(r.samples_per_second_at_115200, ',.1f')} samples/s)",
+        _link_line(r.link_compression),
+        f"memory           flash {r.flash_bytes:,} of {r.budget.flash_bytes:,} B, "
+        f"RAM {r.ram_bytes:,} of {r.budget.ram_bytes:,} B (static, excluding stack)",
     ]
+
+
+def fault_lines(r: HilResult) -> list[str]:
+    """What the fault-injecting proxy did and what the link did about it; [] for a session without it."""
+    if r.faults is None or r.link.faults is None:
+        return []
+    f, link, extra = r.faults, r.link, r.link.faults
+    lines = [
+        f"faults           {f.spec} (seed {f.seed}): {link.frames_sent:,} frames sent, "
+        f"{link.retries:,} resent, {extra.device_frames_dropped + extra.frames_rejected_by_host:,} "
+        f"rejected (CRC/COBS), {extra.rehellos} re-HELLOs, {extra.device_restarts} emulator reboots"
+    ]
+    if extra.fragment_transfers:
+        lines.append(
+            f"fragments        {extra.fragment_transfers:,} requests in parts: "
+            f"{extra.fragment_parts_sent:,} parts sent ({extra.fragment_parts_resent:,} resent), "
+            f"{extra.fragment_statuses:,} missing-part reports, {extra.fragment_commit_timeouts:,} COMMIT timeouts"
+        )
+    return lines

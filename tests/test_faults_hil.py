@@ -5,12 +5,11 @@ The 10,000-sample measurement is not run here (minutes); see bench/faults.py."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from conftest import ROOT, require_tools
 
 from mcuflow.cli import main
+from mcuflow.hil_result import FaultSession, read_result
 
 CHECKPOINT = ROOT / "examples" / "paper_sparse.pt"
 pytestmark = [pytest.mark.firmware, pytest.mark.slow]
@@ -33,20 +32,20 @@ def test_hil_through_a_faulty_proxy_with_reboots_loses_nothing_and_accepts_nothi
     printed = capsys.readouterr()
     assert f"faults: {spec} (seed 42)" in printed.err
     assert "frames sent" in printed.out and "emulator reboots" in printed.out
-    r = json.loads(out.read_text())
-    assert r["samples"] == 200 and r["lost"] == 0 and r["errors"] == 0
-    assert r["parity_mismatches"] == 0, r["parity_examples"]
-    assert r["faults"] == {"spec": spec, "seed": 42, "devices": 1}
-    link = r["link"]
-    injected = sum(link[f"faults_{d}_{k}"] for d in ("down", "up") for k in ("drop", "flip", "garbage", "trunc"))
+    r = read_result(out)
+    assert r.samples == 200 and r.lost == 0 and r.errors == 0
+    assert r.parity_mismatches == 0, r.parity_examples
+    assert r.faults == FaultSession(spec, 42, 1)
+    link, extra = r.link, r.link.faults
+    injected = sum(extra.injected[d][k] for d in ("down", "up") for k in ("drop", "flip", "garbage", "trunc"))
     assert injected > 10
-    assert link["retries"] > 0 and link["frames_sent"] >= 200 + link["retries"]
+    assert link.retries > 0 and link.frames_sent >= 200 + link.retries
     # Damaged frames were refused (the device's count restarts at each reboot, so both sides together).
-    assert link["device_frames_dropped"] + link["frames_rejected_by_host"] > 0
-    resets = link["faults_down_reset"] + link["faults_up_reset"]
-    cuts = link["faults_down_cut"] + link["faults_up_cut"]
+    assert extra.device_frames_dropped + extra.frames_rejected_by_host > 0
+    resets = extra.injected["down"]["reset"] + extra.injected["up"]["reset"]
+    cuts = extra.injected["down"]["cut"] + extra.injected["up"]["cut"]
     # a reset restarts the emulator (a real reboot), a cut only reconnects to it
-    assert link["device_restarts"] == resets > 0 and link["proxy_reconnects"] == resets + cuts
+    assert extra.device_restarts == resets > 0 and extra.proxy_reconnects == resets + cuts
 
 
 def test_hil_at_one_percent_byte_loss_sends_requests_in_parts(tmp_path, capsys):
@@ -58,10 +57,10 @@ def test_hil_at_one_percent_byte_loss_sends_requests_in_parts(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0
     assert "requests in parts" in capsys.readouterr().out
-    r = json.loads(out.read_text())
-    assert r["samples"] == 100 and r["lost"] == 0 and r["errors"] == 0
-    assert r["parity_mismatches"] == 0, r["parity_examples"]
-    link = r["link"]
-    assert link["fragment_transfers"] >= 99 and link["fragment_statuses"] > 0 and link["rehellos"] == 0
-    assert link["frames_sent"] >= link["fragment_parts_sent"] + link["fragment_commits_sent"]
-    assert link["faults_down_drop"] > 500 and link["device_frames_dropped"] > 100
+    r = read_result(out)
+    assert r.samples == 100 and r.lost == 0 and r.errors == 0
+    assert r.parity_mismatches == 0, r.parity_examples
+    link, extra = r.link, r.link.faults
+    assert extra.fragment_transfers >= 99 and extra.fragment_statuses > 0 and extra.rehellos == 0
+    assert link.frames_sent >= extra.fragment_parts_sent + extra.fragment_commits_sent
+    assert extra.injected["down"]["drop"] > 500 and extra.device_frames_dropped > 100

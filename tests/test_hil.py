@@ -9,6 +9,7 @@ import pytest
 from conftest import ROOT, require_tools
 
 from mcuflow.cli import main
+from mcuflow.hil_result import FORMAT_VERSION, read_result
 
 CHECKPOINT = ROOT / "examples" / "paper_sparse.pt"
 KEYS = (
@@ -66,31 +67,37 @@ def test_hil_session_is_bit_exact(tmp_path, board, samples):
         ]
     )
     assert code == 0
-    r = json.loads(out.read_text())
-    for key in KEYS:
-        assert key in r, key
-    assert r["samples"] == samples
-    assert r["lost"] == 0 and r["errors"] == 0
-    assert r["parity_mismatches"] == 0, r["parity_examples"]
+    written = json.loads(out.read_text())
+    for key in KEYS:  # what readers of --json rely on
+        assert key in written, key
+    assert written["format_version"] == FORMAT_VERSION
+    r = read_result(out)
+    assert r.samples == samples
+    assert r.lost == 0 and r.errors == 0
+    assert r.parity_mismatches == 0, r.parity_examples
     # Bit-exact device + the same tail means the device's accuracy is the reference's.
-    assert r["accuracy"] == pytest.approx(r["reference_accuracy"])
-    assert 0.0 <= r["exit_rate"] <= 1.0
-    assert r["device_instructions_mean"] > 1000  # the head has 1,600 MACs: a counter stuck at 0 fails here
-    assert r["bytes_down_per_sample"] > 0 and r["bytes_up_per_sample"] > 0
-    assert r["samples_per_second"] > 0
+    assert r.accuracy == pytest.approx(r.reference_accuracy)
+    assert 0.0 <= r.exit_rate <= 1.0
+    assert r.device_instructions_mean > 1000  # the head has 1,600 MACs: a counter stuck at 0 fails here
+    assert r.bytes_down_per_sample > 0 and r.bytes_up_per_sample > 0
+    assert r.samples_per_second > 0
     assert report.read_text().count("data:image/png;base64,") >= 3
     assert _qemu_pids() <= before  # no orphan emulator
     # Per-layer counts from the selftest firmware: every layer, each at least one instruction per MAC,
     # and together no more than the whole head (which adds the exit decision and the input copy).
-    per_layer = r["layer_instructions"]
-    layers = r["export"]["layers"]["head"] + [x for e in r["export"]["exits"] for x in e["layers"]]
-    assert list(per_layer) == [x["name"] for x in layers]
+    per_layer = r.layer_instructions
+    layers = r.export.all_layers()
+    assert list(per_layer) == [x.name for x in layers]
     for x in layers:
-        assert per_layer[x["name"]] >= x["nnz"], x["name"]
-    assert sum(per_layer.values()) <= r["device_instructions_mean"]
+        assert per_layer[x.name] >= x.nnz, x.name
+    assert sum(per_layer.values()) <= r.device_instructions_mean
     html = report.read_text()
     assert "<th>device instructions</th>" in html and "not measured" not in html
-    assert f"<td>{per_layer[layers[0]['name']]:,.0f}</td>" in html
+    assert f"<td>{per_layer[layers[0].name]:,.0f}</td>" in html
+    # the report command renders the same page from the JSON
+    again = tmp_path / "again.html"
+    assert main(["report", str(out), "-o", str(again)]) == 0
+    assert again.read_text() == html
 
 
 def test_hil_refuses_a_hardware_board(tmp_path, capsys):
@@ -125,7 +132,8 @@ def test_hil_with_parallel_devices_keeps_every_sample_in_order(tmp_path):
         ]
     )
     assert code == 0
-    r = json.loads(out.read_text())
-    assert r["devices"] == 2 and r["samples"] == 40 and r["answered"] == 40
-    assert r["parity_mismatches"] == 0 and r["lost"] == 0
-    assert r["accuracy"] == pytest.approx(r["reference_accuracy"])
+    r = read_result(out)
+    assert r.devices == 2 and r.samples == 40 and r.answered == 40
+    assert r.parity_mismatches == 0 and r.lost == 0
+    assert r.accuracy == pytest.approx(r.reference_accuracy)
+    assert r.link.requests >= 40 and r.link.faults is None  # both devices' counters, added up

@@ -16,6 +16,7 @@ from conftest import require_tools
 from mcuflow.cli.main import main
 from mcuflow.codec import compress as C
 from mcuflow.codec import encodings as E
+from mcuflow.hil_result import read_result
 from mcuflow.link import DeviceClient, Offload, ProcessTransport
 
 HERE = Path(__file__).resolve().parent
@@ -139,10 +140,10 @@ def test_hil_with_pruning_is_bit_exact_on_the_wire(tmp_path, monkeypatch):
         ]
     )
     assert code in (0, None)
-    r = json.loads(out.read_text())
-    lc = r["link_compression"]
-    assert r["parity_mismatches"] == 0 and r["lost"] == 0 and r["errors"] == 0
-    assert lc["offloads"] > 0 and lc["config"]["topk"] == 6 and lc["config"]["bits"] == 4
-    assert lc["wire_bytes_per_offload_measured"] == pytest.approx(lc["wire_bytes_per_offload_predicted"])
-    assert lc["tensor_bytes_per_offload"] <= 1 + 6 + 3  # zero runs or index/value of at most 6 4-bit values
-    assert r["reference_accuracy"] == r["accuracy"]
+    r = read_result(out)
+    lc = r.link_compression
+    assert r.parity_mismatches == 0 and r.lost == 0 and r.errors == 0
+    assert lc.offloads > 0 and lc.config.topk == 6 and lc.config.bits == 4
+    assert lc.wire_bytes_per_offload_measured == pytest.approx(lc.wire_bytes_per_offload_predicted)
+    assert lc.tensor_bytes_per_offload <= 1 + 6 + 3  # zero runs or index/value of at most 6 4-bit values
+    assert r.reference_accuracy == r.accuracy

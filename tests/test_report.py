@@ -1,72 +1,22 @@
-"""The HTML report: self-contained, shows the plots and the parity verdict."""
+"""The HTML report: self-contained, shows the plots and the parity verdict; its template only prints."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 
 import pytest
+from hil_samples import result
 
 from mcuflow.cli import main
 from mcuflow.errors import ConfigError
-from mcuflow.report import load_result, render
+from mcuflow.hil_result import read_result, write_result
+from mcuflow.paths import templates_dir
+from mcuflow.report import default_sweep, load_sweep, render
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _result(mismatches: int = 0) -> dict:
-    layer = {
-        "name": "head.1",
-        "n_in": 800,
-        "n_out": 40,
-        "degree": 40,
-        "pattern": "structured",
-        "format": "index_free",
-        "nnz": 1600,
-        "weight_bytes": 1600,
-        "index_bytes": 0,
-        "macs": 1600,
-        "relu": True,
-    }
-    return {
-        "board": "qemu-mps2-an386",
-        "cpu": "cortex-m4",
-        "qemu_machine": "mps2-an386",
-        "samples": 100,
-        "data": "test",
-        "checkpoint": "m.pt",
-        "model_hash": "ab" * 32,
-        "exit_threshold": 0.9,
-        "accuracy": 0.95,
-        "float_accuracy": 0.951,
-        "reference_accuracy": 0.95,
-        "exit_rate": 0.6,
-        "parity_mismatches": mismatches,
-        "lost": 0,
-        "bytes_up_per_sample": 30.0,
-        "bytes_down_per_sample": 250.0,
-        "bytes_per_offload": 66.0,
-        "device_instructions_mean": 9000.0,
-        "instruction_unit": "instructions",
-        "samples_per_second": 100.0,
-        "link_seconds_per_sample_at_115200": 0.025,
-        "flash_bytes": 7000,
-        "ram_bytes": 3000,
-        "budget": {"flash_bytes": 16384, "ram_bytes": 4096},
-        "components": {"model": {"flash": 4000, "ram": 800}, "app": {"flash": 3000, "ram": 2200}},
-        "export": {"layers": {"head": [layer]}, "exits": [], "peak_ram_bytes": 840},
-        "tradeoff": [
-            {
-                "threshold": t,
-                "exit_rate": 1 - t / 2,
-                "offload_rate": t / 2,
-                "accuracy": 0.9 + t / 20,
-                "bytes_up_per_sample": 20 + 40 * t,
-            }
-            for t in (0.5, 0.7, 0.9)
-        ],
-    }
 
 
 def _images(html: str) -> list[bytes]:
@@ -78,36 +28,108 @@ def test_report_embeds_every_plot_and_the_verdict():
         {"family": f, "params": p, "accuracy": a}
         for f, p, a in (("sparse", 2450, 0.95), ("deep", 2455, 0.77), ("shallow", 2443, 0.81))
     ]
-    html = render(_result(), sweep)
+    html = render(result(), sweep)
     images = _images(html)
     assert len(images) == 4  # memory, trade-off, per-layer, accuracy vs parameters
     assert all(img.startswith(PNG_MAGIC) for img in images)
     assert "PASS" in html and "bit-exact" in html
     assert "index_free" in html and "800→40" in html
+    assert "<td>not measured</td>" in html  # no per-layer counts in this result
     assert "http" not in html.replace("http-equiv", "")  # nothing fetched from anywhere
 
 
+def test_report_without_a_sweep_says_so_instead_of_a_plot():
+    html = render(result())
+    assert len(_images(html)) == 3
+    assert "accuracy vs parameters (run `mcuflow sweep` and pass --sweep): no data in this session." in html
+
+
 def test_report_says_fail_on_mismatches():
-    html = render(_result(mismatches=3))
+    html = render(result(mismatches=3))
     assert "FAIL: 3 parity mismatches" in html
+
+
+def test_report_shows_measured_layer_instructions():
+    html = render(result(layer_instructions={"head.1": 6212.0, "exits.0.0": 1136.0}))
+    assert "<td>6,212</td>" in html and "<td>1,136</td>" in html and "not measured" not in html
+
+
+def test_report_escapes_what_it_prints():
+    html = render(result(board="<script>x</script>", checkpoint="a&b.pt"))
+    assert "<script>" not in html
+    assert "&lt;script&gt;x&lt;/script&gt;" in html and "<code>a&amp;b.pt</code>" in html
+
+
+def test_report_template_only_prints_prepared_values():
+    """No filters, indexing or slicing in the template: report.page computes every value."""
+    text = (templates_dir() / "report.html.j2").read_text()
+    expressions = re.findall(r"{{(.*?)}}|{%(.*?)%}", text, re.S)
+    assert expressions
+    for printed, statement in expressions:
+        code = printed or statement
+        assert "|" not in code and "[" not in code and "(" not in code, code
+        if statement:
+            assert statement.strip("- ").split()[0] in ("for", "endfor", "if", "else", "endif"), statement
 
 
 def test_report_command_from_json(tmp_path):
     src = tmp_path / "hil.json"
-    src.write_text(json.dumps(_result()))
+    write_result(result(), src)
     out = tmp_path / "r" / "report.html"
     assert main(["report", str(src), "-o", str(out)]) == 0
-    assert _images(out.read_text())
+    # the file gives the report the session itself would have written
+    assert out.read_text() == render(result(), load_sweep(default_sweep()))
 
 
-@pytest.mark.parametrize("content", ["{not json", json.dumps({"board": "x"}), json.dumps([1, 2])])
-def test_report_rejects_foreign_json(tmp_path, content, capsys):
+def _written(**changes) -> str:
+    value = result().to_json() | changes
+    return json.dumps(value)
+
+
+def _without(*path: str) -> str:
+    value = result().to_json()
+    inner = value
+    for key in path[:-1]:
+        inner = inner[key]
+    del inner[path[-1]]
+    return json.dumps(value)
+
+
+BAD = {
+    "not JSON": ("{not json", "not valid JSON"),
+    "another document": (json.dumps({"board": "x"}), "no format_version"),
+    "a list": (json.dumps([1, 2]), "expected an object"),
+    "no format version": (_without("format_version"), "no format_version"),
+    "a newer format version": (_written(format_version=2), "format_version 2"),
+    "a missing key": (_without("parity_mismatches"), "parity_mismatches: missing"),
+    "a wrong type": (_written(samples="many"), "samples: expected an integer"),
+    "a nested wrong type": (
+        json.dumps(result().to_json() | {"budget": {"flash_bytes": 1, "ram_bytes": None}}),
+        "budget.ram_bytes: expected an integer, got null",
+    ),
+    "an unknown key": (_written(surprise=1), "surprise: unexpected key"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_report_rejects_what_is_not_a_hil_result(tmp_path, case, capsys):
+    content, why = BAD[case]
     src = tmp_path / "bad.json"
     src.write_text(content)
     out = tmp_path / "report.html"
     assert main(["report", str(src), "-o", str(out)]) != 0
     err = capsys.readouterr().err
     assert err.startswith("mcuflow: error:") and "Traceback" not in err
+    assert why in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
     with pytest.raises(ConfigError):
-        load_result(src)
+        read_result(src)
+
+
+def test_report_of_a_fault_session(tmp_path):
+    from hil_samples import fault_result
+
+    src = tmp_path / "hil.json"
+    write_result(fault_result(), src)
+    assert dataclasses.asdict(read_result(src)) == dataclasses.asdict(fault_result())
+    assert "PASS" in render(read_result(src))

@@ -99,12 +99,13 @@ def hil_command(
     decision, intermediate bytes). The JSON holds samples, accuracy,
     float_accuracy, reference_accuracy, exit_rate, parity_mismatches,
     bytes_up_per_sample, bytes_per_offload, bytes_down_per_sample,
-    device_instructions_mean, samples_per_second and lost, among others.
+    device_instructions_mean, samples_per_second and lost, among others, and
+    format_version (`mcuflow report` reads the file back).
     Exits with status 3 when a sample was lost or differs from the reference.
 
     Example: mcuflow hil examples/paper_sparse.pt --board qemu-mps2-an386 --json out/hil.json
     """
-    from mcuflow.hil import run_hil, summary_lines, write_json
+    from mcuflow.hil import fault_lines, run_hil, summary_lines, write_json
 
     def log(msg: str) -> None:
         click.echo(msg, err=True)
@@ -140,21 +141,8 @@ def hil_command(
         fragment=fragment,
         profile=profile,
     )
-    for line in summary_lines(result):
+    for line in summary_lines(result) + fault_lines(result):
         click.echo(line)
-    if "faults" in result:
-        f, link = result["faults"], result["link"]
-        click.echo(
-            f"faults           {f['spec']} (seed {f['seed']}): {link['frames_sent']:,} frames sent, "
-            f"{link['retries']:,} resent, {link['device_frames_dropped'] + link['frames_rejected_by_host']:,} "
-            f"rejected (CRC/COBS), {link['rehellos']} re-HELLOs, {link['device_restarts']} emulator reboots"
-        )
-        if link.get("fragment_transfers"):
-            click.echo(
-                f"fragments        {link['fragment_transfers']:,} requests in parts: "
-                f"{link['fragment_parts_sent']:,} parts sent ({link['fragment_parts_resent']:,} resent), "
-                f"{link['fragment_statuses']:,} missing-part reports, {link['fragment_commit_timeouts']:,} COMMIT timeouts"
-            )
     if json_path:
         write_json(result, json_path)
         click.echo(f"results written to {json_path}")
@@ -163,10 +151,10 @@ def hil_command(
 
         write_report(result, report_path, sweep_csv or default_sweep())
         click.echo(f"report written to {report_path}")
-    if result["parity_mismatches"] or result["lost"] or result["errors"]:
+    if result.parity_mismatches or result.lost or result.errors:
         click.echo(
-            f"mcuflow: error: {result['parity_mismatches']} parity mismatches, {result['lost']} lost, "
-            f"{result['errors']} refused samples",
+            f"mcuflow: error: {result.parity_mismatches} parity mismatches, {result.lost} lost, "
+            f"{result.errors} refused samples",
             err=True,
         )
         sys.exit(3)

@@ -157,6 +157,7 @@ def link_sweep(
             f"export/hil flags: {link_flags(best)}"
         )
         if verify_samples:
+            from mcuflow import jsonshape
             from mcuflow.hil import run_hil
 
             res = run_hil(
@@ -173,23 +174,21 @@ def link_sweep(
                 link_bits=best["bits"],
                 link_shift=best["shift"] if best["bits"] < 8 else None,
             )
-            lc = res["link_compression"]
+            lc = res.link_compression
             summary["verify"] = {
-                k: res[k]
-                for k in (
-                    "samples",
-                    "accuracy",
-                    "reference_accuracy",
-                    "parity_mismatches",
-                    "lost",
-                    "errors",
-                    "bytes_per_offload",
-                )
-            } | {"link": lc}
+                "samples": res.samples,
+                "accuracy": res.accuracy,
+                "reference_accuracy": res.reference_accuracy,
+                "parity_mismatches": res.parity_mismatches,
+                "lost": res.lost,
+                "errors": res.errors,
+                "bytes_per_offload": res.bytes_per_offload,
+                "link": jsonshape.dump(lc),
+            }
             click.echo(
-                f"hil check ({res['samples']} samples on {board}): accuracy {100 * res['accuracy']:.2f}%, "
-                f"parity mismatches {res['parity_mismatches']}, {lc['tensor_bytes_per_offload']:.2f} B tensor / "
-                f"{lc['wire_bytes_per_offload_measured']:.2f} B on the wire per offload"
+                f"hil check ({res.samples} samples on {board}): accuracy {100 * res.accuracy:.2f}%, "
+                f"parity mismatches {res.parity_mismatches}, {lc.tensor_bytes_per_offload:.2f} B tensor / "
+                f"{lc.wire_bytes_per_offload_measured:.2f} B on the wire per offload"
             )
     else:
         click.echo(f"no setting stays within {max_loss:g} point(s) of {100 * reference_acc:.2f}%")

@@ -22,8 +22,9 @@ def report_command(result_json, output, sweep_csv):
 
     Example: mcuflow report out/hil.json -o out/report.html
     """
-    from mcuflow.report import default_sweep, load_result, write_report
+    from mcuflow.hil_result import read_result
+    from mcuflow.report import default_sweep, write_report
 
-    result = load_result(result_json)
+    result = read_result(result_json)
     write_report(result, output, sweep_csv or default_sweep())
     click.echo(f"report written to {output}")

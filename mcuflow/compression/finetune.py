@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mcuflow import exitrule
 from mcuflow.errors import ConfigError
 
 CHUNK = 5000
@@ -293,19 +294,21 @@ def train_head(
                 with torch.no_grad():
                     sim.hmax = float(model.run_head(x[:calibration_samples]).max())
                     sim.calibrated = True
-            h, exits = x[idx], []
+            h, exits = x[idx], [None] * len(model.exits)
             for j, layer in enumerate(model.head, start=1):  # as SplitNet.forward, exits see the unpruned head
                 h = layer(h)
-                exits += [model.exits[e](h) for e, at in enumerate(model.exit_points) if at == j]
+                for e, at in enumerate(model.exit_points):
+                    if at == j:
+                        exits[e] = model.exits[e](h)
             logits = model.run_tail(sim(h))
             w = torch.ones(len(idx))
             if exits and offload_weight != 1.0:
-                conf = torch.stack([torch.softmax(e.detach(), 1).max(1).values for e in exits]).max(0).values
-                w = torch.where(conf < exit_threshold, torch.full_like(w, offload_weight), w)
+                offloaded = ~_exited(exits, exit_threshold, model.exit_points)
+                w = torch.where(offloaded, torch.full_like(w, offload_weight), w)
             loss_each = torch.nn.functional.cross_entropy(logits, y[idx], reduction="none")
             loss = (loss_each * w).sum() / w.sum()
-            for e in exits:
-                loss = loss + torch.nn.functional.cross_entropy(e, y[idx])
+            for e in exitrule.device_order(model.exit_points):  # summed in the order they were computed
+                loss = loss + torch.nn.functional.cross_entropy(exits[e], y[idx])
             if teacher is not None:
                 with torch.no_grad():
                     t_final = teacher(x[idx])[1]
@@ -318,6 +321,15 @@ def train_head(
         tally.close_epoch(history, "head", epoch, epochs, log, "tail acc")
     model.eval()
     return history
+
+
+def _exited(exit_logits: list, exit_threshold: float, exit_points: list[int]):
+    """Which samples the device would answer at an exit (max softmax, the device's rule): a bool tensor."""
+    import torch
+
+    conf = [torch.softmax(e.detach(), 1).max(1).values.numpy() for e in exit_logits]
+    decision = exitrule.decide(conf, exit_threshold, attach=exit_points)
+    return torch.from_numpy(decision.exited)
 
 
 def _step(opt, sched, loss) -> None:

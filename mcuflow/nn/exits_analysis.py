@@ -1,19 +1,22 @@
 """Early-exit analysis: how many samples a confidence threshold lets leave early, and at what accuracy.
 
-A sample leaves at the first exit whose confidence passes the threshold
-(max softmax probability ``>= t``, or entropy in nats ``<= t``); the others are
-answered by the final output. The same rule is what the device applies at its
-exit, so the HIL report can call :func:`threshold_sweep` on logits it measured.
+A sample leaves at the first exit (in the device's order: attach position, then index) whose
+confidence passes the threshold (max softmax probability ``>= t``, or entropy in nats ``<= t``,
+tested as ``-entropy >= -t``); the others are answered by the final output. That is the device's
+rule, :func:`mcuflow.exitrule.decide`, applied here to float logits.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from mcuflow import exitrule
 
 CRITERIA = ("max_prob", "entropy")
 DEFAULT_THRESHOLDS = {
@@ -37,23 +40,36 @@ def _score_threshold(threshold: float, criterion: str) -> float:
     return threshold if criterion == "max_prob" else -threshold
 
 
-def _cascade(exit_logits: list[torch.Tensor], final_logits: torch.Tensor, passes: list[torch.Tensor]):
-    """Prediction and exit index (-1 = final) of every sample under the first-passing-exit rule."""
-    pred = final_logits.argmax(1).clone()
-    where = torch.full_like(pred, -1)
-    for e in reversed(range(len(exit_logits))):  # reversed: the first passing exit wins
-        ok = passes[e]
-        pred[ok] = exit_logits[e].argmax(1)[ok]
-        where[ok] = e
-    return pred, where
+def _cascade(
+    exit_logits: list[torch.Tensor],
+    final_logits: torch.Tensor,
+    threshold: float,
+    criterion: str,
+    exit_points: Sequence[int] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prediction and exit index (-1 = final) of every sample under the device's exit rule."""
+    scores = [confidence(lg, criterion).numpy() for lg in exit_logits]
+    decision = exitrule.decide(
+        scores, _score_threshold(threshold, criterion), attach=exit_points, samples=len(final_logits)
+    )
+    pred = decision.answer([lg.argmax(1).numpy() for lg in exit_logits], final_logits.argmax(1).numpy())
+    # back to torch: the accuracies below keep their float32 means, figure for figure
+    return torch.from_numpy(pred), torch.from_numpy(decision.exit_index)
 
 
 def evaluate_threshold(
-    exit_logits: list[torch.Tensor], final_logits: torch.Tensor, labels: torch.Tensor, threshold: float, criterion: str
+    exit_logits: list[torch.Tensor],
+    final_logits: torch.Tensor,
+    labels: torch.Tensor,
+    threshold: float,
+    criterion: str,
+    exit_points: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Fraction exiting early, accuracy of the exited ones, end-to-end accuracy."""
-    passes = [confidence(lg, criterion) >= _score_threshold(threshold, criterion) for lg in exit_logits]
-    pred, where = _cascade(exit_logits, final_logits, passes)
+    """Fraction exiting early, accuracy of the exited ones, end-to-end accuracy.
+
+    ``exit_points``: each exit's attach position (``SplitNet.exit_points``), which sets the order
+    the device tries them in; None: the order of ``exit_logits``."""
+    pred, where = _cascade(exit_logits, final_logits, threshold, criterion, exit_points)
     n = len(labels)
     early = where >= 0
     n_early = int(early.sum())
@@ -74,9 +90,10 @@ def threshold_sweep(
     labels: torch.Tensor,
     criterion: str = "max_prob",
     thresholds: list[float] | None = None,
+    exit_points: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     thresholds = DEFAULT_THRESHOLDS[criterion] if thresholds is None else thresholds
-    return [evaluate_threshold(exit_logits, final_logits, labels, t, criterion) for t in thresholds]
+    return [evaluate_threshold(exit_logits, final_logits, labels, t, criterion, exit_points) for t in thresholds]
 
 
 def at_exit_fraction(
@@ -84,7 +101,8 @@ def at_exit_fraction(
 ) -> dict[str, Any]:
     """Let exactly the ``fraction`` most confident samples (at one exit) leave early.
 
-    The threshold reported is the confidence of the least confident exited sample,
+    Not the device's rule (:mod:`mcuflow.exitrule`): a fixed fraction leaves, ties at the cut
+    included or not by position, to find the threshold that gives it. The threshold reported is the confidence of the least confident exited sample,
     i.e. the device threshold that gives (about) this fraction on this data.
     """
     n = len(labels)
@@ -130,8 +148,11 @@ def analyse_logits(
     labels: torch.Tensor,
     thresholds: dict[str, list[float]] | None = None,
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
+    exit_points: Sequence[int] | None = None,
 ) -> ExitAnalysis:
-    """Sweeps over both criteria plus the fixed-fraction points (for the first exit)."""
+    """Sweeps over both criteria plus the fixed-fraction points (for the first exit).
+
+    ``exit_points``: the exits' attach positions (the device's order), as in :func:`evaluate_threshold`."""
     labels = labels.long()
     out = ExitAnalysis(
         samples=len(labels),
@@ -139,7 +160,9 @@ def analyse_logits(
         final_accuracy=float((final_logits.argmax(1) == labels).float().mean()),
     )
     for c in CRITERIA:
-        out.sweeps[c] = threshold_sweep(exit_logits, final_logits, labels, c, (thresholds or {}).get(c))
+        out.sweeps[c] = threshold_sweep(
+            exit_logits, final_logits, labels, c, (thresholds or {}).get(c), exit_points=exit_points
+        )
         if exit_logits:
             out.fractions[c] = [at_exit_fraction(exit_logits[0], final_logits, labels, f, c) for f in fractions]
     return out
@@ -149,6 +172,7 @@ def analyse_model(model, x: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> Exi
     from mcuflow.nn.train import predict
 
     exit_logits, final_logits = predict(model, x)
+    kwargs.setdefault("exit_points", model.exit_points)
     return analyse_logits(exit_logits, final_logits, y, **kwargs)
 
 

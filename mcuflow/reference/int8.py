@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mcuflow import exitrule
 from mcuflow.errors import ConfigError
 from mcuflow.ir.quantized import QExit, QLinear, QModel
 
@@ -68,7 +69,7 @@ def exit_decision(ex: QExit, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray
     gap = l64.max(axis=1, keepdims=True) - l64
     total = ex.lut.astype(np.int64)[gap].sum(axis=1)
     conf = np.minimum(32767, (2**30 + (total >> 1)) // total)
-    return label.astype(np.uint8), conf.astype(np.uint16), conf >= ex.threshold_q15
+    return label.astype(np.uint8), conf.astype(np.uint16), exitrule.reaches(conf, ex.threshold_q15)
 
 
 def run(model: QModel, inputs: np.ndarray) -> ReferenceResult:
@@ -83,31 +84,25 @@ def run(model: QModel, inputs: np.ndarray) -> ReferenceResult:
     acts = [h]
     for layer in model.head:
         acts.append(linear(layer, acts[-1]))
-    exited = np.zeros(n, dtype=bool)
-    exit_index = np.zeros(n, dtype=np.uint8)
-    label = np.zeros(n, dtype=np.uint8)
-    conf = np.zeros(n, dtype=np.uint16)
-    evaluated = np.zeros((n, len(model.exits)), dtype=bool)
+    # Every exit runs on every sample here (the device stops at the answering one: ``evaluated``);
+    # which exit answers is the shared rule, each exit with its own Q15 threshold.
     logits_all, conf_all, label_all = [], [], []
-    # the device evaluates exits by attach position, then by index
-    order = sorted(range(len(model.exits)), key=lambda e: (model.exits[e].at, e))
-    results = {}
-    for e in order:
-        ex = model.exits[e]
+    for ex in model.exits:
         z = acts[ex.at]
         for layer in ex.layers:
             z = linear(layer, z)
-        lab, c, ok = exit_decision(ex, z)
-        results[e] = (z, lab, c)
-        evaluated[:, e] = ~exited
-        take = ok & ~exited
-        exit_index[take], label[take], conf[take] = e, lab[take], c[take]
-        exited |= take
-    for e in range(len(model.exits)):
-        z, lab, c = results[e]
+        lab, c, _ = exit_decision(ex, z)
         logits_all.append(z)
         label_all.append(lab)
         conf_all.append(c)
+    decision = exitrule.decide(
+        conf_all, [ex.threshold_q15 for ex in model.exits], attach=[ex.at for ex in model.exits], samples=n
+    )
+    exited = decision.exited
+    exit_index = np.where(exited, decision.exit_index, 0).astype(np.uint8)
+    label = decision.answer(label_all, np.zeros(n, dtype=np.uint8))
+    conf = decision.answer(conf_all, np.zeros(n, dtype=np.uint16))
+    evaluated = decision.evaluated
     return ReferenceResult(
         exited.astype(np.uint8), exit_index, label, conf, acts[-1], logits_all, conf_all, label_all, evaluated
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import tempfile
 import threading
@@ -99,20 +98,20 @@ class ExportFacts:
 
 
 def read_export_facts(export_dir: Path) -> ExportFacts:
-    """The only reader of ``export.json`` here: a plain ``json.loads`` until the export has a typed
-    manifest to read instead (mcuflow.manifest is being rewritten)."""
-    meta = json.loads((export_dir / "export.json").read_text())
-    inter = meta["quantization"]["intermediate"]
-    link = meta.get("link")
+    """What a session needs of the export, from its typed manifest."""
+    from mcuflow.manifest import ExportManifest
+
+    m = ExportManifest.read(export_dir)
+    plain = m.to_json()
     try:
         return ExportFacts(
-            model_hash=meta["model_hash"],
-            intermediate_len=int(meta["intermediate_len"]),
-            intermediate_scale=float(inter["scale"]),
-            intermediate_zp=int(inter["zero_point"]),
-            link=None if link is None else jsonshape.load(LinkSettings, link, "link"),
+            model_hash=m.model_hash,
+            intermediate_len=m.intermediate_len,
+            intermediate_scale=m.quantization.intermediate.scale,
+            intermediate_zp=m.quantization.intermediate.zero_point,
+            link=jsonshape.load(LinkSettings, plain["link"], "link"),
             summary=jsonshape.load(
-                ExportSummary, {k: meta[k] for k in ("layers", "exits", "totals", "peak_ram_bytes")}, ""
+                ExportSummary, {k: plain[k] for k in ("layers", "exits", "totals", "peak_ram_bytes")}, ""
             ),
         )
     except jsonshape.ShapeError as err:

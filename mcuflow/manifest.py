@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mcuflow import atomic
+from mcuflow import atomic, jsonshape
 from mcuflow.codec.compress import LinkConfig, link_scale
 from mcuflow.errors import ConfigError
 from mcuflow.ir.quantized import QExit, QLinear, QModel
 from mcuflow.npz import read_npz
 from mcuflow.sparsity.patterns import StructuredParams
-from mcuflow.typedjson import from_json, to_json
 
 FORMAT = "mcuflow-export"
 FORMAT_VERSION = 2  # 2: the static kernel library, per-exit thresholds, every static buffer in `ram`
@@ -191,7 +190,7 @@ class ExportManifest:
         return sum(e.constant_bytes for e in self.all_layers()) + 512 * len(self.exits)
 
     def to_json(self) -> dict:
-        return to_json(self)
+        return jsonshape.dump_fields(self)
 
     def write(self, directory: str | Path) -> Path:
         return atomic.write_text(Path(directory) / MANIFEST, json.dumps(self.to_json(), indent=2) + "\n")
@@ -213,7 +212,10 @@ class ExportManifest:
                 f"{path} has format version {data.get('format_version')!r}; this mcuflow reads version "
                 f"{FORMAT_VERSION}: export the model again"
             )
-        return from_json(cls, data, str(path))
+        try:
+            return jsonshape.load_fields(cls, data, "")
+        except jsonshape.ShapeError as err:
+            raise ConfigError(f"{path} is not a complete export manifest: {err}") from None
 
 
 def layer_entry(layer: QLinear) -> LayerEntry:

@@ -25,7 +25,8 @@ from mcuflow.ir.packed import FORMATS
 from mcuflow.ir.quantized import QModel
 from mcuflow.manifest import WEIGHTS, ExportManifest, TailFiles, manifest_of, weight_arrays
 from mcuflow.passes import choose_formats, fuse_relu, plan_kernels, plan_memory, quantize
-from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD, threshold_q15
+from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD, InputQuant, threshold_q15
+from mcuflow.reference.agreement import QuantCheck
 
 DEFAULT_CALIBRATION_SAMPLES = 1000
 
@@ -46,12 +47,13 @@ def compile_graph(
     exit_threshold: float = DEFAULT_EXIT_THRESHOLD,
     force_format: str | None = None,
     small_ram: bool = False,
+    input_quant: InputQuant | None = None,
 ) -> QModel:
     """The named passes in order: fuse_relu -> quantize -> choose_formats -> plan_kernels -> plan_memory."""
     fused = fuse_relu(graph)
     if not fused.head or not any(n.kind == "linear" for n in fused.head):
         raise ConfigError("the head has no linear layer: nothing to run on the device")
-    q = quantize(fused, calibration, per_channel=per_channel, exit_threshold=exit_threshold)
+    q = quantize(fused, calibration, per_channel=per_channel, exit_threshold=exit_threshold, input_quant=input_quant)
     choose_formats(q, force=force_format)
     plan_kernels(q, small_ram=small_ram)
     plan_memory(q)
@@ -63,8 +65,32 @@ def compile_graph(
 # ---------------------------------------------------------------- calibration data
 
 
-def calibration_inputs(n: int, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, str]:
-    """The first ``n`` MNIST training images as float pixels/255 (N, 784), and where they came from.
+@dataclass(frozen=True)
+class CalibrationData:
+    """Float inputs to calibrate on, and held-out ones (with labels when known) to check int8 against float."""
+
+    x: np.ndarray  # (N, input_len)
+    check_x: np.ndarray  # (M, input_len), M may be 0
+    check_y: np.ndarray | None
+    source: str
+
+    @classmethod
+    def from_arrays(cls, x: np.ndarray, labels: np.ndarray | None = None, source: str = "caller-supplied"):
+        """A caller's inputs: the last fifth is held out for the check when there are enough of them."""
+        x = np.asarray(x, dtype=np.float64)
+        held = len(x) // 5 if len(x) >= MIN_HELD_OUT * 5 else 0
+        cut = len(x) - held
+        y = None if labels is None or held == 0 else np.asarray(labels)[cut:]
+        return cls(x[:cut], x[cut:], y, f"{source}, {cut} samples ({held} more held out for the int8 check)")
+
+
+MIN_HELD_OUT = 10
+CHECK_SAMPLES = 500  # held-out inputs for the int8 check, after the calibration ones
+
+
+def calibration_inputs(n: int, data_dir: str | os.PathLike | None = None) -> CalibrationData:
+    """The first ``n`` MNIST training images as float pixels/255 (N, 784), and the next ones (with their
+    labels) held out for the int8 check.
 
     Falls back to the bundled test subset in ``examples/`` when no MNIST directory is available.
     """
@@ -83,8 +109,9 @@ def calibration_inputs(n: int, data_dir: str | os.PathLike | None = None) -> tup
                 f"no calibration data: {err}; pass --data-dir or set MCUFLOW_DATA_DIR to a directory with MNIST"
             ) from None
         source = "bundled MNIST test subset (examples/)"
-    images = split.images[:n]
-    return images.reshape(len(images), -1).astype(np.float64) / 255.0, f"{source}, first {len(images)} images"
+    flat = split.images.reshape(len(split.images), -1).astype(np.float64) / 255.0
+    x, check = flat[:n], flat[n : n + CHECK_SAMPLES]
+    return CalibrationData(x, check, split.labels[n : n + len(check)], f"{source}, first {len(x)} images")
 
 
 # ---------------------------------------------------------------- the tail
@@ -178,6 +205,18 @@ def model_constant_bytes(q: QModel) -> int:
     return layers + sum(ex.lut.nbytes for ex in q.exits)
 
 
+def _check_quantization(graph: Graph, q: QModel, cal: CalibrationData, model) -> QuantCheck | None:
+    """Float vs int8 answers on the held-out inputs (or on the calibration inputs when none are held out)."""
+    from mcuflow.reference.agreement import check_quantization
+
+    held = len(cal.check_x) > 0
+    x = cal.check_x if held else cal.x
+    if len(x) == 0:
+        return None
+    tail = tail_arrays(model) if model is not None else None
+    return check_quantization(graph, q, x, labels=cal.check_y if held else None, tail=tail, held_out=held)
+
+
 LINK_CONFIG_HEADER = "mcuflow_link_config.h"
 
 
@@ -210,6 +249,10 @@ def export(
     link_bits: int = 8,
     link_shift: int | None = None,
     small_ram: bool = False,
+    input_scale: float | None = None,
+    input_zero_point: int | None = None,
+    input_range: tuple[float, float] | None = None,
+    calibration_labels: np.ndarray | None = None,
 ) -> ExportResult:
     """Compile a checkpoint (``.pt``) or ONNX file (``.onnx``) into ``out_dir``, atomically."""
     t0 = time.perf_counter()
@@ -220,6 +263,7 @@ def export(
     if force_format is not None and force_format not in FORMATS:
         raise ConfigError(f"unknown storage format {force_format!r}; choose one of {', '.join(FORMATS)}")
     LinkConfig(prune_threshold, prune_topk, link_bits).validate()
+    input_quant = InputQuant.declared(input_scale, input_zero_point, input_range)
     if calibration is None and calibration_samples <= 0:
         raise ConfigError(f"--calibration-samples must be positive, got {calibration_samples}")
     if out_dir.exists() and not out_dir.is_dir():
@@ -235,17 +279,22 @@ def export(
         model = load(source)
         graph = graph_from_model(model, model_hash(model), name=source.stem)
     if calibration is None:
-        calibration, where = calibration_inputs(calibration_samples, data_dir)
-        if graph.input_len != calibration.shape[1]:
-            raise ConfigError(
-                f"the model takes {graph.input_len} inputs but the calibration images have {calibration.shape[1]}"
-            )
+        cal = calibration_inputs(calibration_samples, data_dir)
     else:
-        where = f"caller-supplied, {len(calibration)} samples"
-    notes.append(f"calibration: {where}")
-    q = compile_graph(graph, calibration, per_channel, exit_threshold, force_format, small_ram)
+        cal = CalibrationData.from_arrays(calibration, calibration_labels)
+    if cal.x.ndim != 2 or graph.input_len != cal.x.shape[1]:
+        raise ConfigError(
+            f"the model takes inputs of {graph.input_len} values but the calibration data has shape {tuple(cal.x.shape)}"
+        )
+    notes.append(f"calibration: {cal.source}")
+    q = compile_graph(graph, cal.x, per_channel, exit_threshold, force_format, small_ram, input_quant)
+    q.input_source = input_quant.source if input_quant else f"calibration range [{cal.x.min():g}, {cal.x.max():g}]"
+    check = _check_quantization(graph, q, cal, model)
+    if check is not None:
+        notes.append(("" if check.passed else "WARNING: ") + check.describe()
+                     + ("" if check.passed else f", below the {100 * check.bound:.0f}% bound"))  # fmt: skip
     q.notes = notes
-    link = _link_config(q, calibration, prune_threshold, prune_topk, link_bits, link_shift)
+    link = _link_config(q, cal.x, prune_threshold, prune_topk, link_bits, link_shift)
     _check_board(board, q, notes)
     files = {**render_library(q), **render_packaging(q)}
     try:
@@ -268,7 +317,9 @@ def export(
             notes.append("ONNX source: no tail exported (the ONNX file holds the head and exits only)")
         tail = TailFiles(onnx="tail.onnx", npz="tail.npz") if (tmp / "tail.npz").exists() else None
         written = [*files, LINK_CONFIG_HEADER, WEIGHTS, *([tail.npz, tail.onnx] if tail else [])]
-        manifest = manifest_of(q, link, tail=tail, files=written, notes=notes, seconds=time.perf_counter() - t0)
+        manifest = manifest_of(
+            q, link, tail=tail, files=written, notes=notes, check=check, seconds=time.perf_counter() - t0
+        )
         manifest.write(tmp)
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))

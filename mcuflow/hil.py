@@ -33,9 +33,13 @@ from mcuflow.hil_result import (
     LinkCounters,
     LinkSettings,
     ParityExample,
+    QuantizationSummary,
     TradeoffRow,
     write_result,
 )
+from mcuflow.manifest import Quantization
+
+QUANT_LOSS_BOUND_POINTS = 1.0  # more accuracy lost to int8 than this is not a PASS
 
 # A real UART at 115200 baud sends 11,520 bytes/s with 8N1 framing (10 bits a byte).
 BAUD_115200_BYTES_PER_S = 115200 / 10
@@ -95,6 +99,7 @@ class ExportFacts:
     intermediate_zp: int
     link: LinkSettings | None
     summary: ExportSummary
+    quantization: Quantization
 
 
 def read_export_facts(export_dir: Path) -> ExportFacts:
@@ -113,6 +118,7 @@ def read_export_facts(export_dir: Path) -> ExportFacts:
             summary=jsonshape.load(
                 ExportSummary, {k: plain[k] for k in ("layers", "exits", "totals", "peak_ram_bytes")}, ""
             ),
+            quantization=m.quantization,
         )
     except jsonshape.ShapeError as err:
         raise ConfigError(f"{export_dir / 'export.json'} is not an export this mcuflow reads: {err}") from None
@@ -232,6 +238,7 @@ def _run_hil(
     fault_seed: int = 0,
     fragment: str | int = "auto",
     profile: bool = True,
+    input_quant: dict | None = None,
 ) -> HilResult:
     import mcuflow
     from mcuflow import export as exporter
@@ -269,6 +276,7 @@ def _run_hil(
         prune_topk=prune_topk,
         link_bits=link_bits,
         link_shift=link_shift,
+        **(input_quant or {}),
         **kwargs,
     )
     export_seconds = time.perf_counter() - t0
@@ -408,6 +416,7 @@ def _run_hil(
             ref, tail_ref_pred, labels, bytes_local, bytes_offload, attach=[ex.at for ex in facts.summary.exits]
         ),
         link_compression=_link_summary(facts, ref, offload),
+        quantization=_quantization_summary(facts.quantization, float_e2e, _int8_predictions(ref, tail, facts), labels),
         faults=None if faults is None else FaultSession(faults, fault_seed, devices),
     )
 
@@ -464,6 +473,37 @@ def _link_line(lc: LinkCompression) -> str:
     )
 
 
+def _int8_predictions(ref, tail, facts: ExportFacts) -> np.ndarray:
+    """The int8 reference's answers with the head output as it is, before link compression: what int8
+    alone costs (the link's share is in the link compression summary)."""
+    from mcuflow.reference import dequantize
+
+    raw = dequantize(ref.intermediate, facts.intermediate_scale, facts.intermediate_zp)
+    return np.where(ref.exited.astype(bool), ref.label, np.argmax(tail.logits(raw), axis=1))
+
+
+def _quantization_line(q: QuantizationSummary) -> str:
+    verdict = "within" if q.passed else "OVER"
+    export = "" if q.export_agreement is None else f"; export check: {100 * q.export_agreement:.2f}% agreement"
+    return (
+        f"quantisation     int8 loses {q.loss_points:.2f} points against float ({verdict} the {q.bound_points:g}-point "
+        f"bound); input q = round(x / {q.input_scale:.6g}) + {q.input_zero_point} ({q.input_source}){export}"
+    )
+
+
+def _quantization_summary(q: Quantization, float_pred, int8_pred, labels) -> QuantizationSummary:
+    check = q.check
+    return QuantizationSummary(
+        input_scale=q.input.scale,
+        input_zero_point=q.input.zero_point,
+        input_source=q.input_source,
+        loss_points=100 * float(np.mean(float_pred == labels) - np.mean(int8_pred == labels)),
+        bound_points=QUANT_LOSS_BOUND_POINTS,
+        export_agreement=None if check is None else check.agreement,
+        export_check_samples=None if check is None else check.samples,
+    )
+
+
 def write_json(result: HilResult, path: str | os.PathLike) -> Path:
     """``result`` as ``mcuflow hil --json`` writes it (:func:`mcuflow.hil_result.read_result` reads it back)."""
     return write_result(result, path)
@@ -483,6 +523,7 @@ def summary_lines(r: HilResult) -> list[str]:
         f"int8 reference {pct(r.reference_accuracy)}, float final layer {pct(r.float_final_accuracy)})",
         f"early exit       {pct(r.exit_rate)} answered on the device at threshold {r.exit_threshold:g}",
         f"parity           {r.parity_mismatches} mismatches against the numpy reference",
+        _quantization_line(r.quantization),
         f"device           {num(r.device_instructions_mean)} {r.instruction_unit} per inference (mean)"
         + _per_layer_text(r.layer_instructions),
         f"wire             {num(r.bytes_down_per_sample, ',.1f')} B down, {num(r.bytes_up_per_sample, ',.1f')} B up "

@@ -17,7 +17,7 @@ from mcuflow import jsonshape
 from mcuflow.errors import ConfigError
 
 # 1: the session dict of earlier versions, with this key added. Bump on any change a reader must know.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the quantisation block
 
 
 @dataclass(frozen=True)
@@ -255,6 +255,23 @@ class FaultSession:
 
 
 @dataclass(frozen=True)
+class QuantizationSummary:
+    """What int8 costs on this session's samples, next to parity (which says only that C == reference)."""
+
+    input_scale: float
+    input_zero_point: int
+    input_source: str  # the calibration range, or what the user declared
+    loss_points: float  # float accuracy minus the int8 reference's, before link compression, in points
+    bound_points: float
+    export_agreement: float | None  # int8 vs float answers on export's held-out calibration inputs
+    export_check_samples: int | None
+
+    @property
+    def passed(self) -> bool:
+        return self.loss_points <= self.bound_points
+
+
+@dataclass(frozen=True)
 class HilResult:
     """One session's results; the field names are the JSON keys (see ``mcuflow hil --help``)."""
 
@@ -302,7 +319,22 @@ class HilResult:
     wall_seconds: float
     tradeoff: list[TradeoffRow]
     link_compression: LinkCompression
+    quantization: QuantizationSummary
     faults: FaultSession | None = None  # set when the session went through the fault-injecting proxy
+
+    @property
+    def passed(self) -> bool:
+        """Bit-exact, nothing lost or refused, and int8 within the bound of the float model."""
+        return not (self.parity_mismatches or self.lost or self.errors) and self.quantization.passed
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.parity_mismatches or self.lost or self.errors:
+            out.append(f"{self.parity_mismatches} parity mismatches, {self.lost} lost, {self.errors} refused samples")
+        if not self.quantization.passed:
+            q = self.quantization
+            out.append(f"int8 loses {q.loss_points:.2f} accuracy points against float (bound {q.bound_points:g})")
+        return out
 
     def to_json(self) -> dict[str, Any]:
         out = {"format_version": FORMAT_VERSION, **jsonshape.dump_fields(self)}

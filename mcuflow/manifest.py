@@ -18,6 +18,7 @@ from mcuflow.codec.compress import LinkConfig, link_scale
 from mcuflow.errors import ConfigError
 from mcuflow.ir.quantized import QExit, QLinear, QModel
 from mcuflow.npz import read_npz
+from mcuflow.reference.agreement import QuantCheck
 from mcuflow.sparsity.patterns import StructuredParams
 
 FORMAT = "mcuflow-export"
@@ -121,11 +122,16 @@ class RamUse:
 
 @dataclass(frozen=True)
 class Quantization:
+    """How real values become int8: a firmware converts a sensor value x with
+    ``q = clamp(round(x / input.scale) + input.zero_point, -128, 127)``."""
+
     scheme: str
     per_channel: bool
     calibration_samples: int
     input: QParams
+    input_source: str  # the calibration range, or what the user declared
     intermediate: QParams
+    check: QuantCheck | None  # int8 against float on held-out inputs
 
 
 @dataclass(frozen=True)
@@ -256,6 +262,7 @@ def manifest_of(
     tail: TailFiles | None,
     files: list[str],
     notes: list[str],
+    check: QuantCheck | None = None,
     seconds: float = 0.0,
 ) -> ExportManifest:
     """The manifest of a compiled model (after every pass)."""
@@ -284,7 +291,9 @@ def manifest_of(
             q.per_channel,
             q.calibration_samples,
             QParams(q.input_scale, q.input_zp),
+            q.input_source,
             QParams(q.intermediate_scale, q.intermediate_zp),
+            check,
         ),
         layers=HeadLayers(head),
         exits=exits,
@@ -370,6 +379,7 @@ def load_model(directory: str | Path) -> QModel:
         calibration_samples=q.calibration_samples,
         source=meta.source,
         small_ram=meta.small_ram,
+        input_source=q.input_source,
     )
 
 

@@ -202,11 +202,13 @@ class ReportPage:
 
 
 def page(r: HilResult, sweep: list[dict] | None = None) -> ReportPage:
-    ok = r.parity_mismatches == 0 and r.lost == 0
+    ok = r.passed
+    q = r.quantization
     verdict = (
-        f"PASS: all {r.samples:,} device answers are bit-exact with the numpy int8 reference"
+        f"PASS: all {r.samples:,} device answers are bit-exact with the numpy int8 reference; "
+        f"int8 loses {q.loss_points:.2f} accuracy points against float"
         if ok
-        else f"FAIL: {r.parity_mismatches} parity mismatches, {r.lost} lost samples"
+        else "FAIL: " + "; ".join(r.problems())
     )
     rows = []
     for x, instructions in _layers(r):
@@ -229,6 +231,7 @@ def page(r: HilResult, sweep: list[dict] | None = None) -> ReportPage:
         ("end-to-end accuracy (device + host tail)", _pct(r.accuracy)),
         ("float model at the same threshold", _pct(r.float_accuracy)),
         ("numpy int8 reference", _pct(r.reference_accuracy)),
+        ("quantisation loss (float - int8)", f"{q.loss_points:.2f} points (bound {q.bound_points:g})"),
         ("answered on the device (early exit)", _pct(r.exit_rate)),
         ("exit threshold", f"{r.exit_threshold:g}"),
         ("device work per inference", f"{_num(r.device_instructions_mean)} {r.instruction_unit}"),

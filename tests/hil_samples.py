@@ -18,6 +18,7 @@ from mcuflow.hil_result import (
     LinkCounters,
     LinkSettings,
     ParityExample,
+    QuantizationSummary,
     TradeoffRow,
 )
 
@@ -104,8 +105,13 @@ def result(mismatches: int = 0, **changes) -> HilResult:
             wire_compression_vs_float32=186 / 59,
             wire_compression_vs_int8=66 / 59,
         ),
+        quantization=quantization(),
     )
     return dataclasses.replace(base, **changes)
+
+
+def quantization(loss_points: float = 0.04) -> QuantizationSummary:
+    return QuantizationSummary(1 / 255, -128, "calibration range [0, 1]", loss_points, 1.0, 0.998, 500)
 
 
 def fault_counters() -> FaultLinkCounters:

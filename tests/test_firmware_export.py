@@ -106,6 +106,8 @@ def test_protocol_firmware_answers_over_serial(paper_export, board):
         client = DeviceClient(SerialTransport.wrap(q.serial, q.url), timeout=5.0)
         hello = client.hello()
         assert hello.board == board and hello.input_len == model.input_len
+        # HELLO says how the device's inputs are quantised: the export's own scale and zero point
+        assert (hello.input_scale, hello.input_zero_point) == (np.float32(model.input_scale), model.input_zp)
         for i, x in enumerate(xs):
             reply = client.infer(x)
             if want.exited[i]:

@@ -63,9 +63,9 @@ LEGACY_KEYS = [
 
 def test_json_keeps_every_key_in_order_and_adds_the_format_version():
     value = result().to_json()
-    assert list(value) == ["format_version", *LEGACY_KEYS]
+    assert list(value) == ["format_version", *LEGACY_KEYS, "quantization"]
     assert value["format_version"] == FORMAT_VERSION
-    assert list(fault_result().to_json()) == ["format_version", *LEGACY_KEYS, "faults"]
+    assert list(fault_result().to_json()) == ["format_version", *LEGACY_KEYS, "quantization", "faults"]
     assert value["tradeoff"][0] == {
         "threshold": 0.5,
         "exit_rate": 0.75,
@@ -139,3 +139,12 @@ def test_from_json_names_where_a_value_is_wrong():
     value["export"]["layers"]["head"][0]["relu"] = 1
     with pytest.raises(jsonshape.ShapeError, match=r"export\.layers\.head\[0\]\.relu: expected true or false"):
         HilResult.from_json(value)
+
+
+def test_a_large_quantisation_loss_is_not_a_pass():
+    from hil_samples import quantization
+
+    assert result().passed and not result().problems()
+    lossy = result(quantization=quantization(loss_points=20.0))
+    assert not lossy.passed
+    assert lossy.problems() == ["int8 loses 20.00 accuracy points against float (bound 1)"]

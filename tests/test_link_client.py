@@ -257,3 +257,16 @@ def test_session_reports_every_sample_when_the_link_dies():
     assert [r.status for r in records] == ["local"] * 3 + ["lost"] * 3
     assert "port unplugged" in records[3].error and records[5].error.startswith("not sent: the link failed")
     assert summary.as_dict()["lost"] == 3 and summary.samples == 6
+
+
+def test_hello_carries_the_input_quantisation_when_its_capability_says_so():
+    base = m.Hello((0, 1), 1 | m.CAP_INPUT_QUANT, 10, 4, 3, 1, 1024, 0, HASH, "b", 0, 0.25, -7)
+    raw = base.pack()
+    got = m.Hello.parse(raw)
+    assert (got.input_scale, got.input_zero_point) == (0.25, -7)
+    with pytest.raises(m.ProtocolError, match="does not match"):
+        m.Hello.parse(raw[:-1])  # the capability promises five more bytes
+    with pytest.raises(m.ProtocolError, match="input scale"):
+        m.Hello.parse(raw[:-5] + struct.pack("<fb", -1.0, 0))
+    plain = m.Hello((0, 1), 1, 10, 4, 3, 1, 1024, 0, HASH, "b").pack()
+    assert m.Hello.parse(plain).input_scale is None

@@ -100,7 +100,8 @@ BAD = {
     "another document": (json.dumps({"board": "x"}), "no format_version"),
     "a list": (json.dumps([1, 2]), "expected an object"),
     "no format version": (_without("format_version"), "no format_version"),
-    "a newer format version": (_written(format_version=2), "format_version 2"),
+    "a newer format version": (_written(format_version=99), "format_version 99"),
+    "an older format version": (_written(format_version=1), "format_version 1"),
     "a missing key": (_without("parity_mismatches"), "parity_mismatches: missing"),
     "a wrong type": (_written(samples="many"), "samples: expected an integer"),
     "a nested wrong type": (

@@ -47,7 +47,7 @@ typedef char mcuflow_intermediate_fits_frame
  * model this keeps about 1.9 KB of RAM free. */
 #define SERVE_MAX2(a, b) ((a) > (b) ? (a) : (b))
 #define SERVE_REPLY_MAX_PAYLOAD                                                                   \
-    SERVE_MAX2(SERVE_MAX2(MCUFLOW_HELLO_FIXED_LEN + MCUFLOW_BOARD_NAME_MAX, 1u + MCUFLOW_ERROR_TEXT_MAX), \
+    SERVE_MAX2(SERVE_MAX2(MCUFLOW_HELLO_FIXED_LEN + MCUFLOW_BOARD_NAME_MAX + MCUFLOW_HELLO_INPUT_QUANT_LEN, 1u + MCUFLOW_ERROR_TEXT_MAX), \
                SERVE_MAX2(MCUFLOW_LOCAL_RESULT_LEN, MCUFLOW_OFFLOAD_FIXED_LEN + MCUFLOW_INTERMEDIATE_LEN))
 #define SERVE_TX_RAW_CAP (MCUFLOW_LINK_HEADER_LEN + SERVE_REPLY_MAX_PAYLOAD + MCUFLOW_LINK_CRC_LEN)
 #define SERVE_TX_ENC_CAP (SERVE_TX_RAW_CAP + 1u + SERVE_TX_RAW_CAP / 254u)
@@ -130,6 +130,9 @@ static uint16_t hello_payload(serve_link_t *l) {
     uint32_t caps =
         MCUFLOW_CAP_ENC_ALL | MCUFLOW_CAP_DEDUP | MCUFLOW_CAP_BYE | MCUFLOW_CAP_INFER_SPARSE | MCUFLOW_CAP_FRAGMENT;
     uint16_t i, k = 0;
+#ifdef MCUFLOW_INPUT_SCALE_BITS
+    caps |= MCUFLOW_CAP_INPUT_QUANT; /* a generated model: the host learns how to quantise its inputs */
+#endif
     p[0] = (uint8_t)MCUFLOW_FIRMWARE_VERSION_MAJOR;
     p[1] = (uint8_t)MCUFLOW_FIRMWARE_VERSION_MINOR;
     mcuflow_put_u32(p + 2, caps);
@@ -149,7 +152,13 @@ static uint16_t hello_payload(serve_link_t *l) {
         }
     }
     p[50] = (uint8_t)k;
+#ifdef MCUFLOW_INPUT_SCALE_BITS
+    mcuflow_put_u32(p + MCUFLOW_HELLO_FIXED_LEN + k, (uint32_t)MCUFLOW_INPUT_SCALE_BITS);
+    p[MCUFLOW_HELLO_FIXED_LEN + k + 4u] = (uint8_t)(int8_t)MCUFLOW_INPUT_ZERO_POINT;
+    return (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k + MCUFLOW_HELLO_INPUT_QUANT_LEN);
+#else
     return (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k);
+#endif
 }
 
 /* INFER_SPARSE inputs are decoded straight into the head's own input buffer when it has one

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from mcuflow.cli.main import cli
-from mcuflow.cli.options import link_options
+from mcuflow.cli.options import input_quant_kwargs, input_quant_options, link_options
 from mcuflow.ir.packed import FORMATS
 from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD
 
@@ -36,6 +36,7 @@ from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD
     "--data-dir", type=click.Path(file_okay=False), default=None, help="MNIST directory (default $MCUFLOW_DATA_DIR)."
 )
 @link_options
+@input_quant_options
 @click.option(
     "--per-channel/--per-tensor", default=True, show_default=True, help="Weight scale per output row or per tensor."
 )
@@ -58,6 +59,9 @@ def export_cmd(
     prune_topk,
     link_bits,
     link_shift,
+    input_scale,
+    input_zero_point,
+    input_range,
     small_ram,
 ) -> None:
     """Compile SOURCE (a checkpoint .pt or an ONNX file) into a C library in OUTPUT."""
@@ -77,6 +81,7 @@ def export_cmd(
         link_bits=link_bits,
         link_shift=link_shift,
         small_ram=small_ram,
+        **input_quant_kwargs(input_scale, input_zero_point, input_range),
     )
     m = res.manifest
     for layer in m.all_layers():
@@ -90,6 +95,8 @@ def export_cmd(
         f"{ram.static_bytes} B (arena {ram.arena_bytes}, scratch {ram.scratch_bytes}, exit flags {ram.state_bytes}), "
         f"exit threshold {m.exit_threshold} ({res.seconds:.2f} s)"
     )
+    inq = m.quantization.input
+    click.echo(f"input: q = round(x / {inq.scale:.6g}) + {inq.zero_point} ({m.quantization.input_source})")
     click.echo(f"link compression: {m.link.label}")
     for note in res.notes:
         click.echo(f"note: {note}")

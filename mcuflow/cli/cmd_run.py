@@ -107,6 +107,18 @@ def run_cmd(
         if sparse and not info.capabilities & CAP_INFER_SPARSE:
             raise ConfigError(f"the device ({info.board}) does not accept bitmap-encoded inputs (INFER_SPARSE)")
         check_model_hash(info.model_hash_hex, expected_hash, hash_source)
+        if info.input_scale is not None:  # the device says how its inputs are quantised
+            device_quant = InputQuant(float(np.float32(info.input_scale)), int(info.input_zero_point))
+            if export_dir is not None and (np.float32(quant.scale), quant.zero_point) != (
+                np.float32(device_quant.scale),
+                device_quant.zero_point,
+            ):
+                raise ConfigError(
+                    f"the device quantises inputs with scale {device_quant.scale:.6g} and zero point "
+                    f"{device_quant.zero_point}, the export {export_dir} with {quant.scale:.6g} and {quant.zero_point}"
+                )
+            if export_dir is None:
+                quant = device_quant
         labels = None
         if input_path is not None:
             inputs = load_inputs(input_path, info.input_len)

@@ -74,3 +74,36 @@ def link_flags(cfg: dict) -> str:
     if cfg["bits"] != 8:
         flags.append(f"--link-bits {cfg['bits']} --link-shift {cfg['shift']}")
     return " ".join(flags) or "(none: dense int8)"
+
+
+INPUT_QUANT_OPTIONS = (
+    click.option(
+        "--input-scale", type=float, default=None, help="Input scale: q = round(x / scale) + zero point [calibrated]."
+    ),
+    click.option("--input-zero-point", type=int, default=None, help="Input zero point, -128..127 [calibrated]."),
+    click.option(
+        "--input-range",
+        default=None,
+        metavar="LO,HI",
+        help="The range real inputs take (instead of --input-scale/--input-zero-point) [calibrated].",
+    ),
+)
+
+
+def input_quant_options(f):
+    """How real inputs become int8 on the device; by default from the calibration inputs' range."""
+    for option in reversed(INPUT_QUANT_OPTIONS):
+        f = option(f)
+    return f
+
+
+def input_quant_kwargs(input_scale, input_zero_point, input_range) -> dict:
+    """The export() keyword arguments of the input quantisation options."""
+    rng = None
+    if input_range is not None:
+        try:
+            lo, hi = (float(v) for v in input_range.split(","))
+        except ValueError:
+            raise ConfigError(f"--input-range must be LO,HI (two numbers), got {input_range!r}") from None
+        rng = (lo, hi)
+    return {"input_scale": input_scale, "input_zero_point": input_zero_point, "input_range": rng}

@@ -112,6 +112,8 @@ class LibraryContext:
     num_classes: int
     input_zp: int
     input_scale_bits: int
+    input_scale_text: str  # the float32 scale as a C literal's digits
+    input_source: str
     intermediate_zp: int
     intermediate_scale_bits: int
     plan: MemoryPlan
@@ -170,6 +172,8 @@ def build_context(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> Libr
         num_classes=model.num_classes,
         input_zp=model.input_zp,
         input_scale_bits=float_bits(model.input_scale),
+        input_scale_text=f"{np.float32(model.input_scale):.9g}",
+        input_source=c_comment(model.input_source),
         intermediate_zp=model.intermediate_zp,
         intermediate_scale_bits=float_bits(model.intermediate_scale),
         plan=plan,

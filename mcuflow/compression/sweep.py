@@ -109,7 +109,7 @@ def prepare(
             raise ConfigError(f"--samples must be in 1..{len(data)}, got {samples}")
         data = data.subset(samples)
     ref = reference.run(q, reference.pixels_to_input(data.images))
-    calib, _ = exporter.calibration_inputs(calibration_samples, data_dir)
+    calib = exporter.calibration_inputs(calibration_samples, data_dir).x
     calib_ref = reference.run(q, reference.quantize_input(calib, q.input_scale, q.input_zp))
     tail = read_npz(work / "export" / "tail.npz", "the tail weights")
     return SweepContext(

@@ -83,6 +83,7 @@ class QModel:
     calibration_samples: int
     source: str = "torch"
     small_ram: bool = False  # no kernel scratch buffer (passes.plan_kernels)
+    input_source: str = "calibration range"  # where the input scale and zero point came from
     plan: MemoryPlan | None = None  # set by passes.plan_memory
     notes: list[str] = field(default_factory=list)
 

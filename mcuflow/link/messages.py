@@ -55,6 +55,7 @@ CAP_DEDUP = 1 << 8
 CAP_BYE = 1 << 9
 CAP_INFER_SPARSE = 1 << 10
 CAP_FRAGMENT = 1 << 11
+CAP_INPUT_QUANT = 1 << 12  # HELLO_REPLY ends with the input scale (float32) and zero point (int8)
 
 # Fragmented requests (INFER_PART / INFER_COMMIT / XFER_STATUS).
 XFER_MAX_PARTS = 64
@@ -72,6 +73,7 @@ _HELLO = struct.Struct("<BBIHHBBHI32sB")
 _LOCAL = struct.Struct("<BBHI")
 _OFFLOAD = struct.Struct("<BBHiII")
 HELLO_FIXED_LEN = _HELLO.size
+_INPUT_QUANT = struct.Struct("<fb")
 LOCAL_RESULT_LEN = _LOCAL.size
 OFFLOAD_FIXED_LEN = _OFFLOAD.size
 
@@ -93,6 +95,8 @@ class Hello:
     model_hash: bytes
     board: str
     wire_len: int = 0
+    input_scale: float | None = None  # with CAP_INPUT_QUANT: q = round(x / scale) + zero_point
+    input_zero_point: int | None = None
 
     @property
     def model_hash_hex(self) -> str:
@@ -118,6 +122,11 @@ class Hello:
                 len(board),
             )
             + board
+            + (
+                _INPUT_QUANT.pack(self.input_scale, self.input_zero_point)
+                if self.capabilities & CAP_INPUT_QUANT
+                else b""
+            )
         )
 
     @classmethod
@@ -125,9 +134,15 @@ class Hello:
         if len(payload) < HELLO_FIXED_LEN:
             raise ProtocolError(f"HELLO_REPLY of {len(payload)} bytes is shorter than {HELLO_FIXED_LEN}")
         major, minor, caps, n_in, n_mid, n_cls, n_exits, max_payload, dropped, digest, k = _HELLO.unpack_from(payload)
-        if k > BOARD_NAME_MAX or len(payload) != HELLO_FIXED_LEN + k:
+        extra = _INPUT_QUANT.size if caps & CAP_INPUT_QUANT else 0
+        if k > BOARD_NAME_MAX or len(payload) != HELLO_FIXED_LEN + k + extra:
             raise ProtocolError(f"HELLO_REPLY board name length {k} does not match its {len(payload)}-byte payload")
-        raw_name = payload[HELLO_FIXED_LEN:]
+        raw_name = payload[HELLO_FIXED_LEN : HELLO_FIXED_LEN + k]
+        scale = zero_point = None
+        if extra:
+            scale, zero_point = _INPUT_QUANT.unpack_from(payload, HELLO_FIXED_LEN + k)
+            if not (math.isfinite(scale) and scale > 0):
+                raise ProtocolError(f"HELLO_REPLY input scale {scale} is not a positive number")
         if not all(0x20 <= b < 0x7F for b in raw_name):
             raise ProtocolError("HELLO_REPLY board name is not printable ASCII")
         if not 0 < n_in <= MAX_PAYLOAD:
@@ -137,8 +152,9 @@ class Hello:
         if n_cls < 1:
             raise ProtocolError("HELLO_REPLY says the model has no classes")
         return cls(
-            (major, minor), caps, n_in, n_mid, n_cls, n_exits, max_payload, dropped, digest, raw_name.decode(), wire_len
-        )
+            (major, minor), caps, n_in, n_mid, n_cls, n_exits, max_payload, dropped, digest, raw_name.decode(), wire_len,
+            scale, zero_point,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

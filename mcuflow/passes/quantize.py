@@ -3,7 +3,9 @@
 * weights: symmetric int8 in [-127, 127], one scale per tensor or per output row;
 * activations: asymmetric int8, min/max calibrated (range always includes 0, so a
   fused ReLU output has zero point -128 exactly);
-* the input: pixels/255, scale 1/255 and zero point -128, so ``q = pixel - 128`` exactly;
+* the input: asymmetric int8 from the calibration inputs' range like any activation, or the scale and zero
+  point the user declares (:class:`InputQuant`); MNIST pixels/255 calibrate to scale 1/255 and zero
+  point -128, so ``q = pixel - 128`` exactly;
 * biases: int32 ``round(b / (s_in * s_w))`` with ``-in_zp * sum(w)`` folded in;
 * requantisation: Q31 multiplier and a right shift with one rounding (see ``mcuflow.ir.quantized``).
 """
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,10 +21,43 @@ from mcuflow.errors import ConfigError
 from mcuflow.ir.graph import Graph, Linear, Pad
 from mcuflow.ir.quantized import QExit, QLinear, QModel
 
-INPUT_SCALE = 1.0 / 255.0
-INPUT_ZERO_POINT = -128
 INT32_MAX = 2**31 - 1
 DEFAULT_EXIT_THRESHOLD = 0.9
+
+
+@dataclass(frozen=True)
+class InputQuant:
+    """How real inputs become int8: ``q = clamp(round(x / scale) + zero_point, -128, 127)``."""
+
+    scale: float
+    zero_point: int
+    source: str  # "calibration" or what the user declared
+
+    @classmethod
+    def declared(cls, scale: float | None, zero_point: int | None, value_range: tuple[float, float] | None):
+        """The user's input quantisation (--input-scale/--input-zero-point or --input-range), or None."""
+        if value_range is not None:
+            if scale is not None or zero_point is not None:
+                raise ConfigError("give --input-range or --input-scale/--input-zero-point, not both")
+            lo, hi = (float(v) for v in value_range)
+            if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+                raise ConfigError(f"--input-range must be two finite numbers LO < HI, got {lo:g},{hi:g}")
+            s, zp = activation_params(lo, hi)
+            return cls(s, zp, f"declared range [{lo:g}, {hi:g}]")
+        if scale is None and zero_point is None:
+            return None
+        if scale is None or zero_point is None:
+            raise ConfigError("--input-scale and --input-zero-point go together")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ConfigError(f"--input-scale must be a positive number, got {scale}")
+        if not -128 <= zero_point <= 127:
+            raise ConfigError(f"--input-zero-point must be in -128..127, got {zero_point}")
+        return cls(float(scale), int(zero_point), "declared scale and zero point")
+
+    @classmethod
+    def calibrated(cls, calibration: np.ndarray) -> InputQuant:
+        s, zp = activation_params(float(np.min(calibration)), float(np.max(calibration)))
+        return cls(s, zp, "calibration range")
 
 
 def quantize_multiplier(m: float) -> tuple[int, int]:
@@ -120,8 +156,12 @@ def quantize(
     calibration: np.ndarray,
     per_channel: bool = True,
     exit_threshold: float = DEFAULT_EXIT_THRESHOLD,
+    input_quant: InputQuant | None = None,
 ) -> QModel:
-    """Quantise a fused graph (``passes.fuse_relu``) with float inputs ``calibration`` (N, input_len) in [0, 1]."""
+    """Quantise a fused graph (``passes.fuse_relu``) with float inputs ``calibration`` (N, input_len).
+
+    The input's scale and zero point come from ``input_quant`` when the user declared them, else from the
+    calibration inputs' range."""
     calibration = np.asarray(calibration, dtype=np.float64)
     if calibration.ndim != 2 or calibration.shape[1] != graph.input_len or len(calibration) == 0:
         raise ConfigError(
@@ -137,7 +177,8 @@ def quantize(
         padded_len = nodes.pop(0).n_out
     offset = len(graph.head) - len(nodes)
     # (scale, zp) of the value after each head position (position 0: the (padded) input)
-    qparams = [(INPUT_SCALE, INPUT_ZERO_POINT)]
+    inq = input_quant or InputQuant.calibrated(calibration)
+    qparams = [(inq.scale, inq.zero_point)]
     head = []
     for node in nodes:
         if not isinstance(node, Linear):
@@ -166,8 +207,8 @@ def quantize(
         model_hash=graph.model_hash,
         input_len=graph.input_len,
         padded_len=padded_len,
-        input_scale=INPUT_SCALE,
-        input_zp=INPUT_ZERO_POINT,
+        input_scale=inq.scale,
+        input_zp=inq.zero_point,
         head=head,
         exits=exits,
         num_classes=graph.num_classes,

@@ -18,8 +18,12 @@ extern "C" {
 #define MCUFLOW_NUM_CLASSES       3
 #define MCUFLOW_NUM_EXITS         1
 #define MCUFLOW_MODEL_HASH_HEX    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+/* Inputs are int8: a firmware converts a sensor value x (in the units the model was trained on, after its
+ * normalisation) with q = clamp(round(x / MCUFLOW_INPUT_SCALE) + MCUFLOW_INPUT_ZERO_POINT, -128, 127).
+ * Input scale 0.0039153453, zero point -128: from the calibration range. */
 #define MCUFLOW_INPUT_ZERO_POINT  (-128)
-#define MCUFLOW_INPUT_SCALE_BITS  998277249u   /* IEEE-754 float32 bits of the input scale */
+#define MCUFLOW_INPUT_SCALE       0.0039153453f
+#define MCUFLOW_INPUT_SCALE_BITS  998263884u   /* IEEE-754 float32 bits of the input scale */
 #define MCUFLOW_INTERMEDIATE_ZERO_POINT  (-128)
 #define MCUFLOW_INTERMEDIATE_SCALE_BITS  1002880781u
 /* Static RAM the library uses (it allocates nothing at run time): the activation arena, the kernels'

@@ -115,9 +115,7 @@ def read_export_facts(export_dir: Path) -> ExportFacts:
             intermediate_scale=m.quantization.intermediate.scale,
             intermediate_zp=m.quantization.intermediate.zero_point,
             link=jsonshape.load(LinkSettings, plain["link"], "link"),
-            summary=jsonshape.load(
-                ExportSummary, {k: plain[k] for k in ("layers", "exits", "totals", "peak_ram_bytes")}, ""
-            ),
+            summary=ExportSummary.of(m),
             quantization=m.quantization,
         )
     except jsonshape.ShapeError as err:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mcuflow import jsonshape
 from mcuflow.errors import ConfigError
+from mcuflow.manifest import ExitEntry, ExportManifest, HeadLayers, LayerEntry, TotalsByPart
 
 # 1: the session dict of earlier versions, with this key added. Bump on any change a reader must know.
 FORMAT_VERSION = 2  # 2: the quantisation block
@@ -183,68 +184,22 @@ class LinkCounters:
             raise RuntimeError(f"the link reported counters HilResult cannot hold: {err}") from None
 
 
-class _CarriesMore:
-    """For excerpts of ``export.json``: the fields mcuflow reads are typed, the others ride along in
-    ``more`` exactly as the export wrote them. export.json is getting its own typed manifest; then
-    these excerpts can come from it instead."""
-
-    def to_json(self) -> dict[str, Any]:
-        out = jsonshape.dump_fields(self)
-        return out | out.pop("more")
-
-    @classmethod
-    def from_json(cls, value: Any, where: str):
-        typed = [name for name in cls.__dataclass_fields__ if name != "more"]
-        if not isinstance(value, dict):
-            return jsonshape.load_fields(cls, value, where)  # raises: not an object
-        known = {k: v for k, v in value.items() if k in typed}
-        return jsonshape.load_fields(cls, known | {"more": {k: v for k, v in value.items() if k not in typed}}, where)
-
-
-@dataclass(frozen=True)
-class LayerSummary(_CarriesMore):
-    """A layer as ``export.json`` describes it."""
-
-    name: str
-    n_in: int
-    n_out: int
-    degree: int
-    pattern: str
-    format: str
-    nnz: int
-    weight_bytes: int
-    index_bytes: int
-    macs: int
-    relu: bool
-    more: dict[str, Any] = field(default_factory=dict)  # kernel, quantisation, structured parameters...
-
-
-@dataclass(frozen=True)
-class HeadLayers:
-    head: list[LayerSummary]
-
-
-@dataclass(frozen=True)
-class ExitSummary(_CarriesMore):
-    name: str
-    at: int  # head layers before the exit's input: the device evaluates exits in this order
-    threshold_q15: int
-    layers: list[LayerSummary]
-    more: dict[str, Any] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class ExportSummary:
-    """The model as exported (an excerpt of ``export.json``)."""
+    """The model as exported: the manifest's layers, exits, totals and RAM (mcuflow.manifest)."""
 
     layers: HeadLayers
-    exits: list[ExitSummary]
-    totals: dict[str, dict[str, int]]  # part (head, exits, all) -> measure (nnz, weight_bytes...) -> total
+    exits: list[ExitEntry]
+    totals: TotalsByPart
     peak_ram_bytes: int
 
-    def all_layers(self) -> list[LayerSummary]:
+    def all_layers(self) -> list[LayerEntry]:
         """Head layers, then each exit's, in the order the selftest profile counts them."""
         return [*self.layers.head, *(layer for ex in self.exits for layer in ex.layers)]
+
+    @classmethod
+    def of(cls, m: ExportManifest) -> ExportSummary:
+        return cls(m.layers, m.exits, m.totals, m.peak_ram_bytes)
 
 
 @dataclass(frozen=True)

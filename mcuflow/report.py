@@ -14,7 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from mcuflow import atomic
-from mcuflow.hil_result import HilResult, LayerSummary
+from mcuflow.hil_result import HilResult
+from mcuflow.manifest import LayerEntry
 
 TEMPLATE = "report.html.j2"
 
@@ -168,7 +169,7 @@ def layers_figure(r: HilResult) -> str | None:
     return s
 
 
-def _layers(r: HilResult) -> list[tuple[LayerSummary, float | None]]:
+def _layers(r: HilResult) -> list[tuple[LayerEntry, float | None]]:
     """Every layer on the device, with its measured instructions per call (None: not measured)."""
     per_layer = r.layer_instructions or {}
     return [(layer, per_layer.get(layer.name)) for layer in r.export.all_layers()]

@@ -7,13 +7,10 @@ import dataclasses
 from mcuflow.hil_result import (
     Budget,
     ComponentSize,
-    ExitSummary,
     ExportSummary,
     FaultLinkCounters,
     FaultSession,
-    HeadLayers,
     HilResult,
-    LayerSummary,
     LinkCompression,
     LinkCounters,
     LinkSettings,
@@ -21,26 +18,26 @@ from mcuflow.hil_result import (
     QuantizationSummary,
     TradeoffRow,
 )
+from mcuflow.manifest import ExitEntry, HeadLayers, LayerEntry, QParams, Range, Totals, TotalsByPart
 
 
-def layer(name: str = "head.1", n_in: int = 800, n_out: int = 40, degree: int = 40, **more) -> LayerSummary:
-    return LayerSummary(
-        name=name,
-        n_in=n_in,
-        n_out=n_out,
-        degree=degree,
-        pattern="structured",
-        format="index_free",
-        nnz=n_out * degree,
-        weight_bytes=n_out * degree,
-        index_bytes=0,
-        macs=n_out * degree,
-        relu=True,
-        more=more,
-    )
+def layer(name: str = "head.1", n_in: int = 800, n_out: int = 40, degree: int = 40) -> LayerEntry:
+    nnz = n_out * degree
+    return LayerEntry(
+        name=name, n_in=n_in, n_out=n_out, degree=degree, pattern="structured", structured=None,
+        format="index_free", kernel="mcuflow_fc_index_free", nnz=nnz, stored_values=nnz, weight_bytes=nnz,
+        index_bytes=0, index_type=None, row_ptr_type=None, bias_bytes=4 * n_out, requant_bytes=5 * n_out,
+        macs=nnz, relu=True, input=QParams(1 / 255, -128), output=QParams(0.02, -128),
+        weight_scale=Range(0.001, 0.01), act_min=-128, act_max=127, saturated_biases=0,
+    )  # fmt: skip
+
+
+def _totals(layers: list[LayerEntry]) -> Totals:
+    return Totals.of(layers)
 
 
 def result(mismatches: int = 0, **changes) -> HilResult:
+    head, exit_layer = layer(), layer("exits.0.0", 40, 10, 10)
     base = HilResult(
         board="qemu-mps2-an386",
         qemu_machine="mps2-an386",
@@ -81,10 +78,10 @@ def result(mismatches: int = 0, **changes) -> HilResult:
         ram_bytes=3000,
         budget=Budget(flash_bytes=16384, ram_bytes=4096),
         export=ExportSummary(
-            layers=HeadLayers(head=[layer(kernel="mcuflow_fc_index_free")]),
-            exits=[ExitSummary("exits.0", 1, 29491, [layer("exits.0.0", 40, 10, 10)])],
-            totals={"all": {"nnz": 1700, "macs": 1700}},
-            peak_ram_bytes=840,
+            layers=HeadLayers(head=[head]),
+            exits=[ExitEntry("exits.0", 1, 29491, [exit_layer])],
+            totals=TotalsByPart(_totals([head]), _totals([exit_layer]), _totals([head, exit_layer])),
+            peak_ram_bytes=2521,
         ),
         components={"model": ComponentSize(4000, 800, 3000), "app": ComponentSize(3000, 2200, 300)},
         workdir=None,

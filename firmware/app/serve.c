@@ -30,6 +30,20 @@
 #endif
 typedef char mcuflow_link_bits_valid[(MCUFLOW_LINK_BITS >= 2u && MCUFLOW_LINK_BITS <= 8u) ? 1 : -1];
 
+/* The board name is known when the firmware is built for a board (not in host test builds), so the reply
+ * buffers need room for that name only, not for the protocol's 32 bytes. */
+#if defined(__has_include)
+#if __has_include("board_config.h")
+#include "board_config.h"
+#endif
+#endif
+#ifdef BOARD_NAME
+#define SERVE_BOARD_NAME_MAX (sizeof(BOARD_NAME) - 1u)
+typedef char serve_board_name_fits[(sizeof(BOARD_NAME) - 1u <= MCUFLOW_BOARD_NAME_MAX) ? 1 : -1];
+#else
+#define SERVE_BOARD_NAME_MAX MCUFLOW_BOARD_NAME_MAX
+#endif
+
 #ifndef MCUFLOW_FIRMWARE_VERSION_MAJOR
 #define MCUFLOW_FIRMWARE_VERSION_MAJOR 0
 #endif
@@ -47,7 +61,7 @@ typedef char mcuflow_intermediate_fits_frame
  * model this keeps about 1.9 KB of RAM free. */
 #define SERVE_MAX2(a, b) ((a) > (b) ? (a) : (b))
 #define SERVE_REPLY_MAX_PAYLOAD                                                                   \
-    SERVE_MAX2(SERVE_MAX2(MCUFLOW_HELLO_FIXED_LEN + MCUFLOW_BOARD_NAME_MAX + MCUFLOW_HELLO_INPUT_QUANT_LEN, 1u + MCUFLOW_ERROR_TEXT_MAX), \
+    SERVE_MAX2(SERVE_MAX2(MCUFLOW_HELLO_FIXED_LEN + SERVE_BOARD_NAME_MAX + MCUFLOW_HELLO_INPUT_QUANT_LEN, 1u + MCUFLOW_ERROR_TEXT_MAX), \
                SERVE_MAX2(MCUFLOW_LOCAL_RESULT_LEN, MCUFLOW_OFFLOAD_FIXED_LEN + MCUFLOW_INTERMEDIATE_LEN))
 #define SERVE_TX_RAW_CAP (MCUFLOW_LINK_HEADER_LEN + SERVE_REPLY_MAX_PAYLOAD + MCUFLOW_LINK_CRC_LEN)
 #define SERVE_TX_ENC_CAP (SERVE_TX_RAW_CAP + 1u + SERVE_TX_RAW_CAP / 254u)
@@ -146,7 +160,7 @@ static uint16_t hello_payload(serve_link_t *l) {
         p[18u + i] = mcuflow_model_hash[i];
     }
     if (board != 0) {
-        while (board[k] != '\0' && k < MCUFLOW_BOARD_NAME_MAX) {
+        while (board[k] != '\0' && k < SERVE_BOARD_NAME_MAX) {
             p[MCUFLOW_HELLO_FIXED_LEN + k] = (uint8_t)board[k];
             k++;
         }

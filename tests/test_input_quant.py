@@ -3,15 +3,20 @@ against the float model on held-out inputs, warning when it is too much."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
-import torch
 
 import mcuflow
 from mcuflow.errors import ConfigError
 from mcuflow.export import export
 from mcuflow.nn import build_model, paper_config
 from mcuflow.passes.quantize import InputQuant
+
+sys.path.insert(0, str(Path(__file__).parent))
+from c.compiler_support import train_quick  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +29,7 @@ def standardised(mnist_dir, tmp_path_factory):
     mean, std = float(x.mean()), float(x.std())
     x = (x - mean) / std
     y = train.labels.astype(np.int64)
-    torch.manual_seed(0)
-    model = build_model(paper_config())
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    xt, yt = torch.from_numpy(x[:20000]), torch.from_numpy(y[:20000])
-    g = torch.Generator().manual_seed(0)
-    for _ in range(400):
-        idx = torch.randint(0, len(xt), (128,), generator=g)
-        exits, final = model(xt[idx])
-        loss = torch.nn.functional.cross_entropy(final, yt[idx]) + sum(
-            torch.nn.functional.cross_entropy(e, yt[idx]) for e in exits
-        )
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    model = train_quick(build_model(paper_config()), x[:20000], y[:20000], steps=400)
     path = mcuflow.save(model, tmp_path_factory.mktemp("std") / "std.pt")
     return path, x[30000:31500], y[30000:31500]
 

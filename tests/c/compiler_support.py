@@ -24,9 +24,11 @@ def mnist(mnist_dir: Path, split: str):
 
 
 def train_quick(model, images: np.ndarray, labels: np.ndarray, steps: int = 400, seed: int = 0):
-    """A few hundred Adam steps on the joint exit + final loss: enough for parity tests."""
+    """A few hundred Adam steps on the joint exit + final loss: enough for parity tests. uint8 ``images`` are
+    pixels (divided by 255); float ones are taken as they are."""
     torch.manual_seed(seed)
-    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
+    flat = images.reshape(len(images), -1)
+    x = torch.from_numpy(flat.astype(np.float32) / (255.0 if flat.dtype == np.uint8 else 1.0))
     y = torch.from_numpy(labels.astype(np.int64))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(seed)

@@ -129,3 +129,47 @@ def test_onnx_compiles_with_per_tensor_scales(tmp_path):
     q = compile_graph(g, rng.uniform(0, 1, (50, 30)), per_channel=False)
     assert q.head[0].packed.format == "dense"
     assert all((layer.w_scale == layer.w_scale[0]).all() for layer in q.all_layers())
+
+
+@pytest.mark.parametrize("flatten", ["module", "view"])
+def test_default_torch_exporter_with_an_nchw_input(flatten, tmp_path):
+    """torch.onnx.export's default (dynamo) exporter, an (N, 1, 28, 28) input flattened by nn.Flatten or a view:
+    the head compiles and the C matches the reference."""
+    import torch
+    from torch import nn
+
+    require_tools("gcc")
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.flat, self.fc, self.exit = nn.Flatten(), nn.Linear(784, 16), nn.Linear(16, 10)
+
+        def forward(self, x):
+            x = self.flat(x) if flatten == "module" else x.reshape(x.shape[0], -1)
+            h = torch.relu(self.fc(x))
+            return h, self.exit(h)
+
+    torch.manual_seed(0)
+    path = tmp_path / "head.onnx"
+    torch.onnx.export(Head().eval(), (torch.zeros(2, 1, 28, 28),), str(path), input_names=["x"])  # dynamo
+    g = graph_from_onnx(path)
+    assert g.input_len == 784 and len(g.exits) == 1
+    rng = np.random.default_rng(0)
+    q = compile_graph(g, rng.random((64, 784)), exit_threshold=0.3)
+    out, ref = c_vs_reference(q, rng.integers(-128, 128, (100, 784)).astype(np.int8), tmp_path)
+    assert_parity(out, ref)
+
+
+def test_reshape_to_another_width_is_refused(tmp_path):
+    w = numpy_helper.from_array(np.ones((8, 4), np.float32), "w")
+    shape = numpy_helper.from_array(np.array([-1, 3, 4], np.int64), "shape")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
+             helper.make_node("Reshape", ["h", "shape"], ["y"], name="odd")]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, shape],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph), tmp_path / "odd.onnx")
+    with pytest.raises(ConfigError, match=r"odd \(Reshape\) to \[-1, 3, 4\] is not supported"):
+        graph_from_onnx(tmp_path / "odd.onnx")

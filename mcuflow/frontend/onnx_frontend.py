@@ -1,13 +1,15 @@
 """ONNX -> float IR, for a head and exits trained elsewhere.
 
-Accepted graphs: one float input ``(N, n_in)`` (or ``(n_in,)``), and nodes Gemm, MatMul followed by
-Add (a bias initializer), Relu, Flatten and Identity. Weights must be initializers.
+Accepted graphs: one float input ``(N, n_in)``, ``(n_in,)`` or ``(N, C, H, W)`` (any fixed shape after the
+batch axis: the device sees it flattened, row-major), and nodes Gemm, MatMul followed by Add (a bias
+initializer), Relu, Flatten, Reshape to ``(N, -1)`` / ``(N, width)`` (what torch's exporters write for
+``nn.Flatten`` and ``x.view(N, -1)``) and Identity. Weights must be initializers.
 
 Outputs are identified by order: the **first graph output is the head output** (the intermediate
 the device offloads); **every further output is an exit's logits**, exits evaluated in that order.
 Each exit's chain is followed back to the head chain; the point where it joins is where it reads.
-The input is quantised like MNIST pixels: values in [0, 1], scale 1/255, zero point -128, so a network
-trained elsewhere must take its inputs in that range. Zero weights are kept as stored (dense) unless every row has the same nonzero count, in which case
+The input's int8 scale and zero point come from the calibration inputs (or the user), as for a checkpoint.
+Zero weights are kept as stored (dense) unless every row has the same nonzero count, in which case
 the layer becomes a fixed in-degree sparse layer (``pattern='explicit'``).
 """
 
@@ -21,7 +23,7 @@ import numpy as np
 from mcuflow.errors import ConfigError
 from mcuflow.ir.graph import ExitBranch, Graph, Linear, Relu
 
-SUPPORTED = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Identity")
+SUPPORTED = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Reshape", "Identity")
 
 
 def _attr(node, name: str, default):
@@ -60,9 +62,10 @@ def graph_from_onnx(path: str | Path, name: str | None = None) -> Graph:
     if len(inputs) != 1:
         raise ConfigError(f"{path}: expected exactly one non-weight graph input, found {len(inputs)}")
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
-    if not dims or dims[-1] <= 0:
-        raise ConfigError(f"{path}: the input needs a fixed last dimension (the input length)")
-    input_name, input_len = inputs[0].name, int(dims[-1])
+    sample = dims[1:] if len(dims) > 1 else dims  # the batch axis first, its size free
+    if not sample or any(d <= 0 for d in sample):
+        raise ConfigError(f"{path}: the input needs fixed dimensions after the batch axis, got {dims}")
+    input_name, input_len = inputs[0].name, int(np.prod(sample))
     if len(g.output) < 1:
         raise ConfigError(f"{path}: the graph has no outputs")
 
@@ -97,7 +100,16 @@ def graph_from_onnx(path: str | Path, name: str | None = None) -> Graph:
         while i < len(nodes):
             node = nodes[i]
             label = node.name or f"{prefix}.{i}"
-            if node.op_type in ("Flatten", "Identity"):
+            if node.op_type == "Flatten":
+                if _attr(node, "axis", 1) != 1:
+                    raise ConfigError(f"{path}: {label} (Flatten) must keep the batch axis (axis=1)")
+            elif node.op_type == "Reshape":
+                shape = [int(v) for v in inits[node.input[1]].reshape(-1)] if node.input[1] in inits else None
+                if shape is None or len(shape) != 2 or shape[1] not in (-1, width):
+                    raise ConfigError(
+                        f"{path}: {label} (Reshape) to {shape} is not supported; only to (N, -1) or (N, {width})"
+                    )
+            elif node.op_type == "Identity":
                 pass
             elif node.op_type == "Relu":
                 out.append(Relu(label, width))

@@ -63,28 +63,53 @@ def compile_graph(
 # ---------------------------------------------------------------- calibration data
 
 
-def calibration_inputs(n: int, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, str]:
-    """The first ``n`` MNIST training images as float pixels/255 (N, 784), and where they came from.
+def calibration_inputs(
+    n: int,
+    data_dir: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
+    record=None,
+) -> tuple[np.ndarray, str]:
+    """The first ``n`` training inputs, normalised (N, width) float64, and where they came from.
 
-    Falls back to the bundled test subset in ``examples/`` when no MNIST directory is available.
+    ``data`` is the user's data (``--data``), else MNIST from ``data_dir``, falling back to the bundled
+    test subset in ``examples/`` when no MNIST directory is available. ``record`` (a checkpoint's
+    :class:`~mcuflow.data.DataRecord`) gives the normalisation the model was trained with; without
+    one, MNIST is pixels/255 and other data is normalised by its own rule (min/max of its training split).
     """
     if n <= 0:
         raise ConfigError(f"--calibration-samples must be positive, got {n}")
-    from mcuflow.data import bundled_test_subset, load_mnist, resolve_data_dir
+    from mcuflow import data as datasets
 
+    if data is not None:
+        ds = datasets.load_data(data).for_model("train", record)
+        how = ds.normalization.describe() + ("" if record is not None else "; the model records none")
+        source, ds = ds.source, ds.head(n)
+        return ds.inputs(np.float64), f"{source}, first {len(ds)} samples, inputs {how}"
     try:
-        split = load_mnist("train", data_dir, download=False)
-        source = f"MNIST train ({resolve_data_dir(data_dir)})"
+        ds = datasets.mnist_split("train", data_dir, download=False, record=record)
     except DataError as err:
         try:
-            split = bundled_test_subset()
+            split = datasets.bundled_test_subset()
         except DataError:
             raise DataError(
-                f"no calibration data: {err}; pass --data-dir or set MCUFLOW_DATA_DIR to a directory with MNIST"
+                f"no calibration data: {err}; pass --data, or --data-dir or MCUFLOW_DATA_DIR for MNIST"
             ) from None
-        source = "bundled MNIST test subset (examples/)"
-    images = split.images[:n]
-    return images.reshape(len(images), -1).astype(np.float64) / 255.0, f"{source}, first {len(images)} images"
+        ds = datasets.mnist_dataset(split, "bundled MNIST test subset (examples/)", record)
+    source, ds = ds.source, ds.head(n)
+    return ds.inputs(np.float64), f"{source}, first {len(ds)} images"
+
+
+def _input_range_notes(q: QModel, calibration: np.ndarray) -> list[str]:
+    """Say so when calibration inputs fall outside what the int8 input represents: the device clips them
+    (e.g. mean/std-normalised data under a fixed [0, 1] input range), and accuracy suffers."""
+    lo, hi = (-128 - q.input_zp) * q.input_scale, (127 - q.input_zp) * q.input_scale
+    cmin, cmax = float(np.min(calibration)), float(np.max(calibration))
+    if cmin >= lo - q.input_scale / 2 and cmax <= hi + q.input_scale / 2:
+        return []
+    return [
+        f"calibration inputs span [{cmin:.4g}, {cmax:.4g}] but the int8 input represents [{lo:.4g}, {hi:.4g}]: "
+        "values outside are clipped on the device"
+    ]
 
 
 # ---------------------------------------------------------------- the tail
@@ -202,6 +227,7 @@ def export(
     force_format: str | None = None,
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     data_dir: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
     per_channel: bool = True,
     overwrite: bool = True,
     calibration: np.ndarray | None = None,
@@ -211,7 +237,11 @@ def export(
     link_shift: int | None = None,
     small_ram: bool = False,
 ) -> ExportResult:
-    """Compile a checkpoint (``.pt``) or ONNX file (``.onnx``) into ``out_dir``, atomically."""
+    """Compile a checkpoint (``.pt``) or ONNX file (``.onnx``) into ``out_dir``, atomically.
+
+    Calibration takes ``calibration`` when given, else the first ``calibration_samples`` training inputs
+    of ``data`` (the user's, see :func:`mcuflow.data.load_data`) or of MNIST, normalised as the
+    checkpoint's data record says."""
     t0 = time.perf_counter()
     source, out_dir = Path(source), Path(out_dir)
     notes: list[str] = []
@@ -226,24 +256,29 @@ def export(
         raise ConfigError(f"{out_dir} exists and is not a directory")
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"{out_dir} already exists")
-    model = None
+    model, record = None, None
     if source.suffix.lower() == ".onnx":
         graph = graph_from_onnx(source)
     else:
         from mcuflow.checkpoint import load, model_hash
+        from mcuflow.data import DataRecord
 
         model = load(source)
+        record = DataRecord.from_meta(getattr(model, "meta", None), str(source))
         graph = graph_from_model(model, model_hash(model), name=source.stem)
     if calibration is None:
-        calibration, where = calibration_inputs(calibration_samples, data_dir)
+        calibration, where = calibration_inputs(calibration_samples, data_dir, data, record)
         if graph.input_len != calibration.shape[1]:
+            trained_on = f"; it was trained on {record.source}: pass --data" if record and data is None else ""
             raise ConfigError(
-                f"the model takes {graph.input_len} inputs but the calibration images have {calibration.shape[1]}"
+                f"the model takes {graph.input_len} inputs but the calibration "
+                f"{'samples' if data is not None else 'images'} have {calibration.shape[1]}{trained_on}"
             )
     else:
         where = f"caller-supplied, {len(calibration)} samples"
     notes.append(f"calibration: {where}")
     q = compile_graph(graph, calibration, per_channel, exit_threshold, force_format, small_ram)
+    notes.extend(_input_range_notes(q, calibration))
     q.notes = notes
     link = _link_config(q, calibration, prune_threshold, prune_topk, link_bits, link_shift)
     _check_board(board, q, notes)

@@ -154,3 +154,22 @@ def test_export_notes_inputs_the_int8_input_cannot_represent():
     assert _input_range_notes(fixed, np.linspace(0, 1, 50)) == []
     (note,) = _input_range_notes(fixed, np.linspace(-1.5, 2, 50))
     assert "span [-1.5, 2]" in note and "represents [0, 1]" in note and "clipped" in note
+
+
+@pytest.mark.parametrize("kind", ["idx", "png"])
+def test_train_on_each_kind_of_path(tmp_path, capsys, kind):
+    """The loader follows the path: an IDX directory of other data, a folder of class folders of PNGs."""
+    from test_data_sources import write_idx_dir, write_pngs
+
+    if kind == "idx":
+        write_idx_dir(tmp_path / "d", n_train=40, n_test=10, shape=(4, 4))  # 16 values, 3 classes
+        expected = "IDX data (d)"
+    else:
+        write_pngs(tmp_path / "d", classes=("a", "b", "c"), per_class=8, size=(4, 4))
+        expected = "d"
+    rc = main(["train", "--data", str(tmp_path / "d"), "--sizes", "16,8,3", "--out-degrees", "4,3", "--epochs", "1",
+               "--no-progress", "--out", str(tmp_path / "m.pt")])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    record = DataRecord.from_meta(mcuflow.load(tmp_path / "m.pt").meta)
+    assert record.name == expected and record.input_shape == [4, 4] and record.normalization.rule == "minmax"
+    assert record.classes == (["a", "b", "c"] if kind == "png" else None)

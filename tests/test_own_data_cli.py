@@ -68,6 +68,7 @@ def test_train_on_mnist_records_pixels_over_255(tmp_path, mnist_dir):
         ([*SMALL, "--input-size", "60"], "--input-size 60 but the data's samples are 8x8 = 64"),
         ([*SMALL, "--normalize", "zscore"], "--normalize"),
         ([*SMALL, "--data-dir", "/tmp"], "give --data or --data-dir, not both"),
+        (["--finetune-link", str(DIGITS), "--out", "x.pt"], "does not take --data"),
     ],
 )
 def test_train_refusals_come_before_training(tmp_path, capsys, args, message):
@@ -173,3 +174,10 @@ def test_train_on_each_kind_of_path(tmp_path, capsys, kind):
     record = DataRecord.from_meta(mcuflow.load(tmp_path / "m.pt").meta)
     assert record.name == expected and record.input_shape == [4, 4] and record.normalization.rule == "minmax"
     assert record.classes == (["a", "b", "c"] if kind == "png" else None)
+
+
+def test_run_reads_the_data_before_opening_the_port(digits_ckpt, tmp_path, capsys):
+    rc = main(["run", "--port", "/dev/does-not-exist", "--model", str(digits_ckpt), "--data", str(tmp_path / "x.npz"),
+               "--connect-timeout", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and "no data at" in err and "cannot open port" not in err

@@ -116,6 +116,9 @@ def run_cmd(
         expected_hash, hash_source = export_hash, f"export {export_dir}"
         quant = InputQuant.from_export(export_dir)
     tail = load_tail(model, export_dir, tail_backend)
+    # The user's data is read before the port is opened, so a mistake in it costs no connection.
+    # MNIST (the default) stays where it was read before: after HELLO.
+    own = None if data is None else _test_split(data, None, model)
 
     with open_transport(port, baudrate=baud, connect_timeout=connect_timeout) as transport:
         sparse = {"auto": None, "dense": False, "bitmap": True}[input_encoding]
@@ -135,7 +138,7 @@ def run_cmd(
                 if len(labels) < len(inputs):
                     raise ConfigError(f"{labels_path} has {len(labels)} labels for {len(inputs)} inputs")
         else:
-            test, note = _test_split(data, data_dir, model)
+            test, note = own or _test_split(None, data_dir, model)
             inputs, labels = test.inputs(np.float64), test.y
             if inputs.shape[1] != info.input_len:
                 raise ConfigError(

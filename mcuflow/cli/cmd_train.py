@@ -396,6 +396,8 @@ def finetune_from_train_opts(opts: dict) -> None:
 
     if not opts.get("out"):
         raise ConfigError("--finetune-link needs --out for the fine-tuned checkpoint")
+    if opts.get("data") is not None:
+        raise ConfigError("--finetune-link fine-tunes on MNIST only; it does not take --data yet")
     import torch
 
     torch.set_num_threads(opts.get("threads") or 1)  # small layers: one thread is fastest and reproducible

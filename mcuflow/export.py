@@ -83,35 +83,66 @@ class CalibrationData:
         y = None if labels is None or held == 0 else np.asarray(labels)[cut:]
         return cls(x[:cut], x[cut:], y, f"{source}, {cut} samples ({held} more held out for the int8 check)")
 
+    @classmethod
+    def from_dataset(cls, ds, n: int, source: str) -> CalibrationData:
+        """The first ``n`` inputs to calibrate on, the next CHECK_SAMPLES (with labels) for the check."""
+        part = ds.head(n + CHECK_SAMPLES)
+        x = part.inputs(np.float64)
+        return cls(x[:n], x[n:], np.asarray(part.y)[n:], source)
+
 
 MIN_HELD_OUT = 10
 CHECK_SAMPLES = 500  # held-out inputs for the int8 check, after the calibration ones
 
 
-def calibration_inputs(n: int, data_dir: str | os.PathLike | None = None) -> CalibrationData:
-    """The first ``n`` MNIST training images as float pixels/255 (N, 784), and the next ones (with their
-    labels) held out for the int8 check.
+def calibration_inputs(
+    n: int,
+    data_dir: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
+    record=None,
+) -> CalibrationData:
+    """The first ``n`` training inputs, normalised (N, width) float64, and the next ones (with their labels)
+    held out for the int8 check.
 
-    Falls back to the bundled test subset in ``examples/`` when no MNIST directory is available.
+    ``data`` is the user's data (``--data``), else MNIST from ``data_dir``, falling back to the bundled
+    test subset in ``examples/`` when no MNIST directory is available. ``record`` (a checkpoint's
+    :class:`~mcuflow.data.DataRecord`) gives the normalisation the model was trained with; without
+    one, MNIST is pixels/255 and other data is normalised by its own rule (min/max of its training split).
     """
     if n <= 0:
         raise ConfigError(f"--calibration-samples must be positive, got {n}")
-    from mcuflow.data import bundled_test_subset, load_mnist, resolve_data_dir
+    from mcuflow import data as datasets
 
+    if data is not None:
+        ds = datasets.load_data(data).for_model("train", record)
+        how = ds.normalization.describe() + ("" if record is not None else "; the model records none")
+        n = min(n, len(ds))
+        return CalibrationData.from_dataset(ds, n, f"{ds.source}, first {n} samples, inputs {how}")
     try:
-        split = load_mnist("train", data_dir, download=False)
-        source = f"MNIST train ({resolve_data_dir(data_dir)})"
+        ds = datasets.mnist_split("train", data_dir, download=False, record=record)
     except DataError as err:
         try:
-            split = bundled_test_subset()
+            split = datasets.bundled_test_subset()
         except DataError:
             raise DataError(
-                f"no calibration data: {err}; pass --data-dir or set MCUFLOW_DATA_DIR to a directory with MNIST"
+                f"no calibration data: {err}; pass --data, or --data-dir or MCUFLOW_DATA_DIR for MNIST"
             ) from None
-        source = "bundled MNIST test subset (examples/)"
-    flat = split.images.reshape(len(split.images), -1).astype(np.float64) / 255.0
-    x, check = flat[:n], flat[n : n + CHECK_SAMPLES]
-    return CalibrationData(x, check, split.labels[n : n + len(check)], f"{source}, first {len(x)} images")
+        ds = datasets.mnist_dataset(split, "bundled MNIST test subset (examples/)", record)
+    n = min(n, len(ds))
+    return CalibrationData.from_dataset(ds, n, f"{ds.source}, first {n} images")
+
+
+def _input_range_notes(q: QModel, calibration: np.ndarray) -> list[str]:
+    """Say so when calibration inputs fall outside what the int8 input represents: the device clips them
+    (a declared input scale too small for the data, say), and accuracy suffers."""
+    lo, hi = (-128 - q.input_zp) * q.input_scale, (127 - q.input_zp) * q.input_scale
+    cmin, cmax = float(np.min(calibration)), float(np.max(calibration))
+    if cmin >= lo - q.input_scale / 2 and cmax <= hi + q.input_scale / 2:
+        return []
+    return [
+        f"calibration inputs span [{cmin:.4g}, {cmax:.4g}] but the int8 input represents [{lo:.4g}, {hi:.4g}]: "
+        "values outside are clipped on the device"
+    ]
 
 
 # ---------------------------------------------------------------- the tail
@@ -241,6 +272,7 @@ def export(
     force_format: str | None = None,
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     data_dir: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
     per_channel: bool = True,
     overwrite: bool = True,
     calibration: np.ndarray | None = None,
@@ -254,7 +286,11 @@ def export(
     input_range: tuple[float, float] | None = None,
     calibration_labels: np.ndarray | None = None,
 ) -> ExportResult:
-    """Compile a checkpoint (``.pt``) or ONNX file (``.onnx``) into ``out_dir``, atomically."""
+    """Compile a checkpoint (``.pt``) or ONNX file (``.onnx``) into ``out_dir``, atomically.
+
+    Calibration takes ``calibration`` when given, else the first ``calibration_samples`` training inputs
+    of ``data`` (the user's, see :func:`mcuflow.data.load_data`) or of MNIST, normalised as the
+    checkpoint's data record says."""
     t0 = time.perf_counter()
     source, out_dir = Path(source), Path(out_dir)
     notes: list[str] = []
@@ -270,25 +306,30 @@ def export(
         raise ConfigError(f"{out_dir} exists and is not a directory")
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"{out_dir} already exists")
-    model = None
+    model, record = None, None
     if source.suffix.lower() == ".onnx":
         graph = graph_from_onnx(source)
     else:
         from mcuflow.checkpoint import load, model_hash
+        from mcuflow.data import DataRecord
 
         model = load(source)
+        record = DataRecord.from_meta(getattr(model, "meta", None), str(source))
         graph = graph_from_model(model, model_hash(model), name=source.stem)
     if calibration is None:
-        cal = calibration_inputs(calibration_samples, data_dir)
+        cal = calibration_inputs(calibration_samples, data_dir, data, record)
     else:
         cal = CalibrationData.from_arrays(calibration, calibration_labels)
     if cal.x.ndim != 2 or graph.input_len != cal.x.shape[1]:
+        trained_on = f"; it was trained on {record.source}: pass --data" if record and data is None else ""
         raise ConfigError(
-            f"the model takes inputs of {graph.input_len} values but the calibration data has shape {tuple(cal.x.shape)}"
+            f"the model takes {graph.input_len} inputs but the calibration data has shape {tuple(cal.x.shape)}"
+            f"{trained_on}"
         )
     notes.append(f"calibration: {cal.source}")
     q = compile_graph(graph, cal.x, per_channel, exit_threshold, force_format, small_ram, input_quant)
     q.input_source = input_quant.source if input_quant else f"calibration range [{cal.x.min():g}, {cal.x.max():g}]"
+    notes.extend(_input_range_notes(q, cal.x))
     check = _check_quantization(graph, q, cal, model)
     if check is not None:
         notes.append(("" if check.passed else "WARNING: ") + check.describe()

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mcuflow import exitrule, jsonshape
+from mcuflow.data import DataRecord, Dataset
 from mcuflow.errors import ConfigError, DataError
 from mcuflow.hil_result import (
     Budget,
@@ -48,43 +49,63 @@ DEFAULT_SAMPLES = 1000
 
 @dataclass
 class HilData:
-    images: np.ndarray  # uint8 (N, 28, 28)
-    labels: np.ndarray  # uint8 (N,)
+    """The session's test samples, normalised as the model's training data was."""
+
+    samples: Dataset
     source: str
 
+    @property
+    def labels(self) -> np.ndarray:
+        return self.samples.y
 
-def load_test_data(data_dir: str | os.PathLike | None, samples: int | None) -> HilData:
-    """MNIST test images from ``data_dir`` (or $MCUFLOW_DATA_DIR); else the bundled 500."""
-    from mcuflow.data import bundled_test_subset, load_mnist, resolve_data_dir
 
-    if data_dir is not None or os.environ.get("MCUFLOW_DATA_DIR"):
-        split = load_mnist("test", data_dir, download=data_dir is None)
+def load_test_data(
+    data_dir: str | os.PathLike | None,
+    samples: int | None,
+    data: str | os.PathLike | None = None,
+    record: DataRecord | None = None,
+) -> HilData:
+    """The test split of ``data`` (the user's) when given; else MNIST's test images from ``data_dir`` (or
+    $MCUFLOW_DATA_DIR), else the bundled 500. ``record`` (the checkpoint's) says how to normalise them."""
+    from mcuflow.data import bundled_test_subset, load_data, mnist_dataset, mnist_split, resolve_data_dir
+
+    hint = ""
+    if data is not None:
+        ds = load_data(data).for_model("test", record)
+        source = ds.source
+    elif data_dir is not None or os.environ.get("MCUFLOW_DATA_DIR"):
+        ds = mnist_split("test", data_dir, download=data_dir is None, record=record)
         source = f"MNIST test set in {resolve_data_dir(data_dir)}"
     else:
-        split = bundled_test_subset()
-        source = "bundled MNIST test subset (examples/)"
+        source, hint = "bundled MNIST test subset (examples/)", "; pass --data-dir"
+        ds = mnist_dataset(bundled_test_subset(), source, record)
     if samples is not None:
         if samples <= 0:
             raise ConfigError(f"--samples must be positive, got {samples}")
-        if samples > len(split):
-            raise DataError(f"asked for {samples} samples but the {source} has {len(split)}; pass --data-dir")
-        split = split.subset(samples)
-    elif len(split) > DEFAULT_SAMPLES:
-        split = split.subset(DEFAULT_SAMPLES)
-    return HilData(split.images, split.labels, source)
+        if samples > len(ds):
+            raise DataError(f"asked for {samples} samples but the {source} has {len(ds)}{hint}")
+        ds = ds.head(samples)
+    elif len(ds) > DEFAULT_SAMPLES:
+        ds = ds.head(DEFAULT_SAMPLES)
+    return HilData(ds, source)
 
 
-def float_predictions(model, images: np.ndarray, exit_threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """The float model's end-to-end answer at ``exit_threshold`` (max softmax), and its final-layer answer."""
+def float_predictions(model, x: np.ndarray, exit_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The float model's end-to-end answer at ``exit_threshold`` (max softmax), and its final-layer answer.
+
+    ``x`` holds the normalised inputs the model takes; uint8 arrays are MNIST images (pixels / 255)."""
     import torch
 
-    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
+    a = np.asarray(x)
+    if a.dtype == np.uint8:
+        a = a.reshape(len(a), -1).astype(np.float32) / 255.0
+    x = torch.from_numpy(np.ascontiguousarray(a.reshape(len(a), -1), dtype=np.float32))
     with torch.no_grad():
         exit_logits, final = model(x)
     pred = final.argmax(1).numpy()
     best = [torch.softmax(logits, 1).max(1) for logits in exit_logits]
     decision = exitrule.decide(
-        [conf.numpy() for conf, _ in best], exit_threshold, attach=model.exit_points, samples=len(images)
+        [conf.numpy() for conf, _ in best], exit_threshold, attach=model.exit_points, samples=len(a)
     )
     return decision.answer([cls.numpy() for _, cls in best], pred), pred
 
@@ -180,7 +201,7 @@ def threshold_tradeoff(
     return rows
 
 
-def _parity_problem(rec, ref, i: int) -> str | None:
+def parity_problem(rec, ref, i: int) -> str | None:
     """Why a device answer differs from the reference, or None if it is bit-exact."""
     if rec.status == "local":
         if not ref.exited[i]:
@@ -220,6 +241,7 @@ def _run_hil(
     *,
     samples: int | None = None,
     data_dir: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
     exit_threshold: float | None = None,
     calibration_samples: int | None = None,
     force_format: str | None = None,
@@ -244,9 +266,10 @@ def _run_hil(
     from mcuflow.build import build
     from mcuflow.link import DeviceClient
     from mcuflow.link.transport import SerialTransport
+    from mcuflow.manifest import ExportManifest
     from mcuflow.progress import progress
     from mcuflow.qemu import QemuSession, thread_on_cpu
-    from mcuflow.reference import pixels_to_input
+    from mcuflow.reference import quantize_input
     from mcuflow.tail import check_model_hash, load_tail, run_session
 
     t_start = time.perf_counter()
@@ -255,7 +278,7 @@ def _run_hil(
         raise ConfigError(f"board {b.name} is hardware; hil runs QEMU boards (use `mcuflow run --port` on hardware)")
     model = mcuflow.load(checkpoint)
     threshold = exporter.DEFAULT_EXIT_THRESHOLD if exit_threshold is None else exit_threshold
-    data = load_test_data(data_dir, samples)
+    test = load_test_data(data_dir, samples, data, DataRecord.from_meta(getattr(model, "meta", None), str(checkpoint)))
     export_dir = work / "export"
 
     log(f"hil: exporting {checkpoint} (exit threshold {threshold:g})")
@@ -270,6 +293,7 @@ def _run_hil(
         exit_threshold=threshold,
         force_format=force_format,
         data_dir=data_dir,
+        data=data,
         prune_threshold=prune_threshold,
         prune_topk=prune_topk,
         link_bits=link_bits,
@@ -291,14 +315,18 @@ def _run_hil(
     log(f"hil: {built.summary()}")
     facts = read_export_facts(export_dir)
 
-    inputs = pixels_to_input(data.images)
+    # The device gets the normalised inputs quantised with the export's input scale and zero point
+    # (for MNIST's pixels / 255 with scale 1/255 and zero point -128 that is exactly pixel - 128);
+    # the float model sees the same normalised inputs.
+    input_q = ExportManifest.read(export_dir).quantization.input
+    inputs = quantize_input(test.samples.inputs(np.float64), input_q.scale, input_q.zero_point)
     tail = load_tail(model, export_dir)
     ref, ref_pred, tail_ref_pred = reference_predictions(export_dir, inputs, tail, facts)
-    float_e2e, float_final = float_predictions(model, data.images, threshold)
+    float_e2e, float_final = float_predictions(model, test.samples.inputs(), threshold)
 
     devices = max(1, min(devices, len(inputs)))
     where = f"{devices} emulated {b.name} devices" if devices > 1 else f"{b.name} ({b.qemu.machine}) under QEMU"
-    log(f"hil: {len(inputs)} samples from the {data.source} on {where}")
+    log(f"hil: {len(inputs)} samples from the {test.source} on {where}")
     records: list = []
     mismatches: list[ParityExample] = []
     correct = 0
@@ -330,11 +358,11 @@ def _run_hil(
             hello = client.hello(timeout=max(timeout, 10.0), retries=2)
             check_model_hash(hello.model_hash.hex(), facts.model_hash, "the export")
             stream = run_session(
-                client, inputs[chunk], tail, data.labels[chunk], keep_intermediate=True, max_consecutive_lost=5
+                client, inputs[chunk], tail, test.labels[chunk], keep_intermediate=True, max_consecutive_lost=5
             )
             for rec in stream:
                 rec.index = int(chunk[rec.index])
-                problem = _parity_problem(rec, ref, rec.index)
+                problem = parity_problem(rec, ref, rec.index)
                 with lock:
                     records.append(rec)
                     correct += bool(rec.correct)
@@ -364,7 +392,7 @@ def _run_hil(
     n = len(records)
     up = sum(r.bytes_up for r in records)
     down = sum(r.bytes_down for r in records)
-    labels = data.labels.astype(np.int64)
+    labels = test.labels.astype(np.int64)
     bytes_local = sum(r.bytes_up for r in local) / len(local) if local else None
     bytes_offload = sum(r.bytes_up for r in offload) / len(offload) if offload else None
     return HilResult(
@@ -373,7 +401,7 @@ def _run_hil(
         cpu=b.cpu,
         checkpoint=str(checkpoint),
         model_hash=facts.model_hash,
-        data=data.source,
+        data=test.source,
         exit_threshold=threshold,
         samples=n,
         answered=len(answered),

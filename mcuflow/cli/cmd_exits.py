@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mcuflow.cli.main import cli
+from mcuflow.cli.options import data_dir_unless_data, data_option
 from mcuflow.errors import ConfigError
 
 
@@ -18,6 +19,7 @@ from mcuflow.errors import ConfigError
     envvar="MCUFLOW_DATA_DIR",
     help="Directory with the MNIST IDX files (env MCUFLOW_DATA_DIR).",
 )
+@data_option("the analysis runs on its test split")
 @click.option(
     "--bundled", is_flag=True, help="Use the 500 bundled test images (examples/) instead of the full test set."
 )
@@ -34,6 +36,7 @@ from mcuflow.errors import ConfigError
 def exits(
     checkpoint: Path,
     data_dir: Path | None,
+    data: Path | None,
     bundled: bool,
     test_limit: int | None,
     plot_path: Path | None,
@@ -47,7 +50,7 @@ def exits(
     90% of the samples exit early (the most confident ones).
     """
     from mcuflow.checkpoint import load
-    from mcuflow.data import bundled_test_subset, load_mnist
+    from mcuflow.data import DataRecord, bundled_test_subset, mnist_dataset, mnist_split, open_source
     from mcuflow.nn.exits_analysis import analyse_model, format_table, plot
     from mcuflow.nn.train import write_json
 
@@ -56,8 +59,16 @@ def exits(
         raise ConfigError(f"{checkpoint} has no early exit to analyse")
     if test_limit is not None and test_limit < 1:
         raise ConfigError("--test-limit must be at least 1")
-    data = bundled_test_subset() if bundled else load_mnist("test", data_dir)
-    x, y = data.subset(test_limit).tensors()
+    if bundled and data is not None:
+        raise ConfigError("give --bundled or --data, not both")
+    record = DataRecord.from_meta(getattr(model, "meta", None), str(checkpoint))
+    if bundled:
+        test = mnist_dataset(bundled_test_subset(), "bundled MNIST test subset (examples/)", record)
+    elif data is not None:
+        test = open_source(data).for_model("test", record)
+    else:
+        test = mnist_split("test", data_dir_unless_data(data, data_dir), record=record)
+    x, y = test.head(test_limit).tensors()
     analysis = analyse_model(model, x, y)
     click.echo(format_table(analysis))
     if plot_path:

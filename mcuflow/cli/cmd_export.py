@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from mcuflow.cli.main import cli
-from mcuflow.cli.options import input_quant_kwargs, input_quant_options, link_options
+from mcuflow.cli.options import (
+    data_dir_unless_data,
+    data_option,
+    input_quant_kwargs,
+    input_quant_options,
+    link_options,
+)
 from mcuflow.ir.packed import FORMATS
 from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD
 
@@ -30,11 +36,12 @@ from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD
     help="Storage format for the head's layers (auto: the smallest per layer).",
 )
 @click.option(
-    "--calibration-samples", type=int, default=1000, show_default=True, help="Training images to calibrate on."
+    "--calibration-samples", type=int, default=1000, show_default=True, help="Training samples to calibrate on."
 )
 @click.option(
     "--data-dir", type=click.Path(file_okay=False), default=None, help="MNIST directory (default $MCUFLOW_DATA_DIR)."
 )
+@data_option("calibrate on the first --calibration-samples of its training split, normalised as the checkpoint records")
 @link_options
 @input_quant_options
 @click.option(
@@ -54,6 +61,7 @@ def export_cmd(
     force_format,
     calibration_samples,
     data_dir,
+    data,
     per_channel,
     prune_threshold,
     prune_topk,
@@ -74,7 +82,8 @@ def export_cmd(
         exit_threshold=exit_threshold,
         force_format=None if force_format == "auto" else force_format,
         calibration_samples=calibration_samples,
-        data_dir=data_dir,
+        data_dir=data_dir_unless_data(data, data_dir),
+        data=data,
         per_channel=per_channel,
         prune_threshold=prune_threshold,
         prune_topk=prune_topk,

@@ -7,7 +7,13 @@ import sys
 import click
 
 from mcuflow.cli.main import cli
-from mcuflow.cli.options import input_quant_kwargs, input_quant_options, link_options
+from mcuflow.cli.options import (
+    data_dir_unless_data,
+    data_option,
+    input_quant_kwargs,
+    input_quant_options,
+    link_options,
+)
 
 
 @cli.command("hil")
@@ -21,6 +27,7 @@ from mcuflow.cli.options import input_quant_kwargs, input_quant_options, link_op
     default=None,
     help="MNIST directory (default: $MCUFLOW_DATA_DIR, else the bundled 500 test images).",
 )
+@data_option("the session runs its test split, the export calibrates on its training split")
 @click.option("--samples", "-n", type=int, default=None, help="Test samples to run [default: 1000, or all bundled].")
 @click.option("--exit-threshold", type=float, default=None, help="Early-exit confidence threshold in (0, 1].")
 @click.option("--format", "force_format", default=None, help="Force one weight storage format for every layer.")
@@ -74,6 +81,7 @@ def hil_command(
     checkpoint,
     board,
     data_dir,
+    data,
     samples,
     exit_threshold,
     force_format,
@@ -109,6 +117,7 @@ def hil_command(
     than 1 accuracy point against the float model.
 
     Example: mcuflow hil examples/paper_sparse.pt --board qemu-mps2-an386 --json out/hil.json
+    With your own data: mcuflow hil digits.pt --data examples/digits.npz
     """
     from mcuflow.hil import fault_lines, run_hil, summary_lines, write_json
 
@@ -128,7 +137,8 @@ def hil_command(
         checkpoint,
         board,
         samples=samples,
-        data_dir=data_dir,
+        data_dir=data_dir_unless_data(data, data_dir),
+        data=data,
         exit_threshold=exit_threshold,
         workdir=workdir,
         calibration_samples=calibration_samples,

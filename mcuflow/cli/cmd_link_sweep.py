@@ -10,7 +10,7 @@ import click
 
 from mcuflow import atomic
 from mcuflow.cli.main import cli
-from mcuflow.cli.options import link_flags
+from mcuflow.cli.options import data_dir_unless_data, data_option, link_flags
 from mcuflow.errors import ConfigError
 
 
@@ -50,7 +50,8 @@ def _shifts(text: str) -> tuple[int | None, ...]:
     envvar="MCUFLOW_DATA_DIR",
     help="MNIST directory (env MCUFLOW_DATA_DIR).",
 )
-@click.option("--samples", "-n", type=int, default=None, help="Test images to evaluate [default: all 10,000].")
+@data_option("evaluate on its test split, calibrate on its training split")
+@click.option("--samples", "-n", type=int, default=None, help="Test samples to evaluate [default: all].")
 @click.option("--thresholds", default="0,4,8,16,32,48,64", show_default=True, help="Magnitude thresholds on |q - zp|.")
 @click.option("--topks", default="0,16,12,10,8,6,5,4,3,2", show_default=True, help="Top-k values (0: off).")
 @click.option("--bits", "bits_list", default="8,6,4,3,2", show_default=True, help="Bit widths of the sent values.")
@@ -86,6 +87,7 @@ def link_sweep(
     checkpoint,
     out_dir,
     data_dir,
+    data,
     samples,
     thresholds,
     topks,
@@ -115,7 +117,8 @@ def link_sweep(
     def log(msg: str) -> None:
         click.echo(msg, err=True)
 
-    ctx = S.prepare(checkpoint, data_dir=data_dir, samples=samples, exit_threshold=exit_threshold)
+    data_dir = data_dir_unless_data(data, data_dir)
+    ctx = S.prepare(checkpoint, data_dir=data_dir, data=data, samples=samples, exit_threshold=exit_threshold)
     configs = S.grid(
         ctx, _ints(thresholds, "--thresholds"), _ints(topks, "--topks"), _ints(bits_list, "--bits"), _shifts(shifts)
     )
@@ -124,7 +127,7 @@ def link_sweep(
         rows, base = S.run_sweep(ctx, configs, progress=bar.update)
     reference_acc = base["accuracy"]
     if baseline_ckpt:
-        bctx = S.prepare(baseline_ckpt, data_dir=data_dir, samples=samples, exit_threshold=exit_threshold)
+        bctx = S.prepare(baseline_ckpt, data_dir=data_dir, data=data, samples=samples, exit_threshold=exit_threshold)
         from mcuflow.codec.compress import LinkConfig
 
         reference_acc = S.evaluate(bctx, LinkConfig())["accuracy"]
@@ -165,6 +168,7 @@ def link_sweep(
                 board,
                 samples=verify_samples,
                 data_dir=data_dir,
+                data=data,
                 exit_threshold=exit_threshold,
                 workdir=out_dir / "verify",
                 show_progress=not quiet,

@@ -8,6 +8,7 @@ import sys
 import click
 
 from mcuflow.cli.main import cli
+from mcuflow.cli.options import data_option
 from mcuflow.errors import ConfigError, McuflowError
 
 
@@ -15,11 +16,18 @@ class SamplesLost(McuflowError):
     """Some samples got no valid answer (they are listed in the output)."""
 
 
+class ParityMismatch(McuflowError):
+    """Answers that differ from the numpy reference (``--fail-on-mismatch``)."""
+
+    exit_code = 3
+
+
 @cli.command("run")
 @click.option("--port", "port", required=True, help="Serial port URL: /dev/ttyACM0, socket://host:port, a pty path.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), help="Checkpoint (.pt) the device runs.")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Export directory of that model.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="MNIST directory (the test split is sent).")
+@data_option("its test split is sent, normalised as --model's checkpoint records")
 @click.option(
     "--input", "input_path", type=click.Path(dir_okay=False), help=".npy of inputs: int8, uint8 pixels or float."
 )
@@ -46,11 +54,17 @@ class SamplesLost(McuflowError):
 )
 @click.option("--jsonl", is_flag=True, help="One JSON object per sample and a final summary on stdout.")
 @click.option("--bye", is_flag=True, help="Send BYE at the end (the device exits; ends a QEMU session).")
+@click.option(
+    "--fail-on-mismatch",
+    is_flag=True,
+    help="With --export: exit with status 3 when an answer differs from the numpy reference (default: report it).",
+)
 def run_cmd(
     port,
     model_path,
     export_dir,
     data_dir,
+    data,
     input_path,
     labels_path,
     samples,
@@ -63,11 +77,14 @@ def run_cmd(
     input_encoding,
     jsonl,
     bye,
+    fail_on_mismatch,
 ) -> None:
     """Send inputs to a device, finish offloaded samples with the tail, report.
 
     The device's model hash (from HELLO) must match the export's model_hash
     (with --export) or the checkpoint's (mcuflow.checkpoint.model_hash).
+    With --export every answer is also checked against the numpy int8
+    reference (exit decision, class, offloaded bytes) and mismatches are reported.
     """
     import numpy as np
 
@@ -77,8 +94,8 @@ def run_cmd(
 
     if model_path is None and export_dir is None:
         raise ConfigError("give --model CKPT and/or --export DIR (the model the device runs)")
-    if data_dir is not None and input_path is not None:
-        raise ConfigError("give --data-dir or --input, not both")
+    if sum(v is not None for v in (data_dir, data, input_path)) > 1:
+        raise ConfigError("give one of --data-dir, --data and --input")
     if labels_path is not None and input_path is None:
         raise ConfigError("--labels goes with --input")
 
@@ -99,6 +116,9 @@ def run_cmd(
         expected_hash, hash_source = export_hash, f"export {export_dir}"
         quant = InputQuant.from_export(export_dir)
     tail = load_tail(model, export_dir, tail_backend)
+    # The user's data is read before the port is opened, so a mistake in it costs no connection.
+    # MNIST (the default) stays where it was read before: after HELLO.
+    own = None if data is None else _test_split(data, None, model)
 
     with open_transport(port, baudrate=baud, connect_timeout=connect_timeout) as transport:
         sparse = {"auto": None, "dense": False, "bitmap": True}[input_encoding]
@@ -130,16 +150,20 @@ def run_cmd(
                 if len(labels) < len(inputs):
                     raise ConfigError(f"{labels_path} has {len(labels)} labels for {len(inputs)} inputs")
         else:
-            from mcuflow.data.mnist import load_mnist
-
-            split = load_mnist("test", data_dir)
-            inputs, labels = split.images.reshape(len(split), -1), split.labels
+            test, note = own or _test_split(None, data_dir, model)
+            inputs, labels = test.inputs(np.float64), test.y
             if inputs.shape[1] != info.input_len:
-                raise ConfigError(f"MNIST images have {inputs.shape[1]} pixels, the device expects {info.input_len}")
+                raise ConfigError(
+                    f"the {test.name} samples have {inputs.shape[1]} values ({test.input_shape}), "
+                    f"the device expects {info.input_len}"
+                )
+            if note and not jsonl:
+                click.echo(f"note: {note}")
         if samples is not None:
             inputs = inputs[:samples]
             labels = labels[:samples] if labels is not None else None
         q = quant.quantize(inputs)
+        check = None if export_dir is None else ReferenceCheck.of(export_dir, q, tail)
 
         say = (lambda s: None) if jsonl else click.echo
         say(
@@ -150,23 +174,84 @@ def run_cmd(
         from mcuflow.tail import SessionSummary
 
         summary = SessionSummary()
-        for rec in run_session(client, q, tail, labels, summary, max_consecutive_lost=max_lost):
+        stream = run_session(
+            client, q, tail, labels, summary, keep_intermediate=check is not None, max_consecutive_lost=max_lost
+        )
+        for rec in stream:
+            problem = None if check is None else check.problem(rec)
             if jsonl:
-                sys.stdout.write(json.dumps(rec.as_dict()) + "\n")
+                d = rec.as_dict() | ({} if check is None else {"reference_mismatch": problem})
+                sys.stdout.write(json.dumps(d) + "\n")
                 sys.stdout.flush()
             else:
-                click.echo(_line(rec))
+                click.echo(_line(rec) + (f" REFERENCE MISMATCH: {problem}" if problem else ""))
         if bye:
             client.bye()
     result = summary.as_dict()
     result["link"] = client.stats.as_dict()
+    if check is not None:
+        result["reference_mismatches"] = len(check.mismatches)
+        result["reference_checked"] = check.checked
     if jsonl:
         sys.stdout.write(json.dumps({"summary": result}) + "\n")
     else:
         click.echo(_summary(result))
+        if check is not None:
+            click.echo(
+                f"reference: {len(check.mismatches)} of {check.checked} answers differ from the numpy int8 reference"
+                + (f" (samples {', '.join(str(i) for i in check.mismatches[:10])})" if check.mismatches else "")
+            )
     failed = summary.lost + summary.errors
     if failed:
         raise SamplesLost(f"{summary.lost} of {summary.samples} samples got no answer, {summary.errors} got an ERROR")
+    if check is not None and check.mismatches and fail_on_mismatch:
+        raise ParityMismatch(f"{len(check.mismatches)} answers differ from the numpy reference of {export_dir}")
+
+
+def _test_split(data, data_dir, model):
+    """The test split of --data (else MNIST), normalised as the checkpoint records; and a note when it
+    cannot: without --model the normalisation is fitted on the data's own training split."""
+    from mcuflow.data import DataRecord, mnist_split, open_source
+
+    record = None if model is None else DataRecord.from_meta(getattr(model, "meta", None))
+    if data is None:
+        return mnist_split("test", data_dir, record=record), None
+    test = open_source(data).for_model("test", record)
+    note = None
+    if record is None and test.name != "MNIST":
+        note = f"inputs {test.normalization.describe()}; give --model to use the normalisation it was trained with"
+    return test, note
+
+
+class ReferenceCheck:
+    """The numpy int8 reference's answer for every input, to compare the device's with."""
+
+    def __init__(self, ref):
+        self.ref = ref
+        self.mismatches: list[int] = []
+        self.checked = 0
+
+    @classmethod
+    def of(cls, export_dir, q, tail) -> ReferenceCheck:
+        from pathlib import Path
+
+        from mcuflow.hil import read_export_facts, reference_predictions
+
+        facts = read_export_facts(Path(export_dir))
+        ref, _, _ = reference_predictions(Path(export_dir), q, tail, facts)
+        return cls(ref)
+
+    def problem(self, rec) -> str | None:
+        """Why ``rec`` differs from the reference, or None (lost and refused samples are not compared)."""
+        from mcuflow.hil import parity_problem
+
+        if rec.status not in ("local", "offload"):
+            return None
+        self.checked += 1
+        problem = parity_problem(rec, self.ref, rec.index)
+        if problem is not None:
+            self.mismatches.append(rec.index)
+        return problem
 
 
 def _line(rec) -> str:

@@ -1,4 +1,4 @@
-"""``mcuflow train``: train a sparse (or deep/shallow) split network with early exits on MNIST."""
+"""``mcuflow train``: train a sparse (or deep/shallow) split network with early exits on MNIST or your own data."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from mcuflow.cli.main import cli
-from mcuflow.cli.options import float_list, int_list, link_flags, tail_hidden_option
+from mcuflow.cli.options import (
+    data_dir_unless_data,
+    data_option,
+    float_list,
+    int_list,
+    link_flags,
+    tail_hidden_option,
+)
 from mcuflow.errors import ConfigError
 
 
@@ -102,9 +109,8 @@ def model_config_from_options(
 @click.option(
     "--input-size",
     type=int,
-    default=784,
-    show_default=True,
-    help="Real inputs; fewer than sizes[0] are zero-padded (MNIST 784 -> 800).",
+    default=None,
+    help="Real inputs; fewer than sizes[0] are zero-padded (MNIST 784 -> 800) [default: the data's width, 784 for MNIST].",
 )
 @click.option("--epochs", type=int, default=100, show_default=True)
 @click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate.")
@@ -147,6 +153,15 @@ def model_config_from_options(
     type=click.Path(file_okay=False, path_type=Path),
     envvar="MCUFLOW_DATA_DIR",
     help="Directory with the MNIST IDX files (env MCUFLOW_DATA_DIR; downloaded there when absent and online).",
+)
+@data_option("train on its training split and report on its test split")
+@click.option(
+    "--normalize",
+    default="auto",
+    show_default=True,
+    metavar="auto|minmax|meanstd|none|SHIFT,DIVISOR",
+    help="Inputs x = (raw - SHIFT) / DIVISOR, fitted on the training split (minmax: to [0, 1]; meanstd) or given; "
+    "auto: MNIST's pixels/255, minmax for other data. Recorded in the checkpoint and re-applied by export and hil.",
 )
 @click.option("--limit", type=int, default=None, help="Train on the first N training images only (quick runs).")
 @click.option("--test-limit", type=int, default=None, help="Evaluate on the first N test images only.")
@@ -206,7 +221,7 @@ def model_config_from_options(
     "trained in both stages; default: keep the checkpoint's tail (or the junctions of --sizes/--out-degrees).",
 )
 def train(**opts) -> None:
-    """Train a split network on MNIST with a joint early-exit + final loss.
+    """Train a split network on MNIST (or --data) with a joint early-exit + final loss.
 
     The defaults are the paper's sparse [800, 40, 40, 10] network with
     out-degrees [2, 9, 10] (2,450 parameters), split after its first junction,
@@ -214,16 +229,21 @@ def train(**opts) -> None:
     cosine decay), batch 256, 100 epochs and loss = CE(exit) + CE(final).
     Inputs are pixels/255 in [0, 1], zero-padded from 784 to 800.
 
+    With --data, train on your own data instead: the first of --sizes is the input
+    width after padding (a narrower input is zero-padded up to it), the last the
+    number of classes. The inputs' normalisation (--normalize) goes into the
+    checkpoint, and export, hil and run apply it to later data.
+
     \b
     Example:
         mcuflow train --out model.pt --metrics-json metrics.json
         mcuflow train --family deep --sizes 800,5,5,10 --epochs 50 --out deep.pt
         mcuflow train --batchnorm --lr 1e-2 --pattern-seed 8 --seed 8   # 95.3%, docs/results-model.md
+        mcuflow train --data examples/digits.npz --sizes 64,32,10 --out-degrees 8,10 --out digits.pt
     """
     if opts["finetune_link"]:
         return finetune_from_train_opts(opts)
     from mcuflow.checkpoint import load, save
-    from mcuflow.data import load_mnist
     from mcuflow.nn.train import TrainConfig, build_and_train, write_json
 
     config = model_config_from_options(
@@ -267,18 +287,21 @@ def train(**opts) -> None:
     for flag in ("limit", "test_limit", "holdout"):
         if opts[flag] is not None and opts[flag] < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
-    train_set = load_mnist("train", opts["data_dir"])
-    if opts["holdout"]:
-        from mcuflow.data.mnist import MNISTSplit
+    from mcuflow.data import Normalization, open_source
 
+    normalize = Normalization.parse(opts["normalize"])  # a typo fails before the data is read
+    source = open_source(opts["data"], data_dir_unless_data(opts["data"], opts["data_dir"]))
+    train_set = source.train(normalize)
+    if opts["holdout"]:
         if opts["holdout"] >= len(train_set):
             raise ConfigError(f"--holdout {opts['holdout']} leaves no training images (there are {len(train_set)})")
         keep = len(train_set) - opts["holdout"]
-        test_set = MNISTSplit(train_set.images[keep:], train_set.labels[keep:]).subset(opts["test_limit"])
-        train_set = train_set.subset(keep)
+        test_set = train_set.rows(keep).head(opts["test_limit"])
+        train_set = train_set.head(keep)
     else:
-        test_set = load_mnist("test", opts["data_dir"]).subset(opts["test_limit"])
-    train_set = train_set.subset(opts["limit"])
+        test_set = source.test(train_set.normalization).head(opts["test_limit"])
+    train_set = train_set.head(opts["limit"])
+    config = fit_model_to_data(config, train_set, test_set, opts["input_size"])
     train_xy = train_set.tensors()
     teacher, teacher_info = None, {}
     if spec is not None:
@@ -306,7 +329,12 @@ def train(**opts) -> None:
         save(
             result.model,
             opts["out"],
-            meta={"accuracy": m["accuracy"], "params": m["params"], "training": m["training"]},
+            meta={
+                "accuracy": m["accuracy"],
+                "params": m["params"],
+                "training": m["training"],
+                "data": train_set.record().to_meta(),
+            },
         )
     if opts["metrics_json"]:
         write_json(m | {"history": result.history}, opts["metrics_json"])
@@ -326,10 +354,39 @@ def train(**opts) -> None:
         + (f", {exits}" if exits else "")
         + f" on {m['test_samples']} images; trained in {m['train_time_s']:.1f}s"
     )
+    if opts["data"] is not None:
+        click.echo(f"data: {train_set.source}; inputs {train_set.normalization.describe()}")
+        for note in source.notes:
+            click.echo(f"note: {note}")
     if opts["out"]:
         click.echo(f"checkpoint: {opts['out']}")
     if opts["metrics_json"]:
         click.echo(f"metrics: {opts['metrics_json']}")
+
+
+def fit_model_to_data(config, train_set, test_set, input_size: int | None):
+    """``config`` with the data's width as its input (zero-padded up to sizes[0], as MNIST's 784 -> 800),
+    or one line naming both shapes when the data cannot feed the model, before any training."""
+    width, first = train_set.input_width, config.sizes[0]
+    shape = "x".join(map(str, train_set.input_shape))
+    if input_size is not None and input_size != width:
+        raise ConfigError(f"--input-size {input_size} but the data's samples are {shape} = {width} values")
+    if width > first:
+        raise ConfigError(
+            f"the data's samples are {shape} = {width} values but the model's first layer takes {first} "
+            f"(--sizes {','.join(map(str, config.sizes))}); give --sizes {width},..."
+        )
+    n_classes, labels = config.sizes[-1], max(train_set.n_classes, test_set.n_classes)
+    if labels > n_classes:
+        raise ConfigError(
+            f"the labels go up to {labels - 1} but the model has {n_classes} outputs (--sizes ...,{labels})"
+        )
+    wanted = width if width < first else None
+    if config.input_size == wanted:
+        return config
+    config = dataclasses.replace(config, input_size=wanted)
+    config.validate()
+    return config
 
 
 def finetune_from_train_opts(opts: dict) -> None:
@@ -339,6 +396,8 @@ def finetune_from_train_opts(opts: dict) -> None:
 
     if not opts.get("out"):
         raise ConfigError("--finetune-link needs --out for the fine-tuned checkpoint")
+    if opts.get("data") is not None:
+        raise ConfigError("--finetune-link fine-tunes on MNIST only; it does not take --data yet")
     import torch
 
     torch.set_num_threads(opts.get("threads") or 1)  # small layers: one thread is fastest and reproducible

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+from click.core import ParameterSource
 
 from mcuflow.errors import ConfigError
 
@@ -31,6 +34,31 @@ def link_options(f):
     for option in reversed(LINK_OPTIONS):
         f = option(f)
     return f
+
+
+DATA_KINDS = "an IDX directory, an .npz with x and y (x_test, y_test), or a folder of class folders of PNGs"
+
+
+def data_option(use: str):
+    """``--data PATH``: the user's own data instead of MNIST; ``use`` says what the command does with it."""
+    return click.option(
+        "--data",
+        type=click.Path(path_type=Path),
+        default=None,
+        metavar="PATH",
+        help=f"Your data: {DATA_KINDS}; {use} [default: MNIST].",
+    )
+
+
+def data_dir_unless_data(data: Path | None, data_dir):
+    """The ``--data-dir`` to use: ``--data`` overrides ``$MCUFLOW_DATA_DIR``; both flags given is an error."""
+    if data is None:
+        return data_dir
+    if data_dir is not None:
+        source = click.get_current_context().get_parameter_source("data_dir")
+        if source not in (ParameterSource.ENVIRONMENT, ParameterSource.DEFAULT):
+            raise ConfigError("give --data or --data-dir, not both (--data-dir is MNIST's directory)")
+    return None
 
 
 def int_list(text: str | None, what: str) -> list[int] | None:

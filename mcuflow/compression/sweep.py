@@ -82,16 +82,20 @@ def prepare(
     checkpoint: str | os.PathLike,
     *,
     data_dir: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
     samples: int | None = None,
     exit_threshold: float | None = None,
     calibration_samples: int = 1000,
     split: str = "test",
     workdir: str | os.PathLike | None = None,
 ) -> SweepContext:
-    """Export once (dense link) and run the int8 reference on ``samples`` images of ``split``."""
+    """Export once (dense link) and run the int8 reference on ``samples`` samples of ``split`` of ``data``
+    (the user's) or MNIST, normalised as the checkpoint records and quantised with the export's input
+    scale and zero point."""
     from mcuflow import export as exporter
     from mcuflow import reference
-    from mcuflow.data import load_mnist
+    from mcuflow.checkpoint import load
+    from mcuflow.data import DataRecord, load_data, mnist_split
 
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="mcuflow-link-sweep-"))
     threshold = exporter.DEFAULT_EXIT_THRESHOLD if exit_threshold is None else exit_threshold
@@ -101,15 +105,20 @@ def prepare(
         exit_threshold=threshold,
         calibration_samples=calibration_samples,
         data_dir=data_dir,
+        data=data,
     )
     q = res.model
-    data = load_mnist(split, data_dir, download=False)
+    record = DataRecord.from_meta(load(checkpoint).meta, str(checkpoint))
+    if data is not None:
+        evaluated = load_data(data).for_model(split, record)
+    else:
+        evaluated = mnist_split(split, data_dir, download=False, record=record)
     if samples is not None:
-        if samples <= 0 or samples > len(data):
-            raise ConfigError(f"--samples must be in 1..{len(data)}, got {samples}")
-        data = data.subset(samples)
-    ref = reference.run(q, reference.pixels_to_input(data.images))
-    calib = exporter.calibration_inputs(calibration_samples, data_dir).x
+        if samples <= 0 or samples > len(evaluated):
+            raise ConfigError(f"--samples must be in 1..{len(evaluated)}, got {samples}")
+        evaluated = evaluated.head(samples)
+    ref = reference.run(q, reference.quantize_input(evaluated.inputs(np.float64), q.input_scale, q.input_zp))
+    calib = exporter.calibration_inputs(calibration_samples, data_dir, data, record).x
     calib_ref = reference.run(q, reference.quantize_input(calib, q.input_scale, q.input_zp))
     tail = read_npz(work / "export" / "tail.npz", "the tail weights")
     return SweepContext(
@@ -118,12 +127,12 @@ def prepare(
         intermediate=ref.intermediate,
         exited=ref.exited.astype(bool),
         exit_label=ref.label,
-        labels=np.asarray(data.labels, dtype=np.int64),
+        labels=np.asarray(evaluated.y, dtype=np.int64),
         calibration_intermediate=calib_ref.intermediate,
         tail=tail,
         scale=float(q.intermediate_scale),
         zero_point=int(q.intermediate_zp),
-        source=f"MNIST {split}, {len(data)} images",
+        source=f"MNIST {split}, {len(evaluated)} images" if evaluated.name == "MNIST" else evaluated.source,
     )
 
 

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+from mcuflow.data.dataset import DataSource, RawSplit
+from mcuflow.data.idx_dir import MNIST_NORMALIZATION
 from mcuflow.data.mnist import MNISTSplit
 from mcuflow.errors import DataError
 from mcuflow.npz import read_npz
 from mcuflow.paths import examples_dir
 
 BUNDLED_NAME = "mnist_test_500.npz"
+BUNDLED_SOURCE = "bundled MNIST test subset (examples/)"
 
 
 def bundled_test_subset(path: str | os.PathLike | None = None) -> MNISTSplit:
@@ -34,3 +37,11 @@ def write_bundled_subset(split: MNISTSplit, n: int, path: str | os.PathLike) -> 
     np.savez_compressed(tmp, images=split.images[:n], labels=split.labels[:n])
     os.replace(tmp, path)
     return path
+
+
+def bundled_source(path: str | os.PathLike | None = None) -> DataSource:
+    """The bundled subset as a source whose two splits are both these 500 test images (quick runs, and the
+    calibration fallback when no MNIST is at hand), normalised as MNIST (pixels / 255)."""
+    split = bundled_test_subset(path)
+    raw = RawSplit(split.images, split.labels.astype(np.int64), BUNDLED_SOURCE)
+    return DataSource("MNIST", str(path or examples_dir() / BUNDLED_NAME), raw, raw, declared=MNIST_NORMALIZATION)

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import gzip
+import os
+import zlib
+from pathlib import Path
+
 import numpy as np
 
 from mcuflow.errors import DataError
 
+
+def read_idx_file(path: str | os.PathLike) -> np.ndarray:
+    """An IDX file, gzip-compressed (``*.gz``) or raw, decoded with every length checked."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror or err}") from None
+    if path.suffix == ".gz":
+        try:
+            blob = gzip.decompress(blob)
+        except (OSError, EOFError, zlib.error) as err:
+            raise DataError(f"{path} is not a valid gzip file ({err})") from None
+    return parse_idx(blob, str(path))
+
+
 # Third byte of the magic number -> element type; MNIST only uses unsigned bytes.
-_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4")}
+_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mcuflow.data.idx import parse_idx
 from mcuflow.errors import DataError
@@ -44,6 +43,11 @@ SPLITS = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 N_PIXELS = 28 * 28
+PIXEL_MAX = 255  # the declared normalisation of MNIST: x = pixel / 255, the device's input contract
+
+
+class ChecksumMismatch(DataError):
+    """A file under an MNIST name whose content is not MNIST's (corrupt, or other IDX data)."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class MNISTSplit:
     def subset(self, n: int | None) -> MNISTSplit:
         return self if n is None else MNISTSplit(self.images[:n], self.labels[:n])
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(self):
         return to_tensors(self.images, self.labels)
 
 
@@ -92,7 +96,7 @@ def _decompress(blob: bytes, name: str) -> bytes:
 def _check(content: bytes, stem: str, source: str) -> None:
     digest = hashlib.sha256(content).hexdigest()
     if digest != SHA256[stem]:
-        raise DataError(
+        raise ChecksumMismatch(
             f"{source} has SHA-256 {digest[:16]}... of its uncompressed content, expected {SHA256[stem][:16]}... "
             "(corrupt or not MNIST; delete it to download again)"
         )
@@ -173,8 +177,12 @@ def load_mnist(split: str = "train", data_dir: str | os.PathLike | None = None, 
     return MNISTSplit(images, labels)
 
 
-def to_tensors(images: np.ndarray, labels: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Images as float32 ``(N, 784)`` pixels/255 in [0, 1] (the device's input contract), labels as int64."""
+def to_tensors(images: np.ndarray, labels: np.ndarray | None = None):
+    """Images as float32 ``(N, 784)`` pixels/255 in [0, 1] (the device's input contract), labels as int64.
+
+    torch is imported here, at the edge, so reading data loads no torch."""
+    import torch
+
     x = torch.from_numpy(np.asarray(images, dtype=np.uint8).reshape(len(images), -1).astype(np.float32) / 255.0)
     y = None if labels is None else torch.from_numpy(np.asarray(labels).astype(np.int64))
     return x, y

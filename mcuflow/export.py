@@ -23,7 +23,7 @@ from mcuflow.frontend import graph_from_model, graph_from_onnx
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.packed import FORMATS
 from mcuflow.ir.quantized import QModel
-from mcuflow.manifest import WEIGHTS, ExportManifest, TailFiles, manifest_of, weight_arrays
+from mcuflow.manifest import WEIGHTS, ExportManifest, RawToInput, TailFiles, manifest_of, weight_arrays
 from mcuflow.passes import choose_formats, fuse_relu, plan_kernels, plan_memory, quantize
 from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD, InputQuant, threshold_q15
 from mcuflow.reference.agreement import QuantCheck
@@ -73,6 +73,7 @@ class CalibrationData:
     check_x: np.ndarray  # (M, input_len), M may be 0
     check_y: np.ndarray | None
     source: str
+    normalization: RawToInput | None = None  # how raw data became these inputs, when known
 
     @classmethod
     def from_arrays(cls, x: np.ndarray, labels: np.ndarray | None = None, source: str = "caller-supplied"):
@@ -88,7 +89,8 @@ class CalibrationData:
         """The first ``n`` inputs to calibrate on, the next CHECK_SAMPLES (with labels) for the check."""
         part = ds.head(n + CHECK_SAMPLES)
         x = part.inputs(np.float64)
-        return cls(x[:n], x[n:], np.asarray(part.y)[n:], source)
+        norm = RawToInput(ds.normalization.shift, ds.normalization.divisor, ds.normalization.rule)
+        return cls(x[:n], x[n:], np.asarray(part.y)[n:], source, norm)
 
 
 MIN_HELD_OUT = 10
@@ -329,6 +331,9 @@ def export(
     notes.append(f"calibration: {cal.source}")
     q = compile_graph(graph, cal.x, per_channel, exit_threshold, force_format, small_ram, input_quant)
     q.input_source = input_quant.source if input_quant else f"calibration range [{cal.x.min():g}, {cal.x.max():g}]"
+    if cal.normalization is not None:
+        n = cal.normalization
+        q.raw_to_input = f"x = (raw - {n.shift:g}) / {n.divisor:g} ({n.rule})"
     notes.extend(_input_range_notes(q, cal.x))
     check = _check_quantization(graph, q, cal, model)
     if check is not None:
@@ -359,8 +364,9 @@ def export(
         tail = TailFiles(onnx="tail.onnx", npz="tail.npz") if (tmp / "tail.npz").exists() else None
         written = [*files, LINK_CONFIG_HEADER, WEIGHTS, *([tail.npz, tail.onnx] if tail else [])]
         manifest = manifest_of(
-            q, link, tail=tail, files=written, notes=notes, check=check, seconds=time.perf_counter() - t0
-        )
+            q, link, tail=tail, files=written, notes=notes, check=check, raw=cal.normalization,
+            seconds=time.perf_counter() - t0,
+        )  # fmt: skip
         manifest.write(tmp)
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))

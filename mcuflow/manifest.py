@@ -121,6 +121,15 @@ class RamUse:
 
 
 @dataclass(frozen=True)
+class RawToInput:
+    """How raw data (pixels, sensor counts) became the model's inputs: ``x = (raw - shift) / divisor``."""
+
+    shift: float
+    divisor: float
+    rule: str  # "declared", "minmax", "meanstd" or "none"
+
+
+@dataclass(frozen=True)
 class Quantization:
     """How real values become int8: a firmware converts a sensor value x with
     ``q = clamp(round(x / input.scale) + input.zero_point, -128, 127)``."""
@@ -132,6 +141,7 @@ class Quantization:
     input_source: str  # the calibration range, or what the user declared
     intermediate: QParams
     check: QuantCheck | None  # int8 against float on held-out inputs
+    raw_to_input: RawToInput | None  # the training data's normalisation, when the export knows it
 
 
 @dataclass(frozen=True)
@@ -263,6 +273,7 @@ def manifest_of(
     files: list[str],
     notes: list[str],
     check: QuantCheck | None = None,
+    raw: RawToInput | None = None,
     seconds: float = 0.0,
 ) -> ExportManifest:
     """The manifest of a compiled model (after every pass)."""
@@ -294,6 +305,7 @@ def manifest_of(
             q.input_source,
             QParams(q.intermediate_scale, q.intermediate_zp),
             check,
+            raw,
         ),
         layers=HeadLayers(head),
         exits=exits,

@@ -114,6 +114,7 @@ class LibraryContext:
     input_scale_bits: int
     input_scale_text: str  # the float32 scale as a C literal's digits
     input_source: str
+    raw_to_input: str  # "" when the export does not know the training data's normalisation
     intermediate_zp: int
     intermediate_scale_bits: int
     plan: MemoryPlan
@@ -174,6 +175,7 @@ def build_context(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> Libr
         input_scale_bits=float_bits(model.input_scale),
         input_scale_text=f"{np.float32(model.input_scale):.9g}",
         input_source=c_comment(model.input_source),
+        raw_to_input=c_comment(model.raw_to_input),
         intermediate_zp=model.intermediate_zp,
         intermediate_scale_bits=float_bits(model.intermediate_scale),
         plan=plan,

@@ -73,6 +73,8 @@ def c_identifier(name: str, prefix: str = "mcuflow_", max_len: int = 48) -> str:
 
 
 def c_comment(text: str, max_len: int = 100) -> str:
-    """Text safe inside ``/* ... */``: printable ASCII without ``*/``, ``/*``, ``?`` (trigraphs) or backslashes."""
-    clean = "".join(ch if ch.isascii() and (ch.isalnum() or ch in " _.,:;()[]-+=<>#'\"") else "_" for ch in str(text))
-    return clean[:max_len]
+    """Text safe inside ``/* ... */``: printable ASCII without ``*`` (so no ``*/`` or ``/*``), ``?`` (trigraphs) or
+    backslashes; a lone ``/`` is harmless without a ``*``."""
+    clean = "".join(ch if ch.isascii() and (ch.isalnum() or ch in " _.,:;()[]-+=<>#'\"/") else "_" for ch in str(text))
+    clean = clean[:max_len]
+    return clean[:-1] + "_" if clean.endswith("/") else clean  # never a "/" that a template's "*/" could join

@@ -84,6 +84,7 @@ class QModel:
     source: str = "torch"
     small_ram: bool = False  # no kernel scratch buffer (passes.plan_kernels)
     input_source: str = "calibration range"  # where the input scale and zero point came from
+    raw_to_input: str = ""  # how raw data becomes the model's inputs, as text, when known
     plan: MemoryPlan | None = None  # set by passes.plan_memory
     notes: list[str] = field(default_factory=list)
 

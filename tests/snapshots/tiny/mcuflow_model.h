@@ -20,7 +20,8 @@ extern "C" {
 #define MCUFLOW_MODEL_HASH_HEX    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 /* Inputs are int8: a firmware converts a sensor value x (in the units the model was trained on, after its
  * normalisation) with q = clamp(round(x / MCUFLOW_INPUT_SCALE) + MCUFLOW_INPUT_ZERO_POINT, -128, 127).
- * Input scale 0.0039153453, zero point -128: from the calibration range. */
+ * Input scale 0.0039153453, zero point -128: from the calibration range.
+ */
 #define MCUFLOW_INPUT_ZERO_POINT  (-128)
 #define MCUFLOW_INPUT_SCALE       0.0039153453f
 #define MCUFLOW_INPUT_SCALE_BITS  998263884u   /* IEEE-754 float32 bits of the input scale */

@@ -19,8 +19,10 @@ import numpy as np
 from mcuflow.codec.compress import LinkConfig
 from mcuflow.codegen import render_library, render_link_config, render_packaging
 from mcuflow.errors import ConfigError, DataError, McuflowError
-from mcuflow.frontend import graph_from_model, graph_from_onnx
-from mcuflow.ir.graph import Graph
+from mcuflow.frontend import graph_from_onnx, lower_model
+from mcuflow.frontend.torch_check import check_lowering
+from mcuflow.frontend.torch_frontend import LoweredChain
+from mcuflow.ir.graph import Graph, Linear, Relu
 from mcuflow.ir.packed import FORMATS
 from mcuflow.ir.quantized import QModel
 from mcuflow.manifest import WEIGHTS, ExportManifest, TailFiles, manifest_of, weight_arrays
@@ -90,36 +92,21 @@ def calibration_inputs(n: int, data_dir: str | os.PathLike | None = None) -> tup
 # ---------------------------------------------------------------- the tail
 
 
-def tail_arrays(model) -> dict[str, np.ndarray] | None:
-    """``tail.npz`` content for a SplitNet's tail (Linear/SparseLinear/ReLU), or None if it has none."""
-    from torch import nn
-
-    from mcuflow.nn.sparse import SparseLinear
-
-    tail = getattr(model, "tail", None)
-    if tail is None or len(tail) == 0:
+def tail_arrays(tail: LoweredChain) -> dict[str, np.ndarray] | None:
+    """``tail.npz`` content for a lowered SplitNet tail (linear layers, each maybe with its ReLU), or None if
+    it has none."""
+    if not tail.nodes:
         return None
     arrays: dict[str, np.ndarray] = {}
     n = 0
-    for i, module in enumerate(tail):
-        if isinstance(module, nn.ReLU):
-            if n == 0:
-                raise ConfigError(f"tail.{i} (ReLU) does not follow a linear layer")
+    for node in tail.nodes:
+        if isinstance(node, Relu):  # lower_tail checked that it follows a linear layer
             arrays[f"{n - 1}.relu"] = np.array(True)
             continue
-        if isinstance(module, SparseLinear):
-            w, cols = module.weight, module.columns
-        elif isinstance(module, nn.Linear):
-            w = module.weight
-            cols = np.tile(np.arange(module.in_features), (module.out_features, 1))
-        else:
-            raise ConfigError(f"tail.{i} ({type(module).__name__}) cannot be exported to tail.npz")
-        arrays[f"{n}.weight"] = w.detach().cpu().float().numpy()
-        arrays[f"{n}.columns"] = np.asarray(cols, dtype=np.int64)
-        b = module.bias
-        arrays[f"{n}.bias"] = (
-            b.detach().cpu().float().numpy() if b is not None else np.zeros(module.out_features, np.float32)
-        )
+        assert isinstance(node, Linear), node
+        arrays[f"{n}.weight"] = node.weight.astype(np.float32)  # float32 in, float32 out: the same values
+        arrays[f"{n}.columns"] = np.asarray(node.columns, dtype=np.int64)
+        arrays[f"{n}.bias"] = node.bias.astype(np.float32)
         arrays[f"{n}.relu"] = np.array(False)
         n += 1
     arrays["n_layers"] = np.array(n)
@@ -226,14 +213,15 @@ def export(
         raise ConfigError(f"{out_dir} exists and is not a directory")
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"{out_dir} already exists")
-    model = None
+    model = lowered = None
     if source.suffix.lower() == ".onnx":
         graph = graph_from_onnx(source)
     else:
         from mcuflow.checkpoint import load, model_hash
 
         model = load(source)
-        graph = graph_from_model(model, model_hash(model), name=source.stem)
+        lowered = lower_model(model, model_hash(model), name=source.stem)
+        graph = lowered.graph
     if calibration is None:
         calibration, where = calibration_inputs(calibration_samples, data_dir)
         if graph.input_len != calibration.shape[1]:
@@ -244,6 +232,8 @@ def export(
         where = f"caller-supplied, {len(calibration)} samples"
     notes.append(f"calibration: {where}")
     q = compile_graph(graph, calibration, per_channel, exit_threshold, force_format, small_ram)
+    if lowered is not None:
+        check_lowering(model, lowered, calibration)  # the graph computes what the trained model does
     q.notes = notes
     link = _link_config(q, calibration, prune_threshold, prune_topk, link_bits, link_shift)
     _check_board(board, q, notes)
@@ -259,8 +249,8 @@ def export(
             (tmp / name).write_text(text)
         np.savez(tmp / WEIGHTS, **weight_arrays(q))
         (tmp / LINK_CONFIG_HEADER).write_text(render_link_config(link))
-        if model is not None:
-            arrays = tail_arrays(model)
+        if lowered is not None:
+            arrays = tail_arrays(lowered.tail)
             if arrays is not None:
                 np.savez(tmp / "tail.npz", **arrays)
                 export_tail_onnx(model, q.intermediate_len, tmp / "tail.onnx")

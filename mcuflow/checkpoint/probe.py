@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from mcuflow.errors import ConfigError
 from mcuflow.nn.split import SplitNet
 
 PROBE_SAMPLES = 64
@@ -51,6 +52,17 @@ def _differ(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool((a - b).abs().max() > RTOL * scale) if a.numel() else False
 
 
+def _run(module: nn.Module, x: torch.Tensor, where: str):
+    """``module(x)``; a model that cannot even run on vectors of its input width is refused by the failing module."""
+    try:
+        return module(x)
+    except Exception as err:  # noqa: BLE001 - whatever the user's module raises, say where in one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"{where} ({type(module).__name__}) fails on inputs of shape {tuple(x.shape)}: {first[:200]}"
+        ) from None
+
+
 def first_difference(original: SplitNet, reloaded: SplitNet, width: int) -> str | None:
     """Where ``reloaded`` first computes something else than ``original`` on the probe inputs, or None."""
     params = [*original.parameters(), *original.buffers()]
@@ -58,17 +70,17 @@ def first_difference(original: SplitNet, reloaded: SplitNet, width: int) -> str 
     with _inference(original, reloaded):
         ha, hb = x, x.clone()
         for i, (ma, mb) in enumerate(zip(original.head, reloaded.head, strict=True)):
-            ha, hb = ma(ha), mb(hb)
+            ha, hb = _run(ma, ha, f"head.{i}"), mb(hb)
             if _differ(ha, hb):
                 return f"head.{i} ({type(ma).__name__})"
             for e, at in enumerate(original.exit_points):
-                if at == i + 1 and _differ(original.exits[e](ha), reloaded.exits[e](hb)):
+                if at == i + 1 and _differ(_run(original.exits[e], ha, f"exits.{e}"), reloaded.exits[e](hb)):
                     return f"exits.{e} ({type(original.exits[e]).__name__})"
         for i, (ma, mb) in enumerate(zip(original.tail, reloaded.tail, strict=True)):
-            ha, hb = ma(ha), mb(hb)
+            ha, hb = _run(ma, ha, f"tail.{i}"), mb(hb)
             if _differ(ha, hb):
                 return f"tail.{i} ({type(ma).__name__})"
-        (ea, fa), (eb, fb) = original(x), reloaded(x.clone())
+        (ea, fa), (eb, fb) = _run(original, x, "the model"), reloaded(x.clone())
         if _differ(fa, fb) or any(_differ(a, b) for a, b in zip(ea, eb, strict=True)):
             return f"the forward of {type(original).__name__}"  # a subclass computing something else
     return None

@@ -234,6 +234,8 @@ def export(
     q = compile_graph(graph, calibration, per_channel, exit_threshold, force_format, small_ram)
     if lowered is not None:
         check_lowering(model, lowered, calibration)  # the graph computes what the trained model does
+        if lowered.whole_on_device:
+            notes.append("whole model on the device: its last layer answers every sample no exit takes (exit 'final')")
     q.notes = notes
     link = _link_config(q, calibration, prune_threshold, prune_topk, link_bits, link_shift)
     _check_board(board, q, notes)

@@ -7,7 +7,9 @@ of Pad, Linear and ReLU nodes as ever:
   at inference);
 * ``BatchNorm1d``: folded into the linear layer right before it, as it computes at inference from its
   running statistics (``s = gamma / sqrt(var + eps)`` scales the rows, the bias becomes
-  ``(b - mean) * s + beta``); a BatchNorm that cannot be folded so is refused by name.
+  ``(b - mean) * s + beta``); a BatchNorm that cannot be folded so is refused by name;
+* a model whose tail is empty runs whole on the device: its head output is the class logits, read by
+  one more exit, ``final``, that always answers.
 
 Layers are matched by exact type, as the checkpoint's layer list matches them; anything else is
 refused by path and type, e.g. ``head.2 (Sigmoid)``. :mod:`mcuflow.frontend.torch_check` then runs
@@ -33,6 +35,7 @@ DEVICE_LAYERS = (
     "Pad, Flatten, Identity, Dropout, Linear, SparseLinear, ReLU "
     "and BatchNorm1d (folded into the linear layer before it)"
 )
+FINAL_EXIT = "final"
 
 
 class UnsupportedLayerError(ConfigError):
@@ -59,8 +62,12 @@ class LoweredModel:
 
     graph: Graph
     head: LoweredChain
-    exits: list[LoweredChain]  # the model's exits, in order
+    exits: list[LoweredChain]  # the model's own exits, in order (not the final one)
     tail: LoweredChain
+
+    @property
+    def whole_on_device(self) -> bool:
+        return not self.tail.nodes
 
 
 def _np(t) -> np.ndarray:
@@ -226,6 +233,15 @@ def lower_model(model: nn.Module, model_hash: str, name: str = "model") -> Lower
         num_classes = tail.width
     if tail.nodes and tail.width != num_classes:
         raise ConfigError(f"the tail gives {tail.width} logits, expected {num_classes} classes")
+    if not tail.nodes:
+        # The whole model is on the device: its last layer answers every sample the exits leave.
+        if num_classes is not None and head.width != num_classes:
+            raise ConfigError(
+                f"the tail is empty, so the head's output is the class logits, but it has {head.width} values "
+                f"for {num_classes} classes"
+            )
+        num_classes = head.width
+        branches.append(ExitBranch(FINAL_EXIT, len(head.nodes), [], final=True))
     if num_classes is None:
         raise ConfigError("the model has no exits and no config giving its number of classes")
     graph = Graph(name, input_len, head.nodes, branches, num_classes, model_hash, source="torch")

@@ -197,6 +197,14 @@ def test_config_models_keep_their_config_and_their_version_1_hash(tmp_path):
     assert mcuflow.model_hash(mcuflow.load(tmp_path / "v1.pt")) == before
 
 
+def test_a_hand_built_model_saved_with_its_config_hashes_as_it_loads(tmp_path):
+    built = build_model(paper_config())
+    hand = SplitNet(built.head, list(zip(built.exit_points, built.exits, strict=True)), built.tail)  # no .config
+    mcuflow.save(hand, tmp_path / "m.pt", config=paper_config())
+    loaded = mcuflow.load(tmp_path / "m.pt")
+    assert hand.config == loaded.config and mcuflow.model_hash(hand) == mcuflow.model_hash(loaded)
+
+
 def test_hash_tells_apart_models_that_differ_only_in_structure():
     a = SplitNet(
         nn.Sequential(nn.Linear(784, 40), nn.ReLU()), [(2, nn.Linear(40, 10))], nn.Sequential(nn.Linear(40, 10))

@@ -22,8 +22,9 @@ def save(model: SplitNet, path: str | os.PathLike, config: ModelConfig | None = 
     """Write ``model`` atomically to ``path`` (format version 2: its layer list and state dict).
 
     ``config`` (default ``model.config``) is stored too when it describes the modules, and refused when
-    it does not. The file is read back and the reloaded model run against ``model`` before it replaces
-    ``path``: a model the checkpoint would not give back is refused, naming where it first differs."""
+    it does not; a model without ``.config`` gets the one it was saved with, so that its ``model_hash``
+    is the loaded model's. The file is read back and the reloaded model run against ``model`` before it
+    replaces ``path``: a model the checkpoint would not give back is refused, naming where it first differs."""
     structure = capture(model)  # refuses, by path and type, what a checkpoint cannot hold
     config = config if config is not None else getattr(model, "config", None)
     if config is not None and (problem := config_mismatch(config, model, structure)) is not None:
@@ -48,6 +49,8 @@ def save(model: SplitNet, path: str | os.PathLike, config: ModelConfig | None = 
                 f"cannot save {path}: the model it would load differs from this one at {where} "
                 "(a custom forward, or module state that the layer list does not hold)"
             )
+    if config is not None and getattr(model, "config", None) is None:
+        model.config = config  # type: ignore[attr-defined]
     return path
 
 

@@ -254,8 +254,8 @@ def _no_hooks(module: nn.Module, path: str) -> None:
 
 
 def rebuild(structure: ModelStructure) -> SplitNet:
-    """A SplitNet of fresh modules with ``structure``'s types and hyper-parameters (weights uninitialised
-    in the sense that the caller loads the state dict next)."""
+    """A SplitNet of fresh modules with ``structure``'s types and hyper-parameters; their initial weights
+    are drawn as usual, for the caller to replace with the state dict."""
     head = nn.Sequential(*(build_layer(s, f"head.{i}") for i, s in enumerate(structure.head)))
     tail = nn.Sequential(*(build_layer(s, f"tail.{i}") for i, s in enumerate(structure.tail)))
     exits = [(x.at, build_layer(x.branch, f"exits.{e}")) for e, x in enumerate(structure.exits)]
@@ -345,19 +345,12 @@ _PASS_THROUGH = {"Flatten", "Identity", "Dropout", "ReLU"}
 
 
 def input_features(structure: ModelStructure) -> int | None:
-    """The width of the head's input: that of its first layer with one, past layers that keep it."""
-
-    def first(specs: tuple[LayerSpec, ...]) -> int | None | bool:
-        for s in specs:
-            if s.type == "Sequential":
-                found = first(s.layers)
-                if found is not False:
-                    return found
-            elif s.type in _WIDTH_OF:
-                return int(s.params[_WIDTH_OF[s.type]])
-            elif s.type not in _PASS_THROUGH:
-                return None
-        return False  # only pass-through layers so far
-
-    found = first(structure.head)
-    return None if found is False else found  # type: ignore[return-value]
+    """The width of the head's input: that of its first layer with one, past layers that keep it; None when
+    a layer that changes its input's shape in an unknown way comes first."""
+    head = (entry for i, s in enumerate(structure.head) for entry in _walk(s, f"head.{i}"))
+    for _, spec in head:
+        if spec.type in _WIDTH_OF:
+            return int(spec.params[_WIDTH_OF[spec.type]])
+        if spec.type != "Sequential" and spec.type not in _PASS_THROUGH:
+            return None
+    return None

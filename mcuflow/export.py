@@ -19,8 +19,10 @@ import numpy as np
 from mcuflow.codec.compress import LinkConfig
 from mcuflow.codegen import render_library, render_link_config, render_packaging
 from mcuflow.errors import ConfigError, DataError, McuflowError
-from mcuflow.frontend import graph_from_model, graph_from_onnx
-from mcuflow.ir.graph import Graph
+from mcuflow.frontend import graph_from_onnx, lower_model
+from mcuflow.frontend.torch_check import check_lowering
+from mcuflow.frontend.torch_frontend import LoweredChain
+from mcuflow.ir.graph import Graph, Linear, Relu
 from mcuflow.ir.packed import FORMATS
 from mcuflow.ir.quantized import QModel
 from mcuflow.manifest import WEIGHTS, ExportManifest, RawToInput, TailFiles, manifest_of, weight_arrays
@@ -150,36 +152,21 @@ def _input_range_notes(q: QModel, calibration: np.ndarray) -> list[str]:
 # ---------------------------------------------------------------- the tail
 
 
-def tail_arrays(model) -> dict[str, np.ndarray] | None:
-    """``tail.npz`` content for a SplitNet's tail (Linear/SparseLinear/ReLU), or None if it has none."""
-    from torch import nn
-
-    from mcuflow.nn.sparse import SparseLinear
-
-    tail = getattr(model, "tail", None)
-    if tail is None or len(tail) == 0:
+def tail_arrays(tail: LoweredChain) -> dict[str, np.ndarray] | None:
+    """``tail.npz`` content for a lowered SplitNet tail (linear layers, each maybe with its ReLU), or None if
+    it has none."""
+    if not tail.nodes:
         return None
     arrays: dict[str, np.ndarray] = {}
     n = 0
-    for i, module in enumerate(tail):
-        if isinstance(module, nn.ReLU):
-            if n == 0:
-                raise ConfigError(f"tail.{i} (ReLU) does not follow a linear layer")
+    for node in tail.nodes:
+        if isinstance(node, Relu):  # lower_tail checked that it follows a linear layer
             arrays[f"{n - 1}.relu"] = np.array(True)
             continue
-        if isinstance(module, SparseLinear):
-            w, cols = module.weight, module.columns
-        elif isinstance(module, nn.Linear):
-            w = module.weight
-            cols = np.tile(np.arange(module.in_features), (module.out_features, 1))
-        else:
-            raise ConfigError(f"tail.{i} ({type(module).__name__}) cannot be exported to tail.npz")
-        arrays[f"{n}.weight"] = w.detach().cpu().float().numpy()
-        arrays[f"{n}.columns"] = np.asarray(cols, dtype=np.int64)
-        b = module.bias
-        arrays[f"{n}.bias"] = (
-            b.detach().cpu().float().numpy() if b is not None else np.zeros(module.out_features, np.float32)
-        )
+        assert isinstance(node, Linear), node
+        arrays[f"{n}.weight"] = node.weight.astype(np.float32)  # float32 in, float32 out: the same values
+        arrays[f"{n}.columns"] = np.asarray(node.columns, dtype=np.int64)
+        arrays[f"{n}.bias"] = node.bias.astype(np.float32)
         arrays[f"{n}.relu"] = np.array(False)
         n += 1
     arrays["n_layers"] = np.array(n)
@@ -238,7 +225,7 @@ def model_constant_bytes(q: QModel) -> int:
     return layers + sum(ex.lut.nbytes for ex in q.exits)
 
 
-def _check_quantization(graph: Graph, q: QModel, cal: CalibrationData, model) -> QuantCheck | None:
+def _check_quantization(graph: Graph, q: QModel, cal: CalibrationData, lowered) -> QuantCheck | None:
     """Float vs int8 answers on the held-out inputs (or on the calibration inputs when none are held out)."""
     from mcuflow.reference.agreement import check_quantization
 
@@ -246,7 +233,7 @@ def _check_quantization(graph: Graph, q: QModel, cal: CalibrationData, model) ->
     x = cal.check_x if held else cal.x
     if len(x) == 0:
         return None
-    tail = tail_arrays(model) if model is not None else None
+    tail = tail_arrays(lowered.tail) if lowered is not None else None
     return check_quantization(graph, q, x, labels=cal.check_y if held else None, tail=tail, held_out=held)
 
 
@@ -308,7 +295,7 @@ def export(
         raise ConfigError(f"{out_dir} exists and is not a directory")
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"{out_dir} already exists")
-    model, record = None, None
+    model = lowered = record = None
     if source.suffix.lower() == ".onnx":
         graph = graph_from_onnx(source)
     else:
@@ -317,7 +304,8 @@ def export(
 
         model = load(source)
         record = DataRecord.from_meta(getattr(model, "meta", None), str(source))
-        graph = graph_from_model(model, model_hash(model), name=source.stem)
+        lowered = lower_model(model, model_hash(model), name=source.stem)
+        graph = lowered.graph
     if calibration is None:
         cal = calibration_inputs(calibration_samples, data_dir, data, record)
     else:
@@ -330,12 +318,16 @@ def export(
         )
     notes.append(f"calibration: {cal.source}")
     q = compile_graph(graph, cal.x, per_channel, exit_threshold, force_format, small_ram, input_quant)
+    if lowered is not None:
+        check_lowering(model, lowered, cal.x)  # the graph computes what the trained model does
+        if lowered.whole_on_device:
+            notes.append("whole model on the device: its last layer answers every sample no exit takes (exit 'final')")
     q.input_source = input_quant.source if input_quant else f"calibration range [{cal.x.min():g}, {cal.x.max():g}]"
     if cal.normalization is not None:
         n = cal.normalization
         q.raw_to_input = f"x = (raw - {n.shift:g}) / {n.divisor:g} ({n.rule})"
     notes.extend(_input_range_notes(q, cal.x))
-    check = _check_quantization(graph, q, cal, model)
+    check = _check_quantization(graph, q, cal, lowered)
     if check is not None:
         notes.append(("" if check.passed else "WARNING: ") + check.describe()
                      + ("" if check.passed else f", below the {100 * check.bound:.0f}% bound"))  # fmt: skip
@@ -354,8 +346,8 @@ def export(
             (tmp / name).write_text(text)
         np.savez(tmp / WEIGHTS, **weight_arrays(q))
         (tmp / LINK_CONFIG_HEADER).write_text(render_link_config(link))
-        if model is not None:
-            arrays = tail_arrays(model)
+        if lowered is not None:
+            arrays = tail_arrays(lowered.tail)
             if arrays is not None:
                 np.savez(tmp / "tail.npz", **arrays)
                 export_tail_onnx(model, q.intermediate_len, tmp / "tail.onnx")

@@ -172,18 +172,21 @@ def threshold_tradeoff(
     bytes_local: float | None,
     bytes_offload: float | None,
     attach: list[int] | None = None,
+    always: list[bool] | None = None,
 ) -> list[TradeoffRow]:
     """What other exit thresholds would have given, from the int8 reference's exit confidences.
 
     The device's rule (:mod:`mcuflow.exitrule`) with one threshold for every exit, in Q15; ``attach``
-    is the exits' attach positions (None: exit-index order). Bytes up use the session's measured
-    frame sizes.
+    is the exits' attach positions (None: exit-index order). An exit marked in ``always`` (a model's
+    final layer on the device, threshold 0) keeps answering at every threshold. Bytes up use the
+    session's measured frame sizes.
     """
     from mcuflow.passes.quantize import threshold_q15
 
     rows = []
     for t in TRADEOFF_THRESHOLDS:
-        decision = exitrule.decide(ref.exit_confidence_q15, threshold_q15(t), attach=attach, samples=len(tail_pred))
+        thresholds = [0 if a else threshold_q15(t) for a in always or [False] * len(ref.exit_confidence_q15)]
+        decision = exitrule.decide(ref.exit_confidence_q15, thresholds, attach=attach, samples=len(tail_pred))
         pred = decision.answer(ref.exit_label, np.asarray(tail_pred))
         rate = float(decision.exited.mean()) if len(pred) else 0.0
         up = None
@@ -439,7 +442,13 @@ def _run_hil(
         workdir=str(work),
         wall_seconds=round(time.perf_counter() - t_start, 3),
         tradeoff=threshold_tradeoff(
-            ref, tail_ref_pred, labels, bytes_local, bytes_offload, attach=[ex.at for ex in facts.summary.exits]
+            ref,
+            tail_ref_pred,
+            labels,
+            bytes_local,
+            bytes_offload,
+            attach=[ex.at for ex in facts.summary.exits],
+            always=[ex.threshold_q15 == 0 for ex in facts.summary.exits],
         ),
         link_compression=_link_summary(facts, ref, offload),
         quantization=_quantization_summary(facts.quantization, float_e2e, _int8_predictions(ref, tail, facts), labels),

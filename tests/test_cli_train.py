@@ -139,7 +139,7 @@ def test_holdout_reports_on_the_last_training_images(tmp_path, mnist_dir, capsys
     [
         (["--out-degrees", "3,9,10", "--sizes", "784,40,40,10"], "not a whole number"),
         (["--sizes", "800,40,10"], "needs --out-degrees"),
-        (["--split", "3"], "split"),
+        (["--split", "4"], "split"),  # 3 junctions: 3 is the whole model on the device, 4 is none
         (["--exit-weight", "1,1"], "exit loss weights"),
         (["--sizes", "800,x"], "comma-separated integers"),
         (["--teacher", "dense:x"], "teacher"),

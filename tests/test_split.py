@@ -55,7 +55,9 @@ def test_exit_at_inner_head_layer_and_hidden_branch():
     [
         dict(sizes=[800, 40, 40, 10], out_degrees=[2, 9]),
         dict(sizes=[784, 40, 40, 10], out_degrees=[2, 9, 10]),
-        dict(sizes=[800, 40, 10], split=2),
+        dict(sizes=[800, 40, 10], split=3),
+        dict(sizes=[800, 40, 10], split=2, exits=[{"at": 2}]),  # the whole model on the device: it would read logits
+        dict(sizes=[800, 40, 10], split=2, tail_hidden=[16]),  # no host tail to replace
         dict(sizes=[800, 40, 10], exits=[{"at": 2}]),
         dict(sizes=[800, 40, 10], family="wide"),
         dict(sizes=[800, 40, 10], pattern="banded"),
@@ -87,6 +89,8 @@ def test_from_layers_cuts_a_plain_list():
     x = torch.rand(2, 8)
     assert torch.allclose(net(x)[1], plain(x))
     with pytest.raises(ValueError):
-        SplitNet.from_layers(layers, split=5)
+        SplitNet.from_layers(layers, split=6)
+    whole = SplitNet.from_layers(layers, split=5)  # the whole model in the head, an empty tail
+    assert len(whole.tail) == 0 and torch.allclose(whole(x)[1], plain(x))
     with pytest.raises(ValueError):
         SplitNet.from_layers(layers, split=2, exits={3: nn.Linear(4, 3)})

@@ -94,7 +94,11 @@ def model_config_from_options(
     help="Seed of the sparsity pattern (junction j uses seed+j).",
 )
 @click.option(
-    "--split", type=int, default=1, show_default=True, help="Number of junctions in the head (run on the device)."
+    "--split",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Number of junctions in the head (run on the device); all of them puts the whole model there.",
 )
 @click.option(
     "--exit-at",

@@ -197,6 +197,8 @@ def replace_tail(model, tail_hidden: list[int]) -> None:
 
     if any(int(h) < 1 for h in tail_hidden):
         raise ConfigError(f"--tail-hidden widths must be positive, got {','.join(map(str, tail_hidden))}")
+    if getattr(model, "config", None) is None:
+        raise ConfigError("--tail-hidden rebuilds the tail from the model's ModelConfig, and this model has none")
     config = dataclasses.replace(model.config, tail_hidden=[int(h) for h in tail_hidden])
     config.validate()
     model.tail = build_tail(config)

@@ -1,107 +1,253 @@
-"""SplitNet -> float IR. Only what the device kernels implement is accepted."""
+"""SplitNet -> float IR. Only what the device kernels implement reaches the IR.
+
+The torch layers with no kernel of their own are lowered here, so that the passes see the same IR
+of Pad, Linear and ReLU nodes as ever:
+
+* ``Flatten(1, -1)``, ``Identity``, ``Dropout``: no node (inputs are vectors; dropout is the identity
+  at inference);
+* ``BatchNorm1d``: folded into the linear layer right before it, as it computes at inference from its
+  running statistics (``s = gamma / sqrt(var + eps)`` scales the rows, the bias becomes
+  ``(b - mean) * s + beta``); a BatchNorm that cannot be folded so is refused by name;
+* a model whose tail is empty runs whole on the device: its head output is the class logits, read by
+  one more exit, ``final``, that always answers.
+
+Layers are matched by exact type, as the checkpoint's layer list matches them; anything else is
+refused by path and type, e.g. ``head.2 (Sigmoid)``. :mod:`mcuflow.frontend.torch_check` then runs
+the lowered graph against the torch model.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from torch import nn
 
 from mcuflow.errors import ConfigError
-from mcuflow.ir.graph import ExitBranch, Graph, Linear, Pad, Relu
+from mcuflow.ir.graph import ExitBranch, Graph, Linear, Node, Pad, Relu
 from mcuflow.nn.sparse import Pad as TorchPad
 from mcuflow.nn.sparse import SparseLinear
 from mcuflow.sparsity.patterns import structured_params
+
+DEVICE_LAYERS = (
+    "Pad, Flatten, Identity, Dropout, Linear, SparseLinear, ReLU "
+    "and BatchNorm1d (folded into the linear layer before it)"
+)
+FINAL_EXIT = "final"
 
 
 class UnsupportedLayerError(ConfigError):
     """A layer the compiler has no kernel for."""
 
 
+@dataclass
+class LoweredChain:
+    """The IR nodes of one torch Sequential (head, an exit branch, the tail).
+
+    ``ends[i]`` is the number of nodes after the chain's module ``i``: its output is the value after
+    that many nodes. None where the output exists only inside a fold (a linear layer's output before
+    the BatchNorm folded into it)."""
+
+    nodes: list[Node]
+    ends: list[int | None]
+    modules: list[tuple[str, nn.Module]]  # the chain's modules with their paths, as ``ends`` counts them
+    width: int  # after the chain
+
+
+@dataclass
+class LoweredModel:
+    """A SplitNet lowered: the graph the compiler takes, and how its nodes line up with the modules."""
+
+    graph: Graph
+    head: LoweredChain
+    exits: list[LoweredChain]  # the model's own exits, in order (not the final one)
+    tail: LoweredChain
+
+    @property
+    def whole_on_device(self) -> bool:
+        return not self.tail.nodes
+
+
 def _np(t) -> np.ndarray:
     return t.detach().cpu().double().numpy()
 
 
-def _convert(module: nn.Module, path: str, width: int) -> tuple[list, int]:
-    """IR nodes for one module, and the width after it."""
-    if isinstance(module, TorchPad):
-        if module.in_features != width:
-            raise ConfigError(f"{path} (Pad) expects {module.in_features} inputs but receives {width}")
-        return [Pad(path, module.in_features, module.size)], module.size
-    if isinstance(module, nn.Flatten | nn.Identity | nn.Dropout):
-        return [], width  # inputs are already vectors; dropout is the identity at inference
-    if isinstance(module, nn.ReLU):
-        return [Relu(path, width)], width
+def _linear(module: nn.Module, path: str, width: int) -> Linear:
+    kind = type(module).__name__
+    if module.in_features != width:
+        raise ConfigError(f"{path} ({kind}) expects {module.in_features} inputs but receives {width}")
     if isinstance(module, SparseLinear):
-        if module.in_features != width:
-            raise ConfigError(f"{path} (SparseLinear) expects {module.in_features} inputs but receives {width}")
-        cols = module.columns.detach().cpu().numpy().astype(np.int64)
         params = None
         if module.pattern == "structured":
             params = structured_params(module.in_features, module.out_features, module.out_degree, module.seed)
-        return [
-            Linear(
-                path,
-                module.in_features,
-                module.out_features,
-                _np(module.weight),
-                cols,
-                _np(module.bias),
-                pattern=module.pattern,
-                params=params,
-            )
-        ], module.out_features
-    if isinstance(module, nn.Linear):
-        if module.in_features != width:
-            raise ConfigError(f"{path} (Linear) expects {module.in_features} inputs but receives {width}")
-        bias = _np(module.bias) if module.bias is not None else np.zeros(module.out_features)
-        cols = np.tile(np.arange(module.in_features, dtype=np.int64), (module.out_features, 1))
-        return [
-            Linear(path, module.in_features, module.out_features, _np(module.weight), cols, bias)
-        ], module.out_features
-    if isinstance(module, nn.Sequential):
-        nodes, w = [], width
+        cols = module.columns.detach().cpu().numpy().astype(np.int64)
+        bias = _np(module.bias)
+        return Linear(path, module.in_features, module.out_features, _np(module.weight), cols, bias,
+                      pattern=module.pattern, params=params)  # fmt: skip
+    bias = _np(module.bias) if module.bias is not None else np.zeros(module.out_features)
+    cols = np.tile(np.arange(module.in_features, dtype=np.int64), (module.out_features, 1))
+    return Linear(path, module.in_features, module.out_features, _np(module.weight), cols, bias)
+
+
+def _fold_batchnorm(bn: nn.BatchNorm1d, path: str, nodes: list[Node], ends: list[int | None], width: int) -> None:
+    """Fold ``bn`` into the linear node that ``nodes`` ends with; outputs that saw it unnormalised vanish."""
+    if not nodes or not isinstance(nodes[-1], Linear):
+        raise UnsupportedLayerError(
+            f"{path} (BatchNorm1d) cannot be folded: it does not follow a linear layer, and the compiler "
+            "folds a BatchNorm into the linear layer right before it"
+        )
+    if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
+        raise UnsupportedLayerError(
+            f"{path} (BatchNorm1d) cannot be folded: it keeps no running statistics "
+            "(track_running_stats=False), so at inference it normalises each batch by its own"
+        )
+    if bn.num_features != width:
+        raise ConfigError(f"{path} (BatchNorm1d) normalises {bn.num_features} features but receives {width}")
+    linear = nodes[-1]
+    gamma = _np(bn.weight) if bn.affine else np.ones(width)
+    beta = _np(bn.bias) if bn.affine else np.zeros(width)
+    scale = gamma / np.sqrt(_np(bn.running_var) + float(bn.eps))
+    weight = linear.weight * scale[:, None]  # row r of the row-sparse weights is output r: scaling keeps zeros zero
+    bias = (linear.bias - _np(bn.running_mean)) * scale + beta
+    if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+        raise UnsupportedLayerError(f"{path} (BatchNorm1d) cannot be folded: its statistics give non-finite weights")
+    nodes[-1] = dataclasses.replace(linear, weight=weight, bias=bias)
+    for i, end in enumerate(ends):
+        if end == len(nodes):
+            ends[i] = None  # this module's output was the linear layer's, before the normalisation
+
+
+def _lower(module: nn.Module, path: str, width: int, nodes: list[Node], ends: list[int | None]) -> int:
+    """Append ``module``'s IR nodes to ``nodes``; the width after it."""
+    kind = type(module)
+    if kind is nn.Sequential:
         for i, child in enumerate(module):
-            more, w = _convert(child, f"{path}.{i}", w)
-            nodes += more
-        return nodes, w
+            width = _lower(child, f"{path}.{i}", width, nodes, ends)
+        return width
+    if kind is TorchPad:
+        if module.in_features != width:
+            raise ConfigError(f"{path} (Pad) expects {module.in_features} inputs but receives {width}")
+        nodes.append(Pad(path, module.in_features, module.size))
+        return module.size
+    if kind is nn.Flatten:
+        if (module.start_dim, module.end_dim) != (1, -1):
+            raise UnsupportedLayerError(
+                f"{path} (Flatten) flattens dimensions {module.start_dim}..{module.end_dim}; the device takes each "
+                "sample as one vector, so only Flatten(1, -1) (the default) compiles"
+            )
+        return width  # inputs are already vectors, whether they arrived as (N, 1, 28, 28) or (N, 784)
+    if kind in (nn.Identity, nn.Dropout):
+        return width  # dropout is the identity at inference
+    if kind is nn.ReLU:
+        nodes.append(Relu(path, width))
+        return width
+    if kind in (SparseLinear, nn.Linear):
+        nodes.append(_linear(module, path, width))
+        return module.out_features
+    if kind is nn.BatchNorm1d:
+        _fold_batchnorm(module, path, nodes, ends, width)
+        return width
     raise UnsupportedLayerError(
-        f"{path} ({type(module).__name__}) has no device kernel; the head and exits may hold only "
-        "Pad, Flatten, Linear, SparseLinear and ReLU"
+        f"{path} ({kind.__name__}) has no device kernel; the head and exits may hold only {DEVICE_LAYERS}"
     )
 
 
-def graph_from_model(model: nn.Module, model_hash: str, name: str = "model") -> Graph:
-    """The head and exits of a SplitNet as a float IR graph."""
+def lower_chain(modules: Sequence[tuple[str, nn.Module]], width: int) -> LoweredChain:
+    """The IR nodes of ``modules`` (each with its path) applied in turn to vectors of ``width``."""
+    nodes: list[Node] = []
+    ends: list[int | None] = []
+    for path, module in modules:
+        width = _lower(module, path, width, nodes, ends)
+        ends.append(len(nodes))
+    return LoweredChain(nodes, ends, list(modules), width)
+
+
+def _children(seq: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
+    """The modules a branch applies in turn: a Sequential's children, or the branch itself."""
+    if type(seq) is nn.Sequential:
+        return [(f"{prefix}.{i}", m) for i, m in enumerate(seq)]
+    return [(prefix, seq)]
+
+
+def _input_width(head: nn.Sequential) -> int | None:
+    """The width of the head's input: its first layer that has one, past those that keep it."""
+    for module in head.modules():
+        if type(module) in (TorchPad, SparseLinear, nn.Linear):
+            return module.in_features
+        if type(module) is nn.BatchNorm1d:
+            return module.num_features
+        if type(module) not in (nn.Sequential, nn.Flatten, nn.Identity, nn.Dropout, nn.ReLU):
+            return None
+    return None
+
+
+def lower_tail(tail: nn.Module, width: int) -> LoweredChain:
+    """The tail as the host tail runner (``tail.npz``) runs it: linear layers, each with or without a ReLU."""
+    chain = lower_chain(_children(tail, "tail"), width)
+    for i, node in enumerate(chain.nodes):
+        if isinstance(node, Pad):
+            raise UnsupportedLayerError(
+                f"{node.name} (Pad) cannot run in the host tail, which runs Linear, SparseLinear and ReLU "
+                "(BatchNorm1d folded, Flatten, Identity and Dropout dropped)"
+            )
+        if isinstance(node, Relu) and (i == 0 or not isinstance(chain.nodes[i - 1], Linear)):
+            raise ConfigError(f"{node.name} (ReLU) does not follow a linear layer")
+    return chain
+
+
+def lower_model(model: nn.Module, model_hash: str, name: str = "model") -> LoweredModel:
+    """A SplitNet lowered to the float IR of its head and exits (and its tail, for ``tail.npz``)."""
     head_mod = getattr(model, "head", None)
     if not isinstance(head_mod, nn.Sequential) or not hasattr(model, "exits"):
         raise ConfigError(f"{type(model).__name__} is not a SplitNet (needs .head, .exits, .exit_points)")
     cfg = getattr(model, "config", None)
-    input_len = cfg.input_size or cfg.sizes[0] if cfg is not None else None
+    input_len = (cfg.input_size or cfg.sizes[0]) if cfg is not None else _input_width(head_mod)
     if input_len is None:
-        first = head_mod[0]
-        input_len = first.in_features
-    head: list = []
-    position = {0: 0}  # torch head position -> IR head position
-    width = input_len
-    for i, module in enumerate(head_mod):
-        nodes, width = _convert(module, f"head.{i}", width)
-        head += nodes
-        position[i + 1] = len(head)
-    exits = []
+        raise ConfigError("cannot tell the width of the head's input: it starts with no Pad or linear layer")
+    head = lower_chain([(f"head.{i}", m) for i, m in enumerate(head_mod)], input_len)
+    graph_head = Graph("tmp", input_len, head.nodes, [], 0, "")
+    exits, branches = [], []
     for e, (at, branch) in enumerate(zip(model.exit_points, model.exits, strict=True)):
-        w = width
-        # the exit reads the width at its attach point
-        w = Graph("tmp", input_len, head[: position[at]], [], 0, "").width_after(position[at])
-        nodes, out = _convert(branch, f"exits.{e}", w)
-        if not any(isinstance(n, Linear) for n in nodes):
+        position = head.ends[at - 1]
+        if position is None:
+            raise UnsupportedLayerError(
+                f"exits.{e} reads the output of head.{at - 1} before the BatchNorm that is folded into it; "
+                "attach the exit after the BatchNorm"
+            )
+        chain = lower_chain(_children(branch, f"exits.{e}"), graph_head.width_after(position))
+        if not any(isinstance(n, Linear) for n in chain.nodes):
             raise ConfigError(f"exits.{e} has no linear layer producing class logits")
-        exits.append(ExitBranch(f"exits.{e}", position[at], nodes))
+        exits.append(chain)
+        branches.append(ExitBranch(f"exits.{e}", position, chain.nodes))
+    tail = lower_tail(model.tail, head.width)
     num_classes = cfg.n_classes if cfg is not None else None
-    for e, branch in enumerate(exits):
-        out = [n for n in branch.nodes if isinstance(n, Linear)][-1].n_out
+    for e, chain in enumerate(exits):
+        out = [n for n in chain.nodes if isinstance(n, Linear)][-1].n_out
         if num_classes is None:
             num_classes = out
         if out != num_classes:
             raise ConfigError(f"exits.{e} gives {out} logits, expected {num_classes} classes")
+    if num_classes is None and tail.nodes:
+        num_classes = tail.width
+    if tail.nodes and tail.width != num_classes:
+        raise ConfigError(f"the tail gives {tail.width} logits, expected {num_classes} classes")
+    if not tail.nodes:
+        # The whole model is on the device: its last layer answers every sample the exits leave.
+        if num_classes is not None and head.width != num_classes:
+            raise ConfigError(
+                f"the tail is empty, so the head's output is the class logits, but it has {head.width} values "
+                f"for {num_classes} classes"
+            )
+        num_classes = head.width
+        branches.append(ExitBranch(FINAL_EXIT, len(head.nodes), [], final=True))
     if num_classes is None:
         raise ConfigError("the model has no exits and no config giving its number of classes")
-    return Graph(name, input_len, head, exits, num_classes, model_hash, source="torch")
+    graph = Graph(name, input_len, head.nodes, branches, num_classes, model_hash, source="torch")
+    return LoweredModel(graph, head, exits, tail)
+
+
+def graph_from_model(model: nn.Module, model_hash: str, name: str = "model") -> Graph:
+    """The head and exits of a SplitNet as a float IR graph."""
+    return lower_model(model, model_hash, name).graph

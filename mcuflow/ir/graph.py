@@ -76,11 +76,15 @@ Node = Pad | Relu | Linear
 
 @dataclass
 class ExitBranch:
-    """An exit reading the head's value after ``at`` head nodes (``at == len(head)``: the head output)."""
+    """An exit reading the head's value after ``at`` head nodes (``at == len(head)``: the head output).
+
+    A ``final`` exit has no nodes: it reads the head output as the class logits (the whole model is on
+    the device) and always answers, whatever the exit threshold."""
 
     name: str
     at: int
     nodes: list[Node] = field(default_factory=list)
+    final: bool = False
 
 
 @dataclass

@@ -28,7 +28,9 @@ class ModelConfig:
     """``sizes`` are the layer widths, input first; ``out_degrees[j]`` is the
     out-degree of junction ``j`` (``None`` for fully connected, and a degree
     equal to the next width is dense too). ``split`` is the number of junctions
-    on the device. ``input_size`` below ``sizes[0]`` means zero-padding.
+    on the device; all of them (``split == len(sizes) - 1``) puts the whole model
+    there, its final layer answering every sample the exits leave, with an empty
+    tail. ``input_size`` below ``sizes[0]`` means zero-padding.
 
     ``tail_hidden`` set (a possibly empty list of widths) replaces the junctions after the split
     by a fully connected host tail ``sizes[split] -> *tail_hidden -> n_classes`` with ReLUs
@@ -97,13 +99,20 @@ class ModelConfig:
                     in_degree(self.sizes[j], self.sizes[j + 1], d)
                 except ValueError as err:
                     raise ConfigError(f"junction {j + 1}: {err}") from None
-        if not 1 <= self.split < self.n_junctions:
+        if not 1 <= self.split <= self.n_junctions:
             raise ConfigError(
-                f"split {self.split} must leave at least one junction on each side (1..{self.n_junctions - 1})"
+                f"split {self.split} must put 1..{self.n_junctions} junctions on the device "
+                f"({self.n_junctions}: the whole model)"
             )
         if self.input_size is not None and not 0 < self.input_size <= self.sizes[0]:
             raise ConfigError(f"input_size {self.input_size} must be between 1 and sizes[0] = {self.sizes[0]}")
+        last = self.split - 1 if self.whole_on_device else self.split
         for e in self.exits:
+            if self.whole_on_device and e.at == self.split:
+                raise ConfigError(
+                    f"exit at junction {e.at} would read the final layer's logits; with the whole model on the "
+                    f"device the final layer answers by itself (exits at junctions 1..{last})"
+                )
             if not 1 <= e.at <= self.split:
                 raise ConfigError(f"exit at junction {e.at} is not on the device (head junctions 1..{self.split})")
             if any(h <= 0 for h in e.hidden):
@@ -112,10 +121,19 @@ class ModelConfig:
             not isinstance(self.tail_hidden, list) or any(not isinstance(h, int) or h <= 0 for h in self.tail_hidden)
         ):
             raise ConfigError(f"tail_hidden must be a list of positive integers, got {self.tail_hidden}")
+        if self.tail_hidden is not None and self.whole_on_device:
+            raise ConfigError(
+                f"tail_hidden needs a host tail, but split {self.split} puts the whole model on the device"
+            )
 
     def head_position(self, junction: int) -> int:
         """Index into the built head after junction ``junction``'s ReLU."""
         return (1 if self.padded else 0) + 2 * junction
+
+    @property
+    def whole_on_device(self) -> bool:
+        """Every junction in the head: the final layer's logits answer on the device, nothing is offloaded."""
+        return self.split == self.n_junctions
 
     @property
     def padded(self) -> bool:
@@ -143,7 +161,9 @@ def build_model(cfg: ModelConfig) -> SplitNet:
     if cfg.padded:
         head.append(Pad(cfg.input_size, cfg.sizes[0]))  # type: ignore[arg-type]
     for j in range(cfg.split):
-        head += [_junction(cfg, j), nn.ReLU()]
+        head.append(_junction(cfg, j))
+        if j < cfg.n_junctions - 1:  # the final junction's outputs are logits: no ReLU
+            head.append(nn.ReLU())
     tail = build_tail(cfg)  # before the exits: the order of initialisation keeps seeded runs reproducible
     exits = []
     for e in cfg.exits:

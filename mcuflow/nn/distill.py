@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcuflow.errors import ConfigError
+from mcuflow.nn.structure import capture, input_features
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,8 @@ def teacher_logits(
         if checkpoint_model is None:
             raise ConfigError(f"teacher {spec.checkpoint}: load the checkpoint and pass it as checkpoint_model")
         model = checkpoint_model
-        cfg = model.config  # type: ignore[attr-defined]
-        n_in = cfg.input_size or cfg.sizes[0]
+        cfg = getattr(model, "config", None)
+        n_in = (cfg.input_size or cfg.sizes[0]) if cfg is not None else input_features(capture(model))
         if n_in != x.shape[1]:
             raise ConfigError(
                 f"teacher {spec.checkpoint} takes {n_in} inputs but the training images have {x.shape[1]}"

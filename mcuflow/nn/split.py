@@ -34,11 +34,12 @@ class SplitNet(nn.Module):
         """Cut a plain layer list: ``layers[:split]`` is the head, the rest the tail.
 
         ``exits`` maps a position ``1..split`` (the output of ``layers[:position]``)
-        to an exit branch; several exits may share a position.
+        to an exit branch; several exits may share a position. ``split == len(layers)``
+        puts the whole model on the device (an empty tail).
         """
         layers = list(layers)
-        if not 1 <= split < len(layers):
-            raise ValueError(f"split {split} must leave at least one layer on each side of {len(layers)} layers")
+        if not 1 <= split <= len(layers):
+            raise ValueError(f"split {split} must put 1..{len(layers)} of the {len(layers)} layers in the head")
         items = list((exits or {}).items())
         return cls(nn.Sequential(*layers[:split]), items, nn.Sequential(*layers[split:]))
 

@@ -39,6 +39,6 @@ def fuse_relu(graph: Graph) -> Graph:
         nodes, _ = _fuse_chain(e.nodes, set(), e.name)
         if any(isinstance(n, Pad) for n in nodes):
             raise ConfigError(f"{e.name}: Pad inside an exit is not supported")
-        exits.append(ExitBranch(e.name, remap[e.at], nodes))
+        exits.append(ExitBranch(e.name, remap[e.at], nodes, final=e.final))
     g.head, g.exits = head, exits
     return g

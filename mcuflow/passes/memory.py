@@ -78,6 +78,7 @@ def plan_memory(model: QModel) -> MemoryPlan:
     for s in steps:
         s.src_offset = offsets.get(s.src)
         s.dst_offset = offsets.get(s.dst)
+    exit_src = {s.exit_index: s.src for s in steps if s.kind == "exit"}  # a final exit reads the head output itself
     kernels = [layer.kernel for layer in model.all_layers()]
     assert all(k is not None for k in kernels), "run plan_kernels before plan_memory"
     plan = MemoryPlan(
@@ -89,7 +90,7 @@ def plan_memory(model: QModel) -> MemoryPlan:
         state_bytes=len(model.exits),
         head_input_offset=offsets.get("padded"),
         final_offset=offsets[final] if final else 0,
-        logits_offsets=[offsets[f"e{e}_{len(ex.layers) - 1}"] for e, ex in enumerate(model.exits)],
+        logits_offsets=[offsets[exit_src[e]] for e in range(len(model.exits))],
     )
     model.plan = plan
     return plan

@@ -197,9 +197,11 @@ def quantize(
             ql = _quantize_linear(node, s, zp, ranges[node.name], per_channel)
             layers.append(ql)
             s, zp = ql.out_scale, ql.out_zp
-        if layers[-1].n_out != graph.num_classes:
-            raise ConfigError(f"{branch.name} gives {layers[-1].n_out} logits, expected {graph.num_classes}")
-        exits.append(QExit(branch.name, at, layers, exit_lut(layers[-1].out_scale), t_q15))
+        width = layers[-1].n_out if layers else (head[at - 1].n_out if at else padded_len)
+        if width != graph.num_classes:
+            raise ConfigError(f"{branch.name} gives {width} logits, expected {graph.num_classes}")
+        # A final exit (the whole model on the device) answers every sample that reaches it: threshold 0.
+        exits.append(QExit(branch.name, at, layers, exit_lut(s), 0 if branch.final else t_q15))
     if len(exits) > 255:
         raise ConfigError(f"{len(exits)} exits: at most 255 are supported")
     return QModel(

@@ -49,12 +49,13 @@ def _softmax_confidence(logits: np.ndarray) -> np.ndarray:
     return (p / p.sum(axis=1, keepdims=True)).max(axis=1)
 
 
-def float_answers(graph: Graph, x: np.ndarray, exit_threshold: float, tail: dict | None) -> np.ndarray:
-    """The float model's answer per sample: the answering exit's class, else the tail's (or OFFLOADED)."""
+def float_answers(graph: Graph, x: np.ndarray, thresholds: list[float], tail: dict | None) -> np.ndarray:
+    """The float model's answer per sample: the answering exit's class, else the tail's (or OFFLOADED).
+    ``thresholds``: each exit's, as the device has them (a whole model's final exit: 0)."""
     exit_logits, head_out, _ = graph.forward(x)
     decision = exitrule.decide(
         [_softmax_confidence(z) for z in exit_logits],
-        exit_threshold,
+        thresholds,
         attach=[ex.at for ex in graph.exits],
         samples=len(x),
     )
@@ -82,7 +83,7 @@ def check_quantization(
 ) -> QuantCheck:
     """Float vs int8 answers on float inputs ``x`` (N, input_len); ``tail`` is ``tail.npz``'s arrays."""
     x = np.asarray(x, dtype=np.float64)
-    want = float_answers(graph, x, q.exit_threshold, tail)
+    want = float_answers(graph, x, [ex.threshold_q15 / 32768 for ex in q.exits], tail)
     got = int8_answers(q, x, tail)
     acc_f = acc_q = None
     if labels is not None:

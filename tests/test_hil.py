@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -31,8 +32,9 @@ pytestmark = [pytest.mark.firmware, pytest.mark.slow]
 
 
 def _qemu_pids() -> set[str]:
-    out = subprocess.run(["pgrep", "-f", "qemu-system-arm"], capture_output=True, text=True, timeout=10).stdout
-    return set(out.split())
+    """This test process's own emulators (its children): other sessions' QEMUs on the machine do not count."""
+    cmd = ["pgrep", "-P", str(os.getpid()), "-f", "qemu-system-arm"]
+    return set(subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.split())
 
 
 @pytest.fixture(autouse=True)

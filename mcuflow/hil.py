@@ -40,6 +40,7 @@ from mcuflow.hil_result import (
 )
 from mcuflow.manifest import Quantization
 
+UNFINISHED = -1  # the answer of an offloaded sample no host tail could finish
 QUANT_LOSS_BOUND_POINTS = 1.0  # more accuracy lost to int8 than this is not a PASS
 
 # A real UART at 115200 baud sends 11,520 bytes/s with 8N1 framing (10 bits a byte).
@@ -110,6 +111,20 @@ def float_predictions(model, x: np.ndarray, exit_threshold: float) -> tuple[np.n
     return decision.answer([cls.numpy() for _, cls in best], pred), pred
 
 
+def float_predictions_of_graph(graph, x: np.ndarray, thresholds: list[float], tail) -> tuple[np.ndarray, np.ndarray]:
+    """The same for a model given as a float graph (an ONNX head): the exits' answers, the rest from
+    ``tail`` (a Tail) on the head output, or UNFINISHED without one."""
+    from mcuflow.reference.agreement import _softmax_confidence
+
+    a = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    exit_logits, head_out, _ = graph.forward(a)
+    final = np.full(len(a), UNFINISHED) if tail is None else np.argmax(tail.logits(head_out), axis=1)
+    decision = exitrule.decide(
+        [_softmax_confidence(z) for z in exit_logits], thresholds, attach=[e.at for e in graph.exits], samples=len(a)
+    )
+    return decision.answer([z.argmax(axis=1) for z in exit_logits], final), final
+
+
 @dataclass
 class ExportFacts:
     """What a session needs from ``export.json``."""
@@ -157,7 +172,10 @@ def reference_predictions(export_dir: Path, inputs: np.ndarray, tail, facts: Exp
     ref.link = reference.link_offload(
         ref.intermediate, facts.intermediate_scale, facts.intermediate_zp, link_from_export(export_dir)
     )
-    tail_pred = np.argmax(tail.logits(ref.link.dequantize()), axis=1)
+    if tail is None:  # no host tail (an ONNX head without --tail): offloads stay unfinished
+        tail_pred = np.full(len(inputs), UNFINISHED)
+    else:
+        tail_pred = np.argmax(tail.logits(ref.link.dequantize()), axis=1)
     pred = np.where(ref.exited.astype(bool), ref.label, tail_pred)
     return ref, pred, tail_pred
 
@@ -262,6 +280,7 @@ def _run_hil(
     fragment: str | int = "auto",
     profile: bool = True,
     input_quant: dict | None = None,
+    tail_path: str | os.PathLike | None = None,
 ) -> HilResult:
     import mcuflow
     from mcuflow import export as exporter
@@ -273,13 +292,16 @@ def _run_hil(
     from mcuflow.progress import progress
     from mcuflow.qemu import QemuSession, thread_on_cpu
     from mcuflow.reference import quantize_input
-    from mcuflow.tail import check_model_hash, load_tail, run_session
+    from mcuflow.tail import OnnxTail, check_model_hash, load_tail, run_session
 
     t_start = time.perf_counter()
     b = load_board(board)
     if b.qemu is None:
         raise ConfigError(f"board {b.name} is hardware; hil runs QEMU boards (use `mcuflow run --port` on hardware)")
-    model = mcuflow.load(checkpoint)
+    onnx_source = Path(checkpoint).suffix.lower() == ".onnx"
+    model = None if onnx_source else mcuflow.load(checkpoint)
+    if tail_path is not None and not Path(tail_path).is_file():
+        raise ConfigError(f"--tail {tail_path} does not exist")
     threshold = exporter.DEFAULT_EXIT_THRESHOLD if exit_threshold is None else exit_threshold
     test = load_test_data(data_dir, samples, data, DataRecord.from_meta(getattr(model, "meta", None), str(checkpoint)))
     export_dir = work / "export"
@@ -323,9 +345,23 @@ def _run_hil(
     # the float model sees the same normalised inputs.
     input_q = ExportManifest.read(export_dir).quantization.input
     inputs = quantize_input(test.samples.inputs(np.float64), input_q.scale, input_q.zero_point)
-    tail = load_tail(model, export_dir)
+    tail = None  # an ONNX head has no tail of its own
+    if tail_path is not None:
+        tail = OnnxTail(Path(tail_path))
+    elif not onnx_source:
+        tail = load_tail(model, export_dir)
+    if tail is None:
+        log("hil: no host tail (an ONNX head; give --tail tail.onnx): offloaded samples stay unfinished")
     ref, ref_pred, tail_ref_pred = reference_predictions(export_dir, inputs, tail, facts)
-    float_e2e, float_final = float_predictions(model, test.samples.inputs(), threshold)
+    if onnx_source:
+        from mcuflow.frontend import graph_from_onnx
+
+        thresholds = [e.threshold_q15 / 32768 for e in ExportManifest.read(export_dir).exits]
+        float_e2e, float_final = float_predictions_of_graph(
+            graph_from_onnx(checkpoint), test.samples.inputs(), thresholds, tail
+        )
+    else:
+        float_e2e, float_final = float_predictions(model, test.samples.inputs(), threshold)
 
     devices = max(1, min(devices, len(inputs)))
     where = f"{devices} emulated {b.name} devices" if devices > 1 else f"{b.name} ({b.qemu.machine}) under QEMU"
@@ -409,6 +445,7 @@ def _run_hil(
         samples=n,
         answered=len(answered),
         lost=sum(r.status == "lost" for r in records),
+        unfinished=sum(r.status == "offload" and r.prediction is None for r in records),
         errors=sum(r.status == "error" for r in records),
         accuracy=sum(bool(r.correct) for r in records) / n if n else None,
         float_accuracy=float(np.mean(float_e2e == labels)),
@@ -513,6 +550,8 @@ def _int8_predictions(ref, tail, facts: ExportFacts) -> np.ndarray:
     alone costs (the link's share is in the link compression summary)."""
     from mcuflow.reference import dequantize
 
+    if tail is None:
+        return np.where(ref.exited.astype(bool), ref.label, UNFINISHED)
     raw = dequantize(ref.intermediate, facts.intermediate_scale, facts.intermediate_zp)
     return np.where(ref.exited.astype(bool), ref.label, np.argmax(tail.logits(raw), axis=1))
 
@@ -553,7 +592,8 @@ def summary_lines(r: HilResult) -> list[str]:
 
     return [
         f"board            {r.board} ({r.cpu}, QEMU {r.qemu_machine})",
-        f"samples          {r.samples:,} ({r.data}), lost {r.lost}, errors {r.errors}",
+        f"samples          {r.samples:,} ({r.data}), lost {r.lost}, errors {r.errors}"
+        + (f", {r.unfinished} offloads unfinished (no host tail; counted as wrong)" if r.unfinished else ""),
         f"accuracy         {pct(r.accuracy)} end to end (float {pct(r.float_accuracy)}, "
         f"int8 reference {pct(r.reference_accuracy)}, float final layer {pct(r.float_final_accuracy)})",
         f"early exit       {pct(r.exit_rate)} answered on the device at threshold {r.exit_threshold:g}",

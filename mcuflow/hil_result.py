@@ -240,6 +240,7 @@ class HilResult:
     samples: int
     answered: int
     lost: int
+    unfinished: int  # offloads no host tail could finish (an ONNX head without --tail): counted as wrong
     errors: int  # samples the device refused
     accuracy: float | None  # end to end, device + host tail
     float_accuracy: float  # the float model at the same threshold

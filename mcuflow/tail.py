@@ -59,11 +59,25 @@ class OnnxTail(Tail):
     def __init__(self, path: Path):
         import onnxruntime as ort
 
-        self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self._input = self._session.get_inputs()[0].name
+        try:
+            self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for unreadable models
+            raise ConfigError(f"{path} is not a tail onnxruntime can run: {str(err).splitlines()[0][:200]}") from None
+        first = self._session.get_inputs()[0]
+        self._input = first.name
+        # torch's default exporter fixes the batch size it was traced with unless told otherwise
+        self._batch = first.shape[0] if first.shape and isinstance(first.shape[0], int) else None
+        self._path = path
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: np.asarray(x, dtype=np.float32)})[0]
+        a = np.asarray(x, dtype=np.float32)
+        step = self._batch or len(a) or 1
+        try:
+            parts = [self._session.run(None, {self._input: a[i : i + step]})[0] for i in range(0, len(a), step)]
+        except Exception as err:
+            raise ConfigError(f"the tail {self._path} cannot run on inputs of shape {a.shape[1:]}: "
+                              f"{str(err).splitlines()[0][:200]}") from None  # fmt: skip
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 class TorchTail(Tail):
@@ -188,6 +202,7 @@ class SessionSummary:
     samples: int = 0
     local: int = 0
     offloaded: int = 0
+    unfinished: int = 0  # offloads without a host tail to finish them
     lost: int = 0
     errors: int = 0
     correct: int = 0
@@ -206,6 +221,7 @@ class SessionSummary:
             self.local += 1
         elif r.status == "offload":
             self.offloaded += 1
+            self.unfinished += r.prediction is None
             self.bytes_up_offload += r.bytes_up
         elif r.status == "lost":
             self.lost += 1
@@ -224,6 +240,7 @@ class SessionSummary:
             "answered": answered,
             "local": self.local,
             "offloaded": self.offloaded,
+            "unfinished": self.unfinished,
             "lost": self.lost,
             "errors": self.errors,
             "accuracy": self.correct / self.labelled if self.labelled else None,

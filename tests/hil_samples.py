@@ -49,6 +49,7 @@ def result(mismatches: int = 0, **changes) -> HilResult:
         samples=100,
         answered=100,
         lost=0,
+        unfinished=0,
         errors=0,
         accuracy=0.95,
         float_accuracy=0.951,

@@ -24,6 +24,7 @@ LEGACY_KEYS = [
     "samples",
     "answered",
     "lost",
+    "unfinished",
     "errors",
     "accuracy",
     "float_accuracy",

@@ -32,6 +32,13 @@ from mcuflow.cli.options import (
 @click.option("--exit-threshold", type=float, default=None, help="Early-exit confidence threshold in (0, 1].")
 @click.option("--format", "force_format", default=None, help="Force one weight storage format for every layer.")
 @click.option("--calibration-samples", type=int, default=None, help="Images to calibrate int8 quantisation on.")
+@click.option(
+    "--tail",
+    "tail_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A tail .onnx to finish offloaded samples with (onnxruntime) [the checkpoint's tail; an ONNX head has none].",
+)
 @click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Keep the export and build here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Write an HTML report.")
@@ -86,6 +93,7 @@ def hil_command(
     exit_threshold,
     force_format,
     calibration_samples,
+    tail_path,
     workdir,
     json_path,
     report_path,
@@ -106,6 +114,9 @@ def hil_command(
     fragment,
 ):
     """Export CHECKPOINT, build it for a QEMU board, stream test samples over serial and report.
+
+    CHECKPOINT is a .pt, or an ONNX head (its offloads are finished by --tail tail.onnx, or reported
+    unfinished).
 
     Every device answer is checked against the numpy int8 reference (class, exit
     decision, intermediate bytes). The JSON holds samples, accuracy,
@@ -156,6 +167,7 @@ def hil_command(
         fragment=fragment,
         profile=profile,
         input_quant=input_quant_kwargs(input_scale, input_zero_point, input_range),
+        tail_path=tail_path,
     )
     for line in summary_lines(result) + fault_lines(result):
         click.echo(line)

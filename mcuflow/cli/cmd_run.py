@@ -37,7 +37,14 @@ class ParityMismatch(McuflowError):
 @click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True, help="Resends after a timeout.")
 @click.option("--baud", type=int, default=115200, show_default=True)
 @click.option("--connect-timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for the port.")
-@click.option("--tail", "tail_backend", type=click.Choice(["auto", "numpy", "onnx", "torch"]), default="auto")
+@click.option(
+    "--tail",
+    "tail_backend",
+    default="auto",
+    show_default=True,
+    help="auto, numpy, onnx or torch (the export's or checkpoint's tail), or a tail .onnx file. An export of an "
+    "ONNX head has no tail: without one, offloaded samples are reported unfinished.",
+)
 @click.option(
     "--max-lost",
     type=click.IntRange(min=0),
@@ -90,7 +97,7 @@ def run_cmd(
 
     from mcuflow.link import DeviceClient, open_transport
     from mcuflow.link.messages import CAP_INFER_SPARSE
-    from mcuflow.tail import InputQuant, check_model_hash, load_inputs, load_tail, run_session
+    from mcuflow.tail import InputQuant, check_model_hash, load_inputs, run_session
 
     if model_path is None and export_dir is None:
         raise ConfigError("give --model CKPT and/or --export DIR (the model the device runs)")
@@ -115,7 +122,7 @@ def run_cmd(
             raise ConfigError(f"export {export_dir} was not made from {model_path} (model hashes differ)")
         expected_hash, hash_source = export_hash, f"export {export_dir}"
         quant = InputQuant.from_export(export_dir)
-    tail = load_tail(model, export_dir, tail_backend)
+    tail = _tail(model, export_dir, tail_backend)
     # The user's data is read before the port is opened, so a mistake in it costs no connection.
     # MNIST (the default) stays where it was read before: after HELLO.
     own = None if data is None else _test_split(data, None, model)
@@ -261,6 +268,8 @@ def _line(rec) -> str:
             f"sample {rec.index}: class {rec.prediction} (exit {rec.exit_index}, confidence {rec.confidence:.3f})"
             f"{truth} instr {rec.instructions}"
         )
+    if rec.status == "offload" and rec.prediction is None:
+        return f"sample {rec.index}: offloaded, unfinished (no host tail) instr {rec.instructions}"
     if rec.status == "offload":
         return f"sample {rec.index}: class {rec.prediction} (tail){truth} instr {rec.instructions}"
     return f"sample {rec.index}: {rec.status.upper()}: {rec.error}"
@@ -271,8 +280,9 @@ def _summary(r: dict) -> str:
         return "n/a" if v is None else format(v, spec)
 
     return (
-        f"samples {r['samples']}: answered {r['answered']} (local {r['local']}, offloaded {r['offloaded']}), "
-        f"lost {r['lost']}, errors {r['errors']}\n"
+        f"samples {r['samples']}: answered {r['answered']} (local {r['local']}, offloaded {r['offloaded']}"
+        + (f", {r['unfinished']} unfinished: no host tail" if r["unfinished"] else "")
+        + f"), lost {r['lost']}, errors {r['errors']}\n"
         f"accuracy {fmt(r['accuracy'], '.4f')}, exit rate {fmt(r['exit_rate'], '.3f')}, "
         f"instructions/sample {fmt(r['device_instructions_mean'], '.0f')}, "
         f"{fmt(r['samples_per_second'], '.1f')} samples/s\n"
@@ -280,3 +290,21 @@ def _summary(r: dict) -> str:
         f"per offload {fmt(r['bytes_per_offload'], '.1f')}; "
         f"at 115200 baud the link alone takes {fmt(r['link_ms_per_sample_at_115200'], '.1f')} ms/sample"
     )
+
+
+def _tail(model, export_dir, spec: str):
+    """The tail to finish offloads with, or None for an ONNX head's export given none (unfinished offloads)."""
+    from pathlib import Path
+
+    from mcuflow.tail import BACKENDS, OnnxTail, load_tail
+
+    if spec not in BACKENDS:
+        if not Path(spec).is_file():
+            raise ConfigError(f"--tail must be one of {', '.join(BACKENDS)} or a tail .onnx file; {spec} is neither")
+        return OnnxTail(Path(spec))
+    if spec == "auto" and model is None and export_dir is not None:
+        from mcuflow.manifest import ExportManifest
+
+        if ExportManifest.read(export_dir).tail is None:
+            return None  # an ONNX head: the device's local answers still count, offloads are reported
+    return load_tail(model, export_dir, spec)

@@ -89,6 +89,18 @@ class QemuConfig:
 
 
 @dataclass(frozen=True)
+class EmulationConfig:
+    """A QEMU machine that runs a hardware board's own image unmodified: same core, the board's
+    UART at the same base, flash and RAM where the board has them (at least as large)."""
+
+    machine: str
+    serial_index: int
+    flash_bytes: int  # the stand-in's flash and RAM at the board's origins
+    ram_bytes: int
+    notes: str = ""
+
+
+@dataclass(frozen=True)
 class FlasherConfig:
     tool: str
     target: str | None = None
@@ -113,6 +125,7 @@ class Board:
     counter: CounterConfig
     boot2_bytes: int = 0
     qemu: QemuConfig | None = None
+    emulation: EmulationConfig | None = None
     flasher: FlasherConfig | None = None
     notes: str = ""
     path: Path | None = field(default=None, compare=False)
@@ -120,6 +133,15 @@ class Board:
     @property
     def is_qemu(self) -> bool:
         return self.qemu is not None
+
+    def emulator(self, emulate: bool = False) -> QemuConfig | None:
+        """The QEMU machine that runs this board's image: its own ([qemu]) or, when `emulate`, the
+        hardware board's stand-in ([emulation]); None when there is none."""
+        if self.qemu is not None:
+            return self.qemu
+        if emulate and self.emulation is not None:
+            return QemuConfig(machine=self.emulation.machine, serial_index=self.emulation.serial_index)
+        return None
 
     def cflags(self) -> list[str]:
         """Code-generation flags for arm-none-eabi-gcc."""
@@ -239,6 +261,27 @@ def parse_board(data: dict, source: str = "<board>", path: Path | None = None) -
         qemu = QemuConfig(machine=q.get("machine", str), serial_index=q.uint("serial_index", 0))
         q.finish()
 
+    e = top.table("emulation", optional=True)
+    emulation = None
+    if e is not None:
+        emulation = EmulationConfig(
+            machine=e.get("machine", str),
+            serial_index=e.uint("serial_index", 0),
+            flash_bytes=e.uint("flash_bytes", minimum=1),
+            ram_bytes=e.uint("ram_bytes", minimum=1),
+            notes=e.get("notes", str, ""),
+        )
+        e.finish()
+        if qemu is not None:
+            raise e.err("machine", "is for hardware boards: a [qemu] board runs on its own machine")
+        # The image is linked for the board: it runs unmodified only where the stand-in has at
+        # least the board's flash and RAM at the same addresses.
+        if flash_bytes > emulation.flash_bytes or ram_bytes > emulation.ram_bytes:
+            raise e.err(
+                "ram_bytes",
+                f"the stand-in ({emulation.machine}) has less flash or RAM than the board; its image would not run",
+            )
+
     c = top.table("counter")
     kind = c.get("kind", str, choices=tuple(COUNTERS))
     unit = c.get("unit", str, "instructions" if qemu else "cycles", choices=UNITS)
@@ -284,6 +327,7 @@ def parse_board(data: dict, source: str = "<board>", path: Path | None = None) -
         uart=uart,
         counter=counter,
         qemu=qemu,
+        emulation=emulation,
         flasher=flasher,
         notes=top.get("notes", str, ""),
         path=path,

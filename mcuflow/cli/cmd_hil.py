@@ -67,6 +67,11 @@ from mcuflow.cli.options import input_quant_kwargs, input_quant_options, link_op
     show_default=True,
     help="Also count instructions per layer on the device (a selftest firmware run, a few seconds).",
 )
+@click.option(
+    "--emulate",
+    is_flag=True,
+    help="A hardware board: run its own image on its stand-in QEMU machine (the board file's [emulation]).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @link_options
 @input_quant_options
@@ -85,6 +90,7 @@ def hil_command(
     devices,
     timeout,
     profile,
+    emulate,
     quiet,
     prune_threshold,
     prune_topk,
@@ -146,6 +152,7 @@ def hil_command(
         fragment=fragment,
         profile=profile,
         input_quant=input_quant_kwargs(input_scale, input_zero_point, input_range),
+        emulate=emulate,
     )
     for line in summary_lines(result) + fault_lines(result):
         click.echo(line)

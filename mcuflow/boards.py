@@ -30,6 +30,8 @@ CHIPS = {"none": "chip/none.c", "stm32": "chip/stm32.c", "rp2040": "chip/rp2040.
 COUNTERS = {"systick": "counter/systick.c", "dwt": "counter/dwt.c"}
 UNITS = ("instructions", "cycles")
 FLASH_TOOLS = ("pyocd", "openocd")
+# RP2040 second-stage boot loaders shipped under firmware/boot2/ (name -> file).
+BOOT2_STAGES = {"generic-03h": "boot2/generic_03h.S"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
@@ -124,6 +126,8 @@ class Board:
     uart: UartConfig
     counter: CounterConfig
     boot2_bytes: int = 0
+    boot2: str | None = None  # the second-stage boot loader built into the slot (firmware/boot2/<name>.S)
+    irqs: int | None = None  # the chip's external interrupt lines (vector table entries after the 16)
     qemu: QemuConfig | None = None
     emulation: EmulationConfig | None = None
     flasher: FlasherConfig | None = None
@@ -324,6 +328,8 @@ def parse_board(data: dict, source: str = "<board>", path: Path | None = None) -
         ram_bytes=ram_bytes,
         stack_bytes=top.uint("stack_bytes", 2048, minimum=256),
         boot2_bytes=top.uint("boot2_bytes", 0),
+        boot2=top.get("boot2", str, None, choices=BOOT2_STAGES),
+        irqs=top.uint("irqs", None),
         uart=uart,
         counter=counter,
         qemu=qemu,
@@ -333,6 +339,13 @@ def parse_board(data: dict, source: str = "<board>", path: Path | None = None) -
         path=path,
     )
     top.finish()
+    if (board.boot2 is None) != (board.boot2_bytes == 0) or board.boot2_bytes not in (0, 256):
+        # The RP2040 boot ROM loads exactly 256 bytes (252 + CRC-32); an empty slot never boots.
+        raise top.err("boot2", "and boot2_bytes = 256 go together: the slot needs a stage, a stage needs the slot")
+    if board.irqs is not None and not 1 <= board.irqs <= 496:
+        raise top.err("irqs", f"must be 1..496 (the NVIC's limit), got {board.irqs}")
+    if board.irqs is not None and uart.rx_irq is not None and uart.rx_irq >= board.irqs:
+        raise u.err("rx_irq", f"{uart.rx_irq} is past the chip's {board.irqs} interrupts (irqs)")
     if board.stack_bytes % 8:
         raise top.err("stack_bytes", f"must be a multiple of 8, got {board.stack_bytes}")
     return board

@@ -28,7 +28,9 @@ def test_stand_in_holds_the_board(name):
 
 
 def test_emulation_needs_an_explicit_ask(tmp_path):
-    with pytest.raises(ConfigError, match="is hardware, not a QEMU machine.*netduinoplus2, its stand-in, with --emulate"):
+    with pytest.raises(
+        ConfigError, match="is hardware, not a QEMU machine.*netduinoplus2, its stand-in, with --emulate"
+    ):
         QemuSession(tmp_path / "x.elf", "nucleo-f446re")
     with pytest.raises(ConfigError, match="is hardware, not a QEMU machine \\(no \\[qemu\\] table\\)$"):
         QemuSession(tmp_path / "x.elf", "nucleo-h743zi", emulate=True)  # no stand-in for the H7

@@ -193,6 +193,7 @@ def check_image(elf_path: str | Path, board: Board) -> ImageCheck:
         "the image carries no build facts (.mcuflow.facts): build it with `mcuflow build`",
     ):
         _check_uart(facts, board, rep)
+        _check_clock(facts, board, rep)
     if board.boot2_bytes:
         _check_boot2(elf, board, rep)
     return rep
@@ -341,6 +342,32 @@ def _check_uart(facts: dict[str, int], board: Board, rep: ImageCheck) -> None:
             f"UART divisor {divisor}{label}: {actual:,.0f} baud ({100 * err:.2f} % off)",
             f"UART divisor {divisor}{label} gives {actual:,.0f} baud at {clock:,} Hz, {100 * err:.1f} % off {u.baud}",
         )
+
+
+def _check_clock(facts: dict[str, int], board: Board, rep: ImageCheck) -> None:
+    """The clock the image sets up is the board file's; the UART then has a divisor for both clocks."""
+    c = board.clock
+    if c is None:
+        rep.expect("clock_hz" not in facts, "no clock setup (reset clocks)",
+                   "the image sets up a clock the board file has no [clock] table for")  # fmt: skip
+        return
+    got = facts.get("clock_hz")
+    rep.expect(got == board.clock_hz, f"clock setup to {board.clock_hz:,} Hz",
+               f"the image sets the clock to {_hz(got)}, the board file says {board.clock_hz:,} Hz")  # fmt: skip
+    rep.expect(facts.get("clock_full_speed") == int(c.full_speed), f"full_speed = {str(c.full_speed).lower()}",
+               f"the image's full-speed switch is {facts.get('clock_full_speed')}, the board file's "
+               f"{str(c.full_speed).lower()}")  # fmt: skip
+    rep.expect(facts.get("clock_reset_hz") == c.reset_hz and "uart_reset_divisor" in facts,
+               f"fallback to the {c.reset_hz:,} Hz reset clock, with its own UART divisor",
+               f"the image's fallback clock is {_hz(facts.get('clock_reset_hz'))}, the board file's {c.reset_hz:,} Hz")  # fmt: skip
+    if "clock_flash_latency" in facts:
+        rep.expect(facts["clock_flash_latency"] == c.flash_latency, f"{c.flash_latency} flash wait states",
+                   f"the image sets {facts['clock_flash_latency']} flash wait states, the board file "
+                   f"{c.flash_latency}")  # fmt: skip
+
+
+def _hz(v: int | None) -> str:
+    return "none" if v is None else f"{v:,} Hz"
 
 
 def _check_boot2(elf: Elf, board: Board, rep: ImageCheck) -> None:

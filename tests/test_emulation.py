@@ -96,3 +96,23 @@ def test_hardware_image_serves_mnist_on_its_stand_in(tmp_path, board, mnist_dir)
     assert r.budget.flash_bytes == load_board(board).flash_bytes
     assert r.instruction_unit == "cycles" and r.device_instructions_mean is None
     assert r.layer_instructions is None
+
+
+@pytest.mark.firmware
+def test_stand_in_runs_the_clock_fallback(tmp_path):
+    """QEMU's STM32F405 leaves the RCC unimplemented (every read 0): the F446RE image's clock
+    setup gives up on its first bounded wait, falls back to the 16 MHz HSI and says so in HELLO."""
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    from firmware_helpers import copy_fake_export
+
+    from mcuflow.build import build
+    from mcuflow.link import DeviceClient
+    from mcuflow.link.messages import CAP_CLOCK
+    from mcuflow.link.transport import SerialTransport
+
+    built = build(copy_fake_export(tmp_path / "export"), "nucleo-f446re")
+    with QemuSession(built.elf, "nucleo-f446re", emulate=True) as q:
+        hello = DeviceClient(SerialTransport.wrap(q.serial, q.url), timeout=5).hello(timeout=10, retries=2)
+    assert hello.board == "nucleo-f446re" and hello.capabilities & CAP_CLOCK
+    assert (hello.clock_hz, hello.clock_state) == (16_000_000, 2)
+    assert hello.clock_text == "16,000,000 Hz (fallback to the reset clock: oscillator did not start)"

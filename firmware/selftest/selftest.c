@@ -194,7 +194,15 @@ void mcuflow_serve(void)
 {
     put_str("mcuflow-selftest board=");
     put_str(platform_board_name());
+#ifdef BOARD_HAS_CLOCK
+    put_str(" unit=" BOARD_COUNTER_UNIT " clock=");
+    put_u32(platform_clock_hz()); /* the clock its cycle counts count, as reached */
+    put_str(" clock_state=");
+    put_u32(platform_clock_state());
+    put_str(" input_len=");
+#else
     put_str(" unit=" BOARD_COUNTER_UNIT " input_len=");
+#endif
     put_u32(MCUFLOW_INPUT_LEN);
     put_str(" hash=" MCUFLOW_MODEL_HASH_HEX "\n");
 

@@ -23,6 +23,9 @@ MCUFLOW_FACT(uart_base, BOARD_UART_BASE);
 MCUFLOW_FACT(uart_baud, BOARD_UART_BAUD);
 MCUFLOW_FACT(uart_clock_hz, BOARD_UART_CLOCK_HZ);
 MCUFLOW_FACT(uart_divisor, BOARD_UART_BAUD_REG);
+/* The UARTE's baud generator runs from HFCLK / 4 whichever oscillator drives it: one divisor. */
+#define UART_SAME_DIVISOR(clk) BOARD_UART_BAUD_REG
+PORT_UART_CLOCK_FACTS(UART_SAME_DIVISOR);
 #ifdef BOARD_UART_RX_IRQ
 MCUFLOW_FACT(uart_rx_irq, BOARD_UART_RX_IRQ);
 #endif

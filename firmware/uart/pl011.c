@@ -16,6 +16,7 @@ MCUFLOW_FACT(uart_base, BOARD_UART_BASE);
 MCUFLOW_FACT(uart_baud, BOARD_UART_BAUD);
 MCUFLOW_FACT(uart_clock_hz, BOARD_UART_CLOCK_HZ);
 MCUFLOW_FACT(uart_divisor, UART_DIVISOR(BOARD_UART_CLOCK_HZ));
+PORT_UART_CLOCK_FACTS(UART_DIVISOR);
 #ifdef BOARD_UART_RX_IRQ
 MCUFLOW_FACT(uart_rx_irq, BOARD_UART_RX_IRQ);
 #endif
@@ -30,7 +31,7 @@ MCUFLOW_FACT(uart_rx_irq, BOARD_UART_RX_IRQ);
 
 void port_uart_init(void)
 {
-    uint32_t div64 = UART_DIVISOR(BOARD_UART_CLOCK_HZ);
+    uint32_t div64 = PORT_UART_DIVISOR(UART_DIVISOR);
     UART_CR = 0;
     UART_IBRD = div64 >> 6;
     UART_FBRD = div64 & 63u;

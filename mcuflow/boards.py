@@ -192,10 +192,21 @@ class EmulationConfig:
 
 
 @dataclass(frozen=True)
+class ChipId:
+    """An ID register the flasher reads before writing: (value at `address`) & `mask` == `value`."""
+
+    name: str
+    address: int
+    mask: int
+    value: int
+
+
+@dataclass(frozen=True)
 class FlasherConfig:
     tool: str
     target: str | None = None
     configs: tuple[str, ...] = ()
+    chip_id: ChipId | None = None
 
 
 @dataclass(frozen=True)
@@ -407,12 +418,24 @@ def parse_board(data: dict, source: str = "<board>", path: Path | None = None) -
         tool = f.get("tool", str, choices=FLASH_TOOLS)
         target = f.get("target", str, None)
         configs = f.get("configs", list, [])
+        cid = f.table("chip_id", optional=True)
+        chip_id = None
+        if cid is not None:
+            chip_id = ChipId(
+                name=cid.get("name", str),
+                address=cid.uint("address"),
+                mask=cid.uint("mask", minimum=1),
+                value=cid.uint("value"),
+            )
+            cid.finish()
+            if chip_id.value & ~chip_id.mask:
+                raise cid.err("value", f"0x{chip_id.value:X} has bits outside the mask 0x{chip_id.mask:X}")
         f.finish()
         if tool == "pyocd" and not target:
             raise f.err("target", "is missing (the pyocd target name, see `pyocd list --targets`)")
         if tool == "openocd" and (not configs or not all(isinstance(x, str) for x in configs)):
             raise f.err("configs", "must list openocd config files (e.g. ['interface/cmsis-dap.cfg', ...])")
-        flasher = FlasherConfig(tool=tool, target=target, configs=tuple(configs))
+        flasher = FlasherConfig(tool=tool, target=target, configs=tuple(configs), chip_id=chip_id)
 
     board = Board(
         name=name,

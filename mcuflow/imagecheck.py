@@ -111,6 +111,14 @@ class Elf:
                 return self.data[start : start + size]
         return None
 
+    def load_segments(self) -> list[tuple[int, bytes]]:
+        """What a flasher writes: each loaded segment's load address and bytes."""
+        return [
+            (g.paddr, self.data[g.offset : g.offset + g.filesz])
+            for g in self.segments
+            if g.type == PT_LOAD and g.filesz
+        ]
+
     def facts(self) -> dict[str, int]:
         sec = self.sections.get(".mcuflow.facts")
         if sec is None:

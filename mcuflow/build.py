@@ -23,7 +23,7 @@ from typing import Any
 
 import jinja2
 
-from mcuflow import atomic, paths
+from mcuflow import atomic, imagecheck, paths
 from mcuflow.boards import Board, load_board
 from mcuflow.errors import ConfigError, ToolchainError
 
@@ -198,10 +198,46 @@ def map_components(map_file: Path) -> dict[str, dict[str, int]]:
 
 
 def _components(map_file: Path, sections: dict[str, int]) -> dict[str, dict[str, int]]:
-    comps = map_components(map_file)
-    if sections.get(".boot2"):  # filled by the linker script, not by an object file
-        comps["boot2"] = {"flash": sections[".boot2"], "ram": 0, "rodata": 0}
-    return comps
+    return map_components(map_file)
+
+
+BOOT2_LOAD_ADDRESS = 0x20041F00  # where the RP2040 boot ROM copies the first 256 bytes of flash
+
+
+def boot2_image(code: bytes) -> bytes:
+    """A boot2 stage as the RP2040 boot ROM wants it: the code padded to 252 bytes, then the
+    CRC-32/MPEG-2 of those 252 bytes, little-endian (RP2040 datasheet 2.8.1.3.1)."""
+    if len(code) > 252:
+        raise ToolchainError(f"the boot2 stage is {len(code)} bytes; the RP2040 boot ROM loads 252 + a 4-byte CRC")
+    body = code + bytes(252 - len(code))
+    return body + imagecheck.crc32_mpeg2(body).to_bytes(4, "little")
+
+
+def build_boot2(board: Board, out_dir: Path, gcc: str, objcopy: str) -> Path:
+    """Assemble the board's boot2 stage at the address the boot ROM runs it from, stamp its CRC
+    and wrap the 256 bytes (firmware/boot2/slot.S) as an object whose section .boot2 the linker
+    script puts first."""
+    from mcuflow.boards import BOOT2_STAGES
+
+    src = paths.firmware_dir() / BOOT2_STAGES[board.boot2]
+    elf, raw, padded, obj = (out_dir / n for n in ("boot2.elf", "boot2.bin", "boot2.padded.bin", "boot2-stage.o"))
+    link = [gcc, "-mcpu=cortex-m0plus", "-mthumb", "-nostdlib", "-nostartfiles"]
+    link += [f"-Wl,-Ttext=0x{BOOT2_LOAD_ADDRESS:08X}", "-Wl,-e,boot2_entry", str(src), "-o", str(elf)]
+    for cmd, what in (
+        (link, f"assembling {src.name}"),
+        ([objcopy, "-O", "binary", "-j", ".text", str(elf), str(raw)], "objcopy boot2"),
+    ):
+        proc = _run(cmd, what)
+        if proc.returncode != 0:
+            raise ToolchainError(f"{what} failed: {_first_error(proc.stderr)}")
+    padded.write_bytes(boot2_image(raw.read_bytes()))
+    slot = [gcc, *board.cflags(), f"-I{out_dir}", "-c", str(src.parent / "slot.S"), "-o", str(obj)]
+    proc = _run(slot, "assembling the boot2 slot")
+    if proc.returncode != 0:
+        raise ToolchainError(f"assembling the boot2 slot failed: {_first_error(proc.stderr)}")
+    for f in (elf, raw):
+        f.unlink()
+    return obj
 
 
 def _component_of(obj: str) -> str:
@@ -298,7 +334,10 @@ def build_app(
     map_file = out_dir / "firmware.map"
     link = [gcc, *board.cflags(), "-nostartfiles", "--specs=nano.specs", f"-T{out_dir / 'linker.ld'}"]
     link += ["-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-o", str(elf)]
-    link += [str(o) for _, o in units]
+    objects = [o for _, o in units]
+    if board.boot2:
+        objects.insert(0, build_boot2(board, out_dir, gcc, objcopy))
+    link += [str(o) for o in objects]
     proc = _run(link, "linking")
     if proc.returncode != 0:
         raise _link_error(board, proc.stderr)
@@ -307,7 +346,7 @@ def build_app(
         if proc.returncode != 0:
             raise ToolchainError(f"objcopy -O {fmt} failed: {_first_error(proc.stderr)}")
 
-    for _, obj in units:  # the map file keeps the per-object breakdown
+    for obj in objects:  # the map file keeps the per-object breakdown
         obj.unlink()
     sections = {k: v for k, v in section_sizes(elf).items() if k in FLASH_SECTIONS or k in RAM_SECTIONS}
     return AppBuild(
@@ -351,6 +390,8 @@ def build(
             jobs=jobs,
             model_sources=model_srcs,
         )
+        # Static checks against the board file before anything is kept (mcuflow.imagecheck).
+        checked = imagecheck.require_good_image(res.elf, board)
         report = {
             "board": board.name,
             "app": app,
@@ -364,6 +405,7 @@ def build(
             "budget": {"flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes},
             "estimate": estimate,
             "cflags": res.cflags,
+            "image_checks": checked.passed,
             "files": {"elf": "firmware.elf", "bin": "firmware.bin", "hex": "firmware.hex", "map": "firmware.map"},
         }
         text = json.dumps(report, indent=2) + "\n"

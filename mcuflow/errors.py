@@ -23,6 +23,10 @@ class ToolchainError(McuflowError):
     """A compiler, emulator or flasher that is missing or failed."""
 
 
+class ImageCheckError(McuflowError):
+    """A firmware image that does not fit its board (mcuflow.imagecheck): refused before it is flashed."""
+
+
 class LinkError(McuflowError):
     """The link to the device failed (port, framing, protocol)."""
 

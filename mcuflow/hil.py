@@ -281,6 +281,7 @@ def _run_hil(
     profile: bool = True,
     input_quant: dict | None = None,
     tail_path: str | os.PathLike | None = None,
+    emulate: bool = False,
 ) -> HilResult:
     import mcuflow
     from mcuflow import export as exporter
@@ -296,8 +297,14 @@ def _run_hil(
 
     t_start = time.perf_counter()
     b = load_board(board)
-    if b.qemu is None:
-        raise ConfigError(f"board {b.name} is hardware; hil runs QEMU boards (use `mcuflow run --port` on hardware)")
+    machine = b.emulator(emulate)
+    if machine is None:
+        stand_in = f", or its image on QEMU {b.emulation.machine} with --emulate" if b.emulation else ""
+        raise ConfigError(
+            f"board {b.name} is hardware; hil runs QEMU boards{stand_in} (use `mcuflow run --port` on hardware)"
+        )
+    if b.qemu is None:  # a hardware image on its stand-in: its cycle counter (DWT) does not run there
+        profile = False
     onnx_source = Path(checkpoint).suffix.lower() == ".onnx"
     model = None if onnx_source else mcuflow.load(checkpoint)
     if tail_path is not None and not Path(tail_path).is_file():
@@ -364,7 +371,7 @@ def _run_hil(
         float_e2e, float_final = float_predictions(model, test.samples.inputs(), threshold)
 
     devices = max(1, min(devices, len(inputs)))
-    where = f"{devices} emulated {b.name} devices" if devices > 1 else f"{b.name} ({b.qemu.machine}) under QEMU"
+    where = f"{devices} emulated {b.name} devices" if devices > 1 else f"{b.name} ({machine.machine}) under QEMU"
     log(f"hil: {len(inputs)} samples from the {test.source} on {where}")
     records: list = []
     mismatches: list[ParityExample] = []
@@ -380,7 +387,7 @@ def _run_hil(
         # than it saves (measured), so only a lone session joins its emulator's CPU.
         with (
             thread_on_cpu(device if devices == 1 else None),
-            QemuSession(built.elf, b, cpu=device) as q,
+            QemuSession(built.elf, b, cpu=device, emulate=emulate) as q,
             contextlib.ExitStack() as on_exit,
         ):
             if faults is None:
@@ -425,6 +432,7 @@ def _run_hil(
     records.sort(key=lambda r: r.index)
     mismatches.sort(key=lambda m: m.index)
 
+    counted = b.qemu is not None
     answered = [r for r in records if r.status in ("local", "offload")]
     local = [r for r in answered if r.status == "local"]
     offload = [r for r in answered if r.status == "offload"]
@@ -436,7 +444,7 @@ def _run_hil(
     bytes_offload = sum(r.bytes_up for r in offload) / len(offload) if offload else None
     return HilResult(
         board=b.name,
-        qemu_machine=b.qemu.machine,
+        qemu_machine=machine.machine,
         cpu=b.cpu,
         checkpoint=str(checkpoint),
         model_hash=facts.model_hash,
@@ -458,9 +466,12 @@ def _run_hil(
         bytes_down_per_sample=down / n if n else None,
         bytes_per_offload=bytes_offload,
         bytes_per_local_result=bytes_local,
-        device_instructions_mean=float(np.mean([r.instructions for r in answered])) if answered else None,
-        device_instructions_local_mean=float(np.mean([r.instructions for r in local])) if local else None,
-        device_instructions_offload_mean=float(np.mean([r.instructions for r in offload])) if offload else None,
+        # On a stand-in emulator the hardware image's DWT counter reads 0: not a measurement.
+        device_instructions_mean=float(np.mean([r.instructions for r in answered])) if answered and counted else None,
+        device_instructions_local_mean=float(np.mean([r.instructions for r in local])) if local and counted else None,
+        device_instructions_offload_mean=float(np.mean([r.instructions for r in offload]))
+        if offload and counted
+        else None,
         instruction_unit=built.report.get("counter_unit", "instructions"),
         layer_instructions=layer_instructions,
         devices=devices,

@@ -8,45 +8,88 @@ counter, ``b`` times whole head inferences and ``l`` times one layer of the gene
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from mcuflow.boards import Board, load_board
-from mcuflow.errors import ConfigError, ToolchainError
+from mcuflow.errors import ConfigError, LinkError, ToolchainError
 
 CALIBRATION_RUNS = 100_000
 
 
 class SelftestDevice:
-    """A selftest firmware under QEMU, used as a context manager."""
+    """A selftest firmware, used as a context manager: under QEMU (its own machine, or with
+    `emulate` a hardware board's stand-in), or on a board through `session`, an open serial
+    session with ``write`` and ``read_until`` (:class:`mcuflow.bringup.SerialSession`), which is
+    asked for the banner again ('?') since the board printed it before the host listened.
 
-    def __init__(self, elf: str | Path, board: str | Board, reply_timeout: float = 60.0):
-        self.elf, self.board, self.reply_timeout = Path(elf), board, reply_timeout
+    ``banner`` is the text before ``ready``: the banner line and the built-in input's result.
+    The counter is calibrated where it counts instructions (QEMU boards)."""
+
+    def __init__(
+        self,
+        elf: str | Path | None,
+        board: str | Board,
+        reply_timeout: float = 60.0,
+        *,
+        emulate: bool = False,
+        session=None,
+    ):
+        self.elf, self.reply_timeout, self.emulate = None if elf is None else Path(elf), reply_timeout, emulate
+        self.board = board if isinstance(board, Board) else load_board(board)
+        self.external = session
+        self.banner = b""
 
     def __enter__(self) -> SelftestDevice:
         from mcuflow.qemu import QemuSession
 
-        for attempt in range(2):  # a loaded machine can delay QEMU's start: one retry
-            self.session = QemuSession(self.elf, self.board)
-            self.session.__enter__()
-            try:
-                self.session.read_until(b"ready\n", timeout=self.reply_timeout)
-                break
-            except ToolchainError:
-                self.session.__exit__(None, None, None)
-                if attempt:
-                    raise
+        if self.external is not None:
+            self.session = self.external
+            self.banner = self._ask_banner()
+        else:
+            for attempt in range(2):  # a loaded machine can delay QEMU's start: one retry
+                self.session = QemuSession(self.elf, self.board, emulate=self.emulate)
+                self.session.__enter__()
+                try:
+                    self.banner = self.session.read_until(b"ready\n", timeout=self.reply_timeout)
+                    break
+                except ToolchainError:
+                    self.session.__exit__(None, None, None)
+                    if attempt:
+                        raise
+        if self.board.counter.unit != "instructions":
+            return self  # cycles (DWT, SysTick at the core clock): nothing to calibrate against
         try:
             counted = self._count(self.command(b"c" + CALIBRATION_RUNS.to_bytes(4, "little")))
         except BaseException:
-            self.session.__exit__(None, None, None)
+            self.__exit__(None, None, None)
             raise
         if abs(counted - 2 * CALIBRATION_RUNS) > 2 * CALIBRATION_RUNS // 100:
-            self.session.__exit__(None, None, None)  # the counter must count instructions
+            self.__exit__(None, None, None)  # the counter must count instructions
             raise ToolchainError(f"counter calibration read {counted} for {2 * CALIBRATION_RUNS} instructions")
         return self
 
+    def _ask_banner(self) -> bytes:
+        """'?' until the banner comes (a byte sent while the UART is still being set up is lost),
+        then an echo to read past any banner still on its way (the one printed at reset)."""
+        deadline = time.monotonic() + self.reply_timeout
+        banner = b""
+        while b"mcuflow-selftest" not in banner:  # the tail of the banner printed at reset does not count
+            self.session.write(b"?")
+            try:
+                banner = self.session.read_until(b"ready\n", timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+            except (ToolchainError, LinkError):
+                if time.monotonic() > deadline:
+                    raise
+        banner = banner[banner.rindex(b"mcuflow-selftest") :]
+        marker = int(time.monotonic() * 1000) & 0xFF
+        self.session.write(b"e" + bytes([marker]))
+        self.session.read_until(f"echo={marker:02x}\n".encode(), timeout=self.reply_timeout)
+        return banner
+
     def __exit__(self, *exc) -> None:
-        self.session.__exit__(*exc)
+        if self.external is None:
+            self.session.__exit__(*exc)
 
     def command(self, data: bytes) -> bytes:
         self.session.write(data)
@@ -62,6 +105,10 @@ class SelftestDevice:
     def head(self, runs: int) -> float:
         """Mean instructions per whole head inference (exit decision included)."""
         return self._count(self.command(b"b" + runs.to_bytes(4, "little"))) / runs
+
+    def run(self, x: bytes) -> bytes:
+        """The head on one input (``input_len`` int8 bytes): the firmware's ``result ...`` line."""
+        return self.command(b"r" + bytes(x))
 
     def layer(self, index: int, runs: int) -> tuple[float, int]:
         """Mean instructions per call of layer ``index``, and a checksum of its output."""

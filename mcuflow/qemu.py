@@ -36,13 +36,26 @@ def qemu_binary() -> str:
     return path
 
 
-def qemu_command(board: Board, elf: Path, serial_spec: str) -> list[str]:
-    """The QEMU command line for `board`; `serial_spec` is a -serial chardev (e.g. tcp:...)."""
-    if board.qemu is None:
-        raise ConfigError(f"board {board.name!r} is hardware, not a QEMU machine (no [qemu] table)")
-    cmd = [qemu_binary(), "-machine", board.qemu.machine, "-nographic", "-monitor", "none"]
+def machine_for(board: Board, emulate: bool = False):
+    """The board's QEMU machine: its own, or with `emulate` a hardware board's stand-in ([emulation])."""
+    machine = board.emulator(emulate)
+    if machine is None:
+        hint = ""
+        if board.emulation is not None:
+            hint = f"; its own image runs on QEMU {board.emulation.machine}, its stand-in, with --emulate"
+        raise ConfigError(f"board {board.name!r} is hardware, not a QEMU machine (no [qemu] table){hint}")
+    return machine
+
+
+def qemu_command(board: Board, elf: Path, serial_spec: str, emulate: bool = False) -> list[str]:
+    """The QEMU command line for `board`; `serial_spec` is a -serial chardev (e.g. tcp:...).
+
+    With `emulate`, a hardware board's image runs on its stand-in machine. That image has no
+    semihosting (BYE parks the core): the session ends when the host kills QEMU."""
+    machine = machine_for(board, emulate)
+    cmd = [qemu_binary(), "-machine", machine.machine, "-nographic", "-monitor", "none"]
     # The board's UART is the serial_index-th -serial: fill the ones before it with null.
-    for _ in range(board.qemu.serial_index):
+    for _ in range(machine.serial_index):
         cmd += ["-serial", "null"]
     cmd += ["-serial", serial_spec, "-kernel", str(elf), "-icount", "shift=0"]
     cmd += ["-semihosting-config", "enable=on,target=native"]
@@ -122,12 +135,13 @@ class QemuSession:
         boot_timeout: float = 10.0,
         read_timeout: float = 5.0,
         cpu: int | None = 0,
+        emulate: bool = False,
     ):
         self.elf = Path(elf)
         self.cpu = cpu
         self.board = board if isinstance(board, Board) else load_board(board)
-        if self.board.qemu is None:
-            raise ConfigError(f"board {self.board.name!r} is hardware, not a QEMU machine (no [qemu] table)")
+        self.emulate = emulate
+        self.machine = machine_for(self.board, emulate)
         self.boot_timeout = boot_timeout
         self.read_timeout = read_timeout
         self.process: subprocess.Popen | None = None
@@ -151,7 +165,7 @@ class QemuSession:
             spec = f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"
             self._log = tempfile.TemporaryFile()  # noqa: SIM115  closed by stop(); a file, unlike a pipe, never fills up
             self.process = subprocess.Popen(
-                pin_to_cpu(self.cpu) + qemu_command(self.board, self.elf, spec),
+                pin_to_cpu(self.cpu) + qemu_command(self.board, self.elf, spec, self.emulate),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=self._log,

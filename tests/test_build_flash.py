@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from mcuflow.boards import load_board
 from mcuflow.build import build
 from mcuflow.errors import ConfigError, ToolchainError
-from mcuflow.flash import flash, flash_command
+from mcuflow.flash import Pyocd, flash, flash_command
 from mcuflow.qemu import QemuSession
 
 
@@ -34,21 +35,24 @@ def fake_firmware(export_dir: Path, board: str) -> Path:
 def test_missing_flasher_says_how_to_install(tmp_path, monkeypatch):
     fake_firmware(tmp_path, "nucleo-f401re")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    with pytest.raises(ToolchainError, match="pyocd not found on PATH; install it with `pip install pyocd`"):
+    monkeypatch.setitem(sys.modules, "pyocd", None)  # pyocd is used through its Python API: not importable
+    with pytest.raises(
+        ToolchainError, match="pyocd not found \\(the Python package\\); install it with `pip install pyocd`"
+    ):
         flash(tmp_path, "nucleo-f401re")
     fake_firmware(tmp_path, "rpi-pico")
     with pytest.raises(ToolchainError, match="openocd not found on PATH; install it with `apt-get install openocd`"):
         flash(tmp_path, "rpi-pico")
 
 
-def test_no_probe_is_a_clear_error(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    fake_tool(bin_dir, "pyocd", "0000:CRITICAL:__main__:No connected debug probes", 1)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    elf = fake_firmware(tmp_path, "nucleo-f446re")
+def test_no_probe_is_a_clear_error(tmp_path):
+    from test_flash import FakePyocd
+
+    fake_firmware(tmp_path, "nucleo-f446re")
+    fake = FakePyocd(probes=())  # pyocd's API finds no probe
     with pytest.raises(ToolchainError, match="no debug probe with id 'ABC123' found by pyocd"):
-        flash(tmp_path, "nucleo-f446re", probe="ABC123")
-    assert (bin_dir / "pyocd.args").read_text().split() == ["flash", "-t", "stm32f446retx", "-u", "ABC123", str(elf)]
+        flash(tmp_path, "nucleo-f446re", probe="ABC123", tool=Pyocd(api=fake))
+    assert fake.calls == []  # no session opened, nothing written
 
 
 def test_flasher_failure_and_success(tmp_path, monkeypatch):

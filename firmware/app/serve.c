@@ -60,8 +60,15 @@ typedef char mcuflow_intermediate_fits_frame
  * buffers are sized for them rather than for the largest frame: on the paper
  * model this keeps about 1.9 KB of RAM free. */
 #define SERVE_MAX2(a, b) ((a) > (b) ? (a) : (b))
+/* A board with a clock setup reports its clock in HELLO (capability bit 13); the others send nothing
+ * more and keep their buffers as they were. */
+#ifdef BOARD_HAS_CLOCK
+#define SERVE_HELLO_CLOCK_LEN MCUFLOW_HELLO_CLOCK_LEN
+#else
+#define SERVE_HELLO_CLOCK_LEN 0u
+#endif
 #define SERVE_REPLY_MAX_PAYLOAD                                                                   \
-    SERVE_MAX2(SERVE_MAX2(MCUFLOW_HELLO_FIXED_LEN + SERVE_BOARD_NAME_MAX + MCUFLOW_HELLO_INPUT_QUANT_LEN, 1u + MCUFLOW_ERROR_TEXT_MAX), \
+    SERVE_MAX2(SERVE_MAX2(MCUFLOW_HELLO_FIXED_LEN + SERVE_BOARD_NAME_MAX + MCUFLOW_HELLO_INPUT_QUANT_LEN + SERVE_HELLO_CLOCK_LEN, 1u + MCUFLOW_ERROR_TEXT_MAX), \
                SERVE_MAX2(MCUFLOW_LOCAL_RESULT_LEN, MCUFLOW_OFFLOAD_FIXED_LEN + MCUFLOW_INTERMEDIATE_LEN))
 #define SERVE_TX_RAW_CAP (MCUFLOW_LINK_HEADER_LEN + SERVE_REPLY_MAX_PAYLOAD + MCUFLOW_LINK_CRC_LEN)
 #define SERVE_TX_ENC_CAP (SERVE_TX_RAW_CAP + 1u + SERVE_TX_RAW_CAP / 254u)
@@ -138,6 +145,18 @@ static uint16_t error_payload(serve_link_t *l, uint8_t code, const char *text) {
     return (uint16_t)(1u + n);
 }
 
+#ifdef BOARD_HAS_CLOCK
+/* HELLO_REPLY's clock (capability bit 13) after the first n bytes: what the cycle counts count. */
+static uint16_t hello_clock(uint8_t *p, uint16_t n) {
+    mcuflow_put_u32(p + n, platform_clock_hz());
+    p[n + 4u] = platform_clock_state();
+    return (uint16_t)(n + MCUFLOW_HELLO_CLOCK_LEN);
+}
+#define SERVE_HELLO_END(p, n) hello_clock(p, n)
+#else
+#define SERVE_HELLO_END(p, n) (n)
+#endif
+
 static uint16_t hello_payload(serve_link_t *l) {
     uint8_t *p = payload_out(l);
     const char *board = platform_board_name();
@@ -146,6 +165,9 @@ static uint16_t hello_payload(serve_link_t *l) {
     uint16_t i, k = 0;
 #ifdef MCUFLOW_INPUT_SCALE_BITS
     caps |= MCUFLOW_CAP_INPUT_QUANT; /* a generated model: the host learns how to quantise its inputs */
+#endif
+#ifdef BOARD_HAS_CLOCK
+    caps |= MCUFLOW_CAP_CLOCK;
 #endif
     p[0] = (uint8_t)MCUFLOW_FIRMWARE_VERSION_MAJOR;
     p[1] = (uint8_t)MCUFLOW_FIRMWARE_VERSION_MINOR;
@@ -169,9 +191,9 @@ static uint16_t hello_payload(serve_link_t *l) {
 #ifdef MCUFLOW_INPUT_SCALE_BITS
     mcuflow_put_u32(p + MCUFLOW_HELLO_FIXED_LEN + k, (uint32_t)MCUFLOW_INPUT_SCALE_BITS);
     p[MCUFLOW_HELLO_FIXED_LEN + k + 4u] = (uint8_t)(int8_t)MCUFLOW_INPUT_ZERO_POINT;
-    return (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k + MCUFLOW_HELLO_INPUT_QUANT_LEN);
+    return SERVE_HELLO_END(p, (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k + MCUFLOW_HELLO_INPUT_QUANT_LEN));
 #else
-    return (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k);
+    return SERVE_HELLO_END(p, (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k));
 #endif
 }
 

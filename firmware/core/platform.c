@@ -4,6 +4,9 @@
 
 void platform_init(void)
 {
+#ifdef BOARD_HAS_CLOCK
+    port_clock_state = port_clock_init(); /* before the UART: its divisor follows the clock reached */
+#endif
     port_chip_init();
     port_uart_init();
     port_counter_init();

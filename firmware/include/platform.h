@@ -15,7 +15,19 @@ void     platform_uart_write(const uint8_t *buf, uint32_t len);
 void     platform_counter_reset(void);
 uint32_t platform_counter_read(void);              /* instructions (QEMU) or cycles (hardware) */
 const char *platform_board_name(void);
+/* Boards with a clock setup ([clock] in the board file) only: the core clock in use and how it was
+ * reached (PLATFORM_CLOCK_*; HELLO_REPLY reports both, docs/protocol.md). */
+uint32_t platform_clock_hz(void);
+uint8_t  platform_clock_state(void);
 void     platform_exit(int status);                /* semihosting exit under QEMU */
+
+#define PLATFORM_CLOCK_RESET     0u /* the reset clock, as the board file asks (full_speed = false) */
+#define PLATFORM_CLOCK_FULL      1u /* the board's full-speed clock */
+#define PLATFORM_CLOCK_NO_OSC    2u /* fallback to the reset clock: the oscillator did not start */
+#define PLATFORM_CLOCK_NO_LOCK   3u /* fallback: the PLL did not lock */
+#define PLATFORM_CLOCK_NO_REG    4u /* fallback: the regulator (voltage scale, over-drive) was not ready */
+#define PLATFORM_CLOCK_NO_FLASH  5u /* fallback: the flash did not take its wait states */
+#define PLATFORM_CLOCK_NO_SWITCH 6u /* fallback: the switch to the new clock was not confirmed */
 
 /* Provided by the application (firmware/app or firmware/selftest). */
 void mcuflow_serve(void);

@@ -6,7 +6,9 @@
  *   'b' + 4 bytes N (little endian)    benchmark: N head runs in one window (finer than one tick)
  *   'l' + 1 byte L + 4 bytes N          benchmark one layer: N runs of layer L's kernel (head, then exits)
  *   'q' + one byte                      exit through semihosting with that status
- * At start it prints a banner and the result for a built-in input. */
+ *   '?'                                 (hardware only) the banner, result and "ready" again
+ * At start it prints a banner and the result for a built-in input. Under QEMU the host is connected
+ * before the firmware starts; on a board the host opens the port later and asks with '?'. */
 #include <stdint.h>
 
 #include "board_config.h"
@@ -190,11 +192,19 @@ static uint32_t get_u32(void)
     return v;
 }
 
-void mcuflow_serve(void)
+static void banner(void)
 {
     put_str("mcuflow-selftest board=");
     put_str(platform_board_name());
+#ifdef BOARD_HAS_CLOCK
+    put_str(" unit=" BOARD_COUNTER_UNIT " clock=");
+    put_u32(platform_clock_hz()); /* the clock its cycle counts count, as reached */
+    put_str(" clock_state=");
+    put_u32(platform_clock_state());
+    put_str(" input_len=");
+#else
     put_str(" unit=" BOARD_COUNTER_UNIT " input_len=");
+#endif
     put_u32(MCUFLOW_INPUT_LEN);
     put_str(" hash=" MCUFLOW_MODEL_HASH_HEX "\n");
 
@@ -203,7 +213,11 @@ void mcuflow_serve(void)
     }
     run_and_report();
     put_str("ready\n");
+}
 
+void mcuflow_serve(void)
+{
+    banner();
     for (;;) {
         int cmd = platform_uart_getc();
         if (cmd == 'r') {
@@ -224,6 +238,10 @@ void mcuflow_serve(void)
         } else if (cmd == 'l') {
             uint32_t index = (uint32_t)platform_uart_getc();
             benchmark_layer(index, get_u32());
+#if !BOARD_SEMIHOSTING
+        } else if (cmd == '?') {
+            banner();
+#endif
         } else if (cmd == 'q') {
             int status = platform_uart_getc();
             put_str("bye\n");

@@ -1,5 +1,6 @@
 /* ARM CMSDK APB UART (MPS2 boards and their QEMU models). */
 #include "platform.h"
+#include "facts.h"
 #include "port.h"
 
 #define UART_DATA REG32(BOARD_UART_BASE + 0x00u)
@@ -7,6 +8,16 @@
 #define UART_CTRL REG32(BOARD_UART_BASE + 0x08u)
 #define UART_INTCLEAR REG32(BOARD_UART_BASE + 0x0Cu)
 #define UART_BAUDDIV REG32(BOARD_UART_BASE + 0x10u)
+/* BAUDDIV = clock / baud; the CMSDK UART needs BAUDDIV >= 16. */
+#define UART_DIVISOR(clk) ((clk) / BOARD_UART_BAUD < 16u ? 16u : (clk) / BOARD_UART_BAUD)
+
+MCUFLOW_FACT(uart_base, BOARD_UART_BASE);
+MCUFLOW_FACT(uart_baud, BOARD_UART_BAUD);
+MCUFLOW_FACT(uart_clock_hz, BOARD_UART_CLOCK_HZ);
+MCUFLOW_FACT(uart_divisor, UART_DIVISOR(BOARD_UART_CLOCK_HZ));
+#ifdef BOARD_UART_RX_IRQ
+MCUFLOW_FACT(uart_rx_irq, BOARD_UART_RX_IRQ);
+#endif
 
 #define STATE_TX_FULL (1u << 0)
 #define STATE_RX_FULL (1u << 1)
@@ -17,8 +28,7 @@
 
 void port_uart_init(void)
 {
-    uint32_t div = BOARD_UART_CLOCK_HZ / BOARD_UART_BAUD;
-    UART_BAUDDIV = div < 16u ? 16u : div; /* the CMSDK UART needs BAUDDIV >= 16 */
+    UART_BAUDDIV = UART_DIVISOR(BOARD_UART_CLOCK_HZ);
     UART_CTRL = CTRL_TX_EN | CTRL_RX_EN;
 #ifdef BOARD_UART_RX_IRQ
     NVIC_ISER(BOARD_UART_RX_IRQ) = NVIC_BIT(BOARD_UART_RX_IRQ);

@@ -2,6 +2,7 @@
  * Reception uses one-byte DMA transfers; the UARTE's internal RX FIFO holds a few bytes between
  * them, which is enough for the request/response protocol at 115200 baud. */
 #include "platform.h"
+#include "facts.h"
 #include "port.h"
 
 #define UARTE_TASKS_STARTRX REG32(BOARD_UART_BASE + 0x000u)
@@ -17,6 +18,17 @@
 #define UARTE_TXD_PTR REG32(BOARD_UART_BASE + 0x544u)
 #define UARTE_TXD_MAXCNT REG32(BOARD_UART_BASE + 0x548u)
 #define UARTE_CONFIG REG32(BOARD_UART_BASE + 0x56Cu)
+
+MCUFLOW_FACT(uart_base, BOARD_UART_BASE);
+MCUFLOW_FACT(uart_baud, BOARD_UART_BAUD);
+MCUFLOW_FACT(uart_clock_hz, BOARD_UART_CLOCK_HZ);
+MCUFLOW_FACT(uart_divisor, BOARD_UART_BAUD_REG);
+/* The UARTE's baud generator runs from HFCLK / 4 whichever oscillator drives it: one divisor. */
+#define UART_SAME_DIVISOR(clk) BOARD_UART_BAUD_REG
+PORT_UART_CLOCK_FACTS(UART_SAME_DIVISOR);
+#ifdef BOARD_UART_RX_IRQ
+MCUFLOW_FACT(uart_rx_irq, BOARD_UART_RX_IRQ);
+#endif
 
 #define UARTE_ENABLED 8u
 

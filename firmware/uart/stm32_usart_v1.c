@@ -1,11 +1,23 @@
 /* STM32 USART, "v1" register layout (STM32F1/F2/F4; QEMU's netduinoplus2 and stm32vldiscovery). */
 #include "platform.h"
+#include "facts.h"
 #include "port.h"
 
 #define USART_SR REG32(BOARD_UART_BASE + 0x00u)
 #define USART_DR REG32(BOARD_UART_BASE + 0x04u)
 #define USART_BRR REG32(BOARD_UART_BASE + 0x08u)
 #define USART_CR1 REG32(BOARD_UART_BASE + 0x0Cu)
+/* With 16x oversampling the mantissa/fraction encoding of BRR equals clock / baud. */
+#define UART_DIVISOR(clk) (((clk) + BOARD_UART_BAUD / 2u) / BOARD_UART_BAUD)
+
+MCUFLOW_FACT(uart_base, BOARD_UART_BASE);
+MCUFLOW_FACT(uart_baud, BOARD_UART_BAUD);
+MCUFLOW_FACT(uart_clock_hz, BOARD_UART_CLOCK_HZ);
+MCUFLOW_FACT(uart_divisor, UART_DIVISOR(BOARD_UART_CLOCK_HZ));
+PORT_UART_CLOCK_FACTS(UART_DIVISOR);
+#ifdef BOARD_UART_RX_IRQ
+MCUFLOW_FACT(uart_rx_irq, BOARD_UART_RX_IRQ);
+#endif
 
 #define CR1_RXNEIE (1u << 5)
 #define SR_RXNE (1u << 5)
@@ -16,8 +28,7 @@
 
 void port_uart_init(void)
 {
-    /* With 16x oversampling the mantissa/fraction encoding of BRR equals clock / baud. */
-    USART_BRR = (BOARD_UART_CLOCK_HZ + BOARD_UART_BAUD / 2u) / BOARD_UART_BAUD;
+    USART_BRR = PORT_UART_DIVISOR(UART_DIVISOR);
     USART_CR1 = CR1_UE | CR1_TE | CR1_RE;
 #ifdef BOARD_UART_RX_IRQ
     NVIC_ISER(BOARD_UART_RX_IRQ) = NVIC_BIT(BOARD_UART_RX_IRQ);

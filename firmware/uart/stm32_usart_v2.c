@@ -1,5 +1,6 @@
 /* STM32 USART, "v2" register layout (STM32F7/H7/L4/G0: ISR/ICR/RDR/TDR). */
 #include "platform.h"
+#include "facts.h"
 #include "port.h"
 
 #define USART_CR1 REG32(BOARD_UART_BASE + 0x00u)
@@ -8,6 +9,17 @@
 #define USART_ICR REG32(BOARD_UART_BASE + 0x20u)
 #define USART_RDR REG32(BOARD_UART_BASE + 0x24u)
 #define USART_TDR REG32(BOARD_UART_BASE + 0x28u)
+/* 16x oversampling: BRR = clock / baud. */
+#define UART_DIVISOR(clk) (((clk) + BOARD_UART_BAUD / 2u) / BOARD_UART_BAUD)
+
+MCUFLOW_FACT(uart_base, BOARD_UART_BASE);
+MCUFLOW_FACT(uart_baud, BOARD_UART_BAUD);
+MCUFLOW_FACT(uart_clock_hz, BOARD_UART_CLOCK_HZ);
+MCUFLOW_FACT(uart_divisor, UART_DIVISOR(BOARD_UART_CLOCK_HZ));
+PORT_UART_CLOCK_FACTS(UART_DIVISOR);
+#ifdef BOARD_UART_RX_IRQ
+MCUFLOW_FACT(uart_rx_irq, BOARD_UART_RX_IRQ);
+#endif
 
 #define CR1_UE (1u << 0)
 #define CR1_RE (1u << 2)
@@ -19,7 +31,7 @@
 void port_uart_init(void)
 {
     USART_CR1 = 0;
-    USART_BRR = (BOARD_UART_CLOCK_HZ + BOARD_UART_BAUD / 2u) / BOARD_UART_BAUD;
+    USART_BRR = PORT_UART_DIVISOR(UART_DIVISOR);
     USART_CR1 = CR1_UE | CR1_TE | CR1_RE;
 }
 

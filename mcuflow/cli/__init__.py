@@ -15,6 +15,7 @@ from mcuflow.cli import (  # noqa: E402,F401  isort: skip
     cmd_hil,
     cmd_report,
     cmd_link_sweep,
+    cmd_selftest,
 )
 
 __all__ = ["cli", "main"]

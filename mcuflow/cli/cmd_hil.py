@@ -81,6 +81,11 @@ from mcuflow.cli.options import (
     show_default=True,
     help="Also count instructions per layer on the device (a selftest firmware run, a few seconds).",
 )
+@click.option(
+    "--emulate",
+    is_flag=True,
+    help="A hardware board: run its own image on its stand-in QEMU machine (the board file's [emulation]).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @link_options
 @input_quant_options
@@ -101,6 +106,7 @@ def hil_command(
     devices,
     timeout,
     profile,
+    emulate,
     quiet,
     prune_threshold,
     prune_topk,
@@ -168,6 +174,7 @@ def hil_command(
         profile=profile,
         input_quant=input_quant_kwargs(input_scale, input_zero_point, input_range),
         tail_path=tail_path,
+        emulate=emulate,
     )
     for line in summary_lines(result) + fault_lines(result):
         click.echo(line)

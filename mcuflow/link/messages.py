@@ -56,6 +56,17 @@ CAP_BYE = 1 << 9
 CAP_INFER_SPARSE = 1 << 10
 CAP_FRAGMENT = 1 << 11
 CAP_INPUT_QUANT = 1 << 12  # HELLO_REPLY ends with the input scale (float32) and zero point (int8)
+CAP_CLOCK = 1 << 13  # then with the core clock in Hz (u32) and how it was reached (u8, CLOCK_STATES)
+# The clock state byte (firmware/include/platform.h PLATFORM_CLOCK_*).
+CLOCK_STATES = {
+    0: "reset clock (board file)",
+    1: "full speed",
+    2: "fallback to the reset clock: oscillator did not start",
+    3: "fallback to the reset clock: PLL did not lock",
+    4: "fallback to the reset clock: regulator not ready",
+    5: "fallback to the reset clock: flash wait states not taken",
+    6: "fallback to the reset clock: clock switch not confirmed",
+}
 
 # Fragmented requests (INFER_PART / INFER_COMMIT / XFER_STATUS).
 XFER_MAX_PARTS = 64
@@ -74,6 +85,7 @@ _LOCAL = struct.Struct("<BBHI")
 _OFFLOAD = struct.Struct("<BBHiII")
 HELLO_FIXED_LEN = _HELLO.size
 _INPUT_QUANT = struct.Struct("<fb")
+_CLOCK = struct.Struct("<IB")
 LOCAL_RESULT_LEN = _LOCAL.size
 OFFLOAD_FIXED_LEN = _OFFLOAD.size
 
@@ -97,6 +109,15 @@ class Hello:
     wire_len: int = 0
     input_scale: float | None = None  # with CAP_INPUT_QUANT: q = round(x / scale) + zero_point
     input_zero_point: int | None = None
+    clock_hz: int | None = None  # with CAP_CLOCK: the core clock the device runs at
+    clock_state: int | None = None  # with CAP_CLOCK: a CLOCK_STATES key
+
+    @property
+    def clock_text(self) -> str | None:
+        """E.g. '180,000,000 Hz (full speed)'; None when the device does not report its clock."""
+        if self.clock_hz is None:
+            return None
+        return f"{self.clock_hz:,} Hz ({CLOCK_STATES.get(self.clock_state, f'state {self.clock_state}')})"
 
     @property
     def model_hash_hex(self) -> str:
@@ -127,6 +148,7 @@ class Hello:
                 if self.capabilities & CAP_INPUT_QUANT
                 else b""
             )
+            + (_CLOCK.pack(self.clock_hz, self.clock_state) if self.capabilities & CAP_CLOCK else b"")
         )
 
     @classmethod
@@ -135,7 +157,8 @@ class Hello:
             raise ProtocolError(f"HELLO_REPLY of {len(payload)} bytes is shorter than {HELLO_FIXED_LEN}")
         major, minor, caps, n_in, n_mid, n_cls, n_exits, max_payload, dropped, digest, k = _HELLO.unpack_from(payload)
         extra = _INPUT_QUANT.size if caps & CAP_INPUT_QUANT else 0
-        if k > BOARD_NAME_MAX or len(payload) != HELLO_FIXED_LEN + k + extra:
+        clock = _CLOCK.size if caps & CAP_CLOCK else 0
+        if k > BOARD_NAME_MAX or len(payload) != HELLO_FIXED_LEN + k + extra + clock:
             raise ProtocolError(f"HELLO_REPLY board name length {k} does not match its {len(payload)}-byte payload")
         raw_name = payload[HELLO_FIXED_LEN : HELLO_FIXED_LEN + k]
         scale = zero_point = None
@@ -143,6 +166,11 @@ class Hello:
             scale, zero_point = _INPUT_QUANT.unpack_from(payload, HELLO_FIXED_LEN + k)
             if not (math.isfinite(scale) and scale > 0):
                 raise ProtocolError(f"HELLO_REPLY input scale {scale} is not a positive number")
+        clock_hz = clock_state = None
+        if clock:
+            clock_hz, clock_state = _CLOCK.unpack_from(payload, HELLO_FIXED_LEN + k + extra)
+            if clock_hz == 0:
+                raise ProtocolError("HELLO_REPLY says the core clock is 0 Hz")
         if not all(0x20 <= b < 0x7F for b in raw_name):
             raise ProtocolError("HELLO_REPLY board name is not printable ASCII")
         if not 0 < n_in <= MAX_PAYLOAD:
@@ -153,7 +181,7 @@ class Hello:
             raise ProtocolError("HELLO_REPLY says the model has no classes")
         return cls(
             (major, minor), caps, n_in, n_mid, n_cls, n_exits, max_payload, dropped, digest, raw_name.decode(), wire_len,
-            scale, zero_point,
+            scale, zero_point, clock_hz, clock_state,
         )  # fmt: skip
 
 

@@ -177,6 +177,10 @@ class ClockConfig:
 class QemuConfig:
     machine: str
     serial_index: int = 0
+    # Sensor replay: memory the machine has and the firmware does not use, where `mcuflow hil` puts the
+    # input table before boot (QEMU's generic loader); 0 bytes: the board has none.
+    replay_addr: int = 0
+    replay_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -371,7 +375,16 @@ def parse_board(data: dict, source: str = "<board>", path: Path | None = None) -
     q = top.table("qemu", optional=True)
     qemu = None
     if q is not None:
-        qemu = QemuConfig(machine=q.get("machine", str), serial_index=q.uint("serial_index", 0))
+        qemu = QemuConfig(
+            machine=q.get("machine", str),
+            serial_index=q.uint("serial_index", 0),
+            replay_addr=q.uint("replay_addr", 0),
+            replay_bytes=q.uint("replay_bytes", 0),
+        )
+        if (qemu.replay_addr == 0) != (qemu.replay_bytes == 0) or qemu.replay_addr % 4:
+            raise q.err("replay_addr", "and replay_bytes go together, the address word-aligned")
+        if qemu.replay_bytes and _overlaps(qemu.replay_addr, qemu.replay_bytes, ram_origin, ram_bytes):
+            raise q.err("replay_addr", "must not overlap the firmware's RAM (the input table would be overwritten)")
         q.finish()
 
     e = top.table("emulation", optional=True)
@@ -477,6 +490,10 @@ def parse_board(data: dict, source: str = "<board>", path: Path | None = None) -
     if board.stack_bytes % 8:
         raise top.err("stack_bytes", f"must be a multiple of 8, got {board.stack_bytes}")
     return board
+
+
+def _overlaps(a: int, a_len: int, b: int, b_len: int) -> bool:
+    return a < b + b_len and b < a + a_len
 
 
 def _parse_clock(top: _Table, is_qemu: bool) -> ClockConfig | None:

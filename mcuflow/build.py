@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 
 from mcuflow import atomic, imagecheck, paths
 from mcuflow.boards import Board, load_board
@@ -138,16 +139,47 @@ def estimate_fit(export_dir: Path, board: Board) -> dict[str, int] | None:
     return {"flash_bytes": weights + FIRMWARE_FLASH_ESTIMATE, "ram_bytes": ram}
 
 
-def render_port_files(board: Board, dest: Path) -> None:
-    env = jinja2.Environment(
+def _firmware_templates() -> jinja2.Environment:
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(paths.firmware_dir())),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
     )
+
+
+def render_port_files(board: Board, dest: Path) -> None:
+    env = _firmware_templates()
     (dest / "linker.ld").write_text(env.get_template("linker.ld.j2").render(board=board))
     (dest / "board_config.h").write_text(env.get_template("board_config.h.j2").render(board=board))
+
+
+def load_replay_inputs(path: str | Path, input_len: int) -> np.ndarray:
+    """The int8 inputs of a flash-linked replay table: a .npy of shape (N, input_len) (or N * input_len)."""
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ConfigError(f"cannot read replay inputs from {path}: {err}") from None
+    if not isinstance(a, np.ndarray) or a.dtype != np.int8 or a.size == 0 or a.size % input_len:
+        what = "an .npz archive" if not isinstance(a, np.ndarray) else f"{a.dtype} of shape {a.shape}"
+        raise ConfigError(f"{path} holds {what}; replay inputs are int8 (quantised), (N, {input_len})")
+    return a.reshape(-1, input_len)
+
+
+def render_replay_table(inputs: np.ndarray, dest: Path) -> Path:
+    """The C file of a flash-linked input table (firmware/replay_table.c.j2) for ``inputs``."""
+    from mcuflow.link.replay import table_bytes
+
+    out = dest / "replay_table.c"
+    data = table_bytes(inputs)
+    text = (
+        _firmware_templates()
+        .get_template("replay_table.c.j2")
+        .render(data=list(data), count=inputs.shape[0], input_len=inputs.shape[1])
+    )
+    out.write_text(text)
+    return out
 
 
 def section_sizes(elf: Path) -> dict[str, int]:
@@ -366,8 +398,12 @@ def build(
     app: str = "protocol",
     extra_cflags: tuple[str, ...] = (),
     jobs: int = 2,
+    replay_inputs: np.ndarray | None = None,
 ) -> BuildResult:
-    """Build firmware for `board` from the export in `export_dir`. Raises McuflowError on user errors."""
+    """Build firmware for `board` from the export in `export_dir`. Raises McuflowError on user errors.
+
+    `replay_inputs` ((N, input_len) int8) are linked into flash as the input table of sensor replay
+    (a self-test of the deployed firmware: REPLAY runs them as its sensor's), component "replay"."""
     export_dir = Path(export_dir).resolve()
     board = board if isinstance(board, Board) else load_board(board)
     find_tool("arm-none-eabi-gcc")  # a missing toolchain is reported before anything else
@@ -381,6 +417,12 @@ def build(
     build_root.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{board.name}.", dir=build_root))
     try:
+        if replay_inputs is not None:
+            if app != "protocol":
+                raise ConfigError("--replay-inputs belongs to the protocol app (sensor replay is a protocol request)")
+            (tmp / "replay").mkdir()
+            app_srcs = [*app_srcs, render_replay_table(replay_inputs, tmp / "replay")]
+            extra_cflags = (*extra_cflags, "-DMCUFLOW_REPLAY_LINKED=1")
         res = build_app(
             board,
             app_srcs,
@@ -390,6 +432,7 @@ def build(
             jobs=jobs,
             model_sources=model_srcs,
         )
+        _check_replay_region(board, res.flash_bytes)
         # Static checks against the board file before anything is kept (mcuflow.imagecheck).
         checked = imagecheck.require_good_image(res.elf, board)
         report = {
@@ -418,6 +461,23 @@ def build(
         raise
     atomic.write_text(export_dir / "build.json", text)
     return BuildResult(board=board, out_dir=final, elf=final / "firmware.elf", report=report)
+
+
+def _check_replay_region(board: Board, flash_used: int) -> None:
+    """A replay region in flash (qemu-netduinoplus2's) must lie past the image, or the loader's input table
+    would overwrite the firmware."""
+    q = board.qemu
+    if q is None or not q.replay_bytes:
+        return
+    end = board.flash_origin + flash_used
+    if (
+        board.flash_origin <= q.replay_addr < end
+        or q.replay_addr <= board.flash_origin < q.replay_addr + q.replay_bytes
+    ):
+        raise ConfigError(
+            f"the firmware ({flash_used:,} bytes of flash) reaches {board.name}'s replay region at "
+            f"0x{q.replay_addr:08X}; move replay_addr in the board file"
+        )
 
 
 def _replace_dir(src: Path, dest: Path) -> None:

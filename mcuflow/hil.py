@@ -29,6 +29,7 @@ from mcuflow.hil_result import (
     ComponentSize,
     ExportSummary,
     FaultSession,
+    FeedSummary,
     HilResult,
     LinkCompression,
     LinkCounters,
@@ -46,6 +47,8 @@ QUANT_LOSS_BOUND_POINTS = 1.0  # more accuracy lost to int8 than this is not a P
 # A real UART at 115200 baud sends 11,520 bytes/s with 8N1 framing (10 bits a byte).
 BAUD_115200_BYTES_PER_S = 115200 / 10
 DEFAULT_SAMPLES = 1000
+FEEDS = ("auto", "replay", "host")
+FRAMES = ("auto", "lean", "full")
 
 
 @dataclass
@@ -282,18 +285,22 @@ def _run_hil(
     input_quant: dict | None = None,
     tail_path: str | os.PathLike | None = None,
     emulate: bool = False,
+    feed: str = "auto",
+    frames: str = "auto",
+    replay_period: int = 0,
 ) -> HilResult:
     import mcuflow
     from mcuflow import export as exporter
     from mcuflow.boards import load_board
     from mcuflow.build import build
     from mcuflow.link import DeviceClient
+    from mcuflow.link.replay import ReplayTotals, table_bytes
     from mcuflow.link.transport import SerialTransport
     from mcuflow.manifest import ExportManifest
     from mcuflow.progress import progress
     from mcuflow.qemu import QemuSession, thread_on_cpu
     from mcuflow.reference import quantize_input
-    from mcuflow.tail import OnnxTail, check_model_hash, load_tail, run_session
+    from mcuflow.tail import OnnxTail, check_model_hash, load_tail, run_replay, run_session
 
     t_start = time.perf_counter()
     b = load_board(board)
@@ -371,8 +378,16 @@ def _run_hil(
         float_e2e, float_final = float_predictions(model, test.samples.inputs(), threshold)
 
     devices = max(1, min(devices, len(inputs)))
+    feed = choose_feed(feed, machine, inputs.shape, faults, b.name)
+    lean = choose_frames(frames, feed)
+    table = None
+    if feed == "replay":  # the inputs go into each emulated device's memory, not down the link
+        table = work / "replay_table.bin"
+        table.write_bytes(table_bytes(inputs))
     where = f"{devices} emulated {b.name} devices" if devices > 1 else f"{b.name} ({machine.machine}) under QEMU"
-    log(f"hil: {len(inputs)} samples from the {test.source} on {where}")
+    how = "replayed from device memory" if feed == "replay" else "sent by the host"
+    log(f"hil: {len(inputs)} samples from the {test.source} on {where}, {how}, {'lean' if lean else 'full'} answers")
+    replay_totals = ReplayTotals()
     records: list = []
     mismatches: list[ParityExample] = []
     correct = 0
@@ -387,25 +402,38 @@ def _run_hil(
         # than it saves (measured), so only a lone session joins its emulator's CPU.
         with (
             thread_on_cpu(device if devices == 1 else None),
-            QemuSession(built.elf, b, cpu=device, emulate=emulate) as q,
+            QemuSession(built.elf, b, cpu=device, emulate=emulate, replay_table=table) as q,
             contextlib.ExitStack() as on_exit,
         ):
             if faults is None:
-                client = DeviceClient(SerialTransport.wrap(q.serial, q.url or ""), timeout=timeout, retries=retries)
+                client = DeviceClient(
+                    SerialTransport.wrap(q.serial, q.url or ""), timeout=timeout, retries=retries, lean=lean
+                )
             else:  # through a fault-injecting proxy, with resends and re-HELLOs (mcuflow.link.faults)
                 from mcuflow.link.faults import QemuFaultLink
 
                 seed = fault_seed + (int(chunk[0]) if len(chunk) else 0)
                 faulty = QemuFaultLink(
-                    q, faults, seed, timeout=timeout, retries=max(retries, 3), log=log, fragment=fragment
+                    q, faults, seed, timeout=timeout, retries=max(retries, 3), log=log, fragment=fragment, lean=lean
                 )
                 on_exit.callback(faulty.close)
                 client = faulty.client
             hello = client.hello(timeout=max(timeout, 10.0), retries=2)
             check_model_hash(hello.model_hash.hex(), facts.model_hash, "the export")
-            stream = run_session(
-                client, inputs[chunk], tail, test.labels[chunk], keep_intermediate=True, max_consecutive_lost=5
-            )
+            if feed == "replay":
+                if hello.replay_count != len(inputs):
+                    raise ConfigError(
+                        f"the device's input table holds {hello.replay_count} samples, not the {len(inputs)} loaded"
+                    )
+                totals = ReplayTotals()
+                stream = run_replay(
+                    client, int(chunk[0]), len(chunk), tail, test.labels[chunk], keep_intermediate=True,
+                    totals=totals, period=replay_period, timeout=timeout,
+                )  # fmt: skip
+            else:
+                stream = run_session(
+                    client, inputs[chunk], tail, test.labels[chunk], keep_intermediate=True, max_consecutive_lost=5
+                )
             for rec in stream:
                 rec.index = int(chunk[rec.index])
                 problem = parity_problem(rec, ref, rec.index)
@@ -416,6 +444,9 @@ def _run_hil(
                         mismatches.append(ParityExample(rec.index, problem))
                     bar.update(1, acc=correct / len(records))
             stats = client.stats.as_dict() if faults is None else faulty.stats()
+            if feed == "replay":
+                with lock:
+                    replay_totals.merge(totals)
             # The session's results stand even if the goodbye is lost.
             with contextlib.suppress(Exception):
                 client.bye(timeout=2.0)
@@ -433,6 +464,8 @@ def _run_hil(
     mismatches.sort(key=lambda m: m.index)
 
     counted = b.qemu is not None
+    # Lean answers carry no instruction count: the device's own REPLAY_END totals give the means then.
+    from_totals = any(r.instructions is None for r in records if r.status in ("local", "offload"))
     answered = [r for r in records if r.status in ("local", "offload")]
     local = [r for r in answered if r.status == "local"]
     offload = [r for r in answered if r.status == "offload"]
@@ -467,11 +500,13 @@ def _run_hil(
         bytes_per_offload=bytes_offload,
         bytes_per_local_result=bytes_local,
         # On a stand-in emulator the hardware image's DWT counter reads 0: not a measurement.
-        device_instructions_mean=float(np.mean([r.instructions for r in answered])) if answered and counted else None,
-        device_instructions_local_mean=float(np.mean([r.instructions for r in local])) if local and counted else None,
-        device_instructions_offload_mean=float(np.mean([r.instructions for r in offload]))
-        if offload and counted
-        else None,
+        device_instructions_mean=_mean_instructions(answered, counted, from_totals, replay_totals.instructions_mean),
+        device_instructions_local_mean=_mean_instructions(
+            local, counted, from_totals, replay_totals.instructions_local_mean
+        ),
+        device_instructions_offload_mean=_mean_instructions(
+            offload, counted, from_totals, replay_totals.instructions_offload_mean
+        ),
         instruction_unit=built.report.get("counter_unit", "instructions"),
         layer_instructions=layer_instructions,
         devices=devices,
@@ -498,10 +533,61 @@ def _run_hil(
             attach=[ex.at for ex in facts.summary.exits],
             always=[ex.threshold_q15 == 0 for ex in facts.summary.exits],
         ),
-        link_compression=_link_summary(facts, ref, offload),
+        link_compression=_link_summary(facts, ref, offload, lean),
         quantization=_quantization_summary(facts.quantization, float_e2e, _int8_predictions(ref, tail, facts), labels),
+        feed=FeedSummary(
+            feed=feed,
+            frames="lean" if lean else "full",
+            period=replay_period if feed == "replay" else 0,
+            instructions_from="device totals" if from_totals else "answers",
+            replay_runs=replay_totals.runs,
+            replay_requests=replay_totals.requests,
+            replay_asked_again=replay_totals.asked_again,
+            replay_rejected=replay_totals.rejected,
+            replay_stale=replay_totals.stale,
+        ),
         faults=None if faults is None else FaultSession(faults, fault_seed, devices),
     )
+
+
+def choose_feed(feed: str, machine, shape: tuple[int, ...], faults: str | None, board: str) -> str:
+    """ "replay" (the inputs in the emulated device's memory) or "host" (sent down the link) for ``feed``
+    "auto" | "replay" | "host". "auto" replays where the board has a replay region the inputs fit, and
+    sends them from the host for fault sessions (faults on the down link need host-fed inputs)."""
+    from mcuflow.link.replay import table_capacity
+
+    if feed not in FEEDS:
+        raise ConfigError(f"--feed {feed!r}: choose one of {', '.join(FEEDS)}")
+    if feed == "host":
+        return "host"
+    capacity = table_capacity(machine.replay_bytes, shape[1]) if machine.replay_bytes else 0
+    if feed == "replay":
+        if not machine.replay_bytes:
+            raise ConfigError(f"board {board} has no replay region ([qemu] replay_addr); use --feed host")
+        if shape[0] > capacity:
+            raise ConfigError(
+                f"{shape[0]:,} samples do not fit {board}'s replay region ({capacity:,} at most); "
+                "use fewer --samples or --feed host"
+            )
+        return "replay"
+    return "replay" if faults is None and 0 < shape[0] <= capacity else "host"
+
+
+def choose_frames(frames: str, feed: str) -> bool:
+    """Whether to ask for lean answers: ``frames`` "lean" | "full" | "auto" (lean when replaying: the
+    device's totals then give the instruction counts lean answers leave out)."""
+    if frames not in FRAMES:
+        raise ConfigError(f"--frames {frames!r}: choose one of {', '.join(FRAMES)}")
+    return frames == "lean" or (frames == "auto" and feed == "replay")
+
+
+def _mean_instructions(records: list, counted: bool, from_totals: bool, totals_mean: float | None) -> float | None:
+    """The mean head count of ``records``: from their answers, or (``from_totals``) the device's own."""
+    if not counted or not records:
+        return None
+    if from_totals:
+        return totals_mean
+    return float(np.mean([r.instructions for r in records]))
 
 
 def _per_layer_text(per_layer: dict[str, float] | None) -> str:
@@ -510,11 +596,15 @@ def _per_layer_text(per_layer: dict[str, float] | None) -> str:
     return "; per layer " + ", ".join(f"{name} {count:,.0f}" for name, count in per_layer.items())
 
 
-def _link_summary(facts: ExportFacts, ref, offload: list) -> LinkCompression:
+def _link_summary(facts: ExportFacts, ref, offload: list, lean: bool = False) -> LinkCompression:
     """The link settings and what they gave: measured OFFLOAD bytes against the reference's prediction
-    and against the float32 / int8 dense baselines (docs/results-link.md)."""
+    and against the float32 / int8 dense baselines (docs/results-link.md), each in the session's framing
+    (lean or full answers)."""
     from mcuflow.codec.compress import FLOAT32_BYTES
-    from mcuflow.link.messages import offload_wire_bytes
+    from mcuflow.link.messages import lean_offload_wire_bytes
+    from mcuflow.link.messages import offload_wire_bytes as full_wire_bytes
+
+    offload_wire_bytes = lean_offload_wire_bytes if lean else full_wire_bytes
 
     n_mid = facts.intermediate_len
     off_idx = np.flatnonzero(~ref.exited.astype(bool))
@@ -612,8 +702,10 @@ def summary_lines(r: HilResult) -> list[str]:
         _quantization_line(r.quantization),
         f"device           {num(r.device_instructions_mean)} {r.instruction_unit} per inference (mean)"
         + _per_layer_text(r.layer_instructions),
+        f"inputs           {_feed_text(r.feed)}",
         f"wire             {num(r.bytes_down_per_sample, ',.1f')} B down, {num(r.bytes_up_per_sample, ',.1f')} B up "
-        f"per sample; {num(r.bytes_per_offload, ',.1f')} B per offload",
+        f"per sample; {num(r.bytes_per_offload, ',.1f')} B per offload, {num(r.bytes_per_local_result, ',.1f')} B "
+        f"per local result ({r.feed.frames} answers)",
         f"throughput       {num(r.samples_per_second, ',.0f')} samples/s under QEMU; at 115200 baud the link alone "
         f"would take {num(1000 * (r.link_seconds_per_sample_at_115200 or 0), ',.1f')} ms/sample "
         f"({num(r.samples_per_second_at_115200, ',.1f')} samples/s)",
@@ -621,6 +713,17 @@ def summary_lines(r: HilResult) -> list[str]:
         f"memory           flash {r.flash_bytes:,} of {r.budget.flash_bytes:,} B, "
         f"RAM {r.ram_bytes:,} of {r.budget.ram_bytes:,} B (static, excluding stack)",
     ]
+
+
+def _feed_text(f: FeedSummary) -> str:
+    if f.feed == "host":
+        return "sent by the host over the link"
+    pace = "free-running" if not f.period else f"paced every {f.period:,} counter units"
+    again = f", {f.replay_asked_again:,} asked for again" if f.replay_asked_again else ""
+    return (
+        f"replayed from device memory ({pace}; {f.replay_runs} runs, {f.replay_requests} REPLAY requests{again}); "
+        f"instructions from {f.instructions_from}"
+    )
 
 
 def fault_lines(r: HilResult) -> list[str]:

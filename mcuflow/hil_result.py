@@ -18,7 +18,7 @@ from mcuflow.errors import ConfigError
 from mcuflow.manifest import ExitEntry, ExportManifest, HeadLayers, LayerEntry, TotalsByPart
 
 # 1: the session dict of earlier versions, with this key added. Bump on any change a reader must know.
-FORMAT_VERSION = 2  # 2: the quantisation block
+FORMAT_VERSION = 3  # 2: the quantisation block; 3: the feed block (sensor replay, lean answers)
 
 
 @dataclass(frozen=True)
@@ -227,6 +227,21 @@ class QuantizationSummary:
 
 
 @dataclass(frozen=True)
+class FeedSummary:
+    """Where the device's inputs came from, which answers it sent, and what replaying cost on the link."""
+
+    feed: str  # "replay": read from the device's own memory, as a sensor's; "host": sent down the link
+    frames: str  # "lean" or "full" answers (docs/protocol.md)
+    period: int  # replay pacing in counter units between samples; 0: free-running
+    instructions_from: str  # "answers" (each answer's count) or "device totals" (REPLAY_END)
+    replay_runs: int  # REPLAY runs that ended with their REPLAY_END
+    replay_requests: int  # REPLAY requests sent, resends included
+    replay_asked_again: int  # samples asked for again after their answer was lost
+    replay_rejected: int  # answers that passed their CRC but broke the protocol
+    replay_stale: int  # answers for a sample not asked for, or answered already
+
+
+@dataclass(frozen=True)
 class HilResult:
     """One session's results; the field names are the JSON keys (see ``mcuflow hil --help``)."""
 
@@ -276,6 +291,7 @@ class HilResult:
     tradeoff: list[TradeoffRow]
     link_compression: LinkCompression
     quantization: QuantizationSummary
+    feed: FeedSummary
     faults: FaultSession | None = None  # set when the session went through the fault-injecting proxy
 
     @property

@@ -47,11 +47,15 @@ def machine_for(board: Board, emulate: bool = False):
     return machine
 
 
-def qemu_command(board: Board, elf: Path, serial_spec: str, emulate: bool = False) -> list[str]:
+def qemu_command(
+    board: Board, elf: Path, serial_spec: str, emulate: bool = False, replay_table: Path | None = None
+) -> list[str]:
     """The QEMU command line for `board`; `serial_spec` is a -serial chardev (e.g. tcp:...).
 
     With `emulate`, a hardware board's image runs on its stand-in machine. That image has no
-    semihosting (BYE parks the core): the session ends when the host kills QEMU."""
+    semihosting (BYE parks the core): the session ends when the host kills QEMU. `replay_table` (an
+    input table file, mcuflow.link.replay.table_bytes) is loaded into the board's replay region before
+    the firmware starts."""
     machine = machine_for(board, emulate)
     cmd = [qemu_binary(), "-machine", machine.machine, "-nographic", "-monitor", "none"]
     # The board's UART is the serial_index-th -serial: fill the ones before it with null.
@@ -59,6 +63,17 @@ def qemu_command(board: Board, elf: Path, serial_spec: str, emulate: bool = Fals
         cmd += ["-serial", "null"]
     cmd += ["-serial", serial_spec, "-kernel", str(elf), "-icount", "shift=0"]
     cmd += ["-semihosting-config", "enable=on,target=native"]
+    if replay_table is not None:
+        if not machine.replay_bytes:
+            raise ConfigError(f"board {board.name} has no replay region ([qemu] replay_addr) for an input table")
+        size = Path(replay_table).stat().st_size
+        if size > machine.replay_bytes:
+            raise ConfigError(
+                f"the input table ({size:,} bytes) does not fit {board.name}'s replay region of "
+                f"{machine.replay_bytes:,} bytes"
+            )
+        # QEMU's generic loader writes the file's bytes at the address before the CPU starts.
+        cmd += ["-device", f"loader,file={replay_table},addr=0x{machine.replay_addr:X},force-raw=on"]
     return cmd
 
 
@@ -136,8 +151,10 @@ class QemuSession:
         read_timeout: float = 5.0,
         cpu: int | None = 0,
         emulate: bool = False,
+        replay_table: str | Path | None = None,
     ):
         self.elf = Path(elf)
+        self.replay_table = None if replay_table is None else Path(replay_table)
         self.cpu = cpu
         self.board = board if isinstance(board, Board) else load_board(board)
         self.emulate = emulate
@@ -165,7 +182,7 @@ class QemuSession:
             spec = f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"
             self._log = tempfile.TemporaryFile()  # noqa: SIM115  closed by stop(); a file, unlike a pipe, never fills up
             self.process = subprocess.Popen(
-                pin_to_cpu(self.cpu) + qemu_command(self.board, self.elf, spec, self.emulate),
+                pin_to_cpu(self.cpu) + qemu_command(self.board, self.elf, spec, self.emulate, self.replay_table),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=self._log,

@@ -318,6 +318,57 @@ def run_session(
         yield rec
 
 
+def run_replay(
+    client: DeviceClient,
+    first: int,
+    count: int,
+    tail: Tail | None,
+    labels: np.ndarray | None = None,
+    summary: SessionSummary | None = None,
+    keep_intermediate: bool = False,
+    totals=None,
+    **replay_options,
+) -> Iterator[SampleRecord]:
+    """Sensor replay (:class:`mcuflow.link.replay.Replay`) of table samples ``first .. first + count - 1``:
+    one record per sample, indexed from 0 like :func:`run_session`'s, in the order the answers arrived
+    (samples recovered in a later round come later), then a "lost" record for each sample no round
+    answered. ``labels`` are the ``count`` samples' own; ``totals`` (a ReplayTotals) collects the device's
+    REPLAY_END figures; ``replay_options`` go to Replay (period, timeout, resends, rounds)."""
+    from mcuflow.link.replay import Replay, ReplayTotals
+
+    summary = summary if summary is not None else SessionSummary()
+    replay = Replay(client, first, count, totals=totals if totals is not None else ReplayTotals(), **replay_options)
+    start = time.monotonic()
+
+    def finish(rec: SampleRecord) -> SampleRecord:
+        summary.add(rec)
+        summary.seconds = time.monotonic() - start
+        return rec
+
+    for ans in replay:
+        i = ans.index - first
+        rec = SampleRecord(i, "lost", truth=int(labels[i]) if labels is not None else None)
+        rec.bytes_up, rec.bytes_down = ans.wire_len, ans.request_len
+        if ans.error is not None:
+            rec.status, rec.error = "error", str(ans.error)
+        elif isinstance(ans.reply, LocalResult):
+            rec.status, rec.prediction = "local", ans.reply.label
+            rec.exit_index, rec.confidence = ans.reply.exit_index, ans.reply.confidence
+            rec.instructions = ans.reply.instructions
+        else:
+            rec.status, rec.prediction, rec.instructions = "offload", None, ans.reply.instructions
+            if keep_intermediate:
+                rec.intermediate = ans.reply.values
+            if tail is not None:
+                rec.prediction = tail.predict(ans.reply)
+        yield finish(rec)
+    for index in replay.missing:
+        i = index - first
+        rec = SampleRecord(i, "lost", truth=int(labels[i]) if labels is not None else None)
+        rec.error = f"no answer for replayed sample {index} after {replay.rounds} rounds"
+        yield finish(rec)
+
+
 def check_model_hash(device_hash_hex: str, expected_hex: str, source: str) -> None:
     if device_hash_hex.lower() != expected_hex.lower():
         raise HashMismatch(

@@ -10,6 +10,7 @@ from mcuflow.hil_result import (
     ExportSummary,
     FaultLinkCounters,
     FaultSession,
+    FeedSummary,
     HilResult,
     LinkCompression,
     LinkCounters,
@@ -104,6 +105,7 @@ def result(mismatches: int = 0, **changes) -> HilResult:
             wire_compression_vs_int8=66 / 59,
         ),
         quantization=quantization(),
+        feed=FeedSummary("replay", "lean", 0, "device totals", 1, 1, 0, 0, 0),
     )
     return dataclasses.replace(base, **changes)
 

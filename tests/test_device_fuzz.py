@@ -1,7 +1,7 @@
 """Tier 3: the real firmware under QEMU is fed >= 10,000 random and mutated frames (oversized
 lengths, wrong types and versions, bad CRCs, truncated tensors, malformed sparse inputs,
-floods). It must not hang or fault, and must then still answer a HELLO and correct INFERs
-(checked against mcuflow.reference). The seed is printed; MCUFLOW_FUZZ_SEED overrides it."""
+floods, hostile REPLAYs and HELLO options). It must not hang or fault, and must then still answer a
+HELLO, correct INFERs and a correct replay of its input table (checked against mcuflow.reference). The seed is printed; MCUFLOW_FUZZ_SEED overrides it."""
 
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ from mcuflow.link import DeviceClient, LocalResult, Offload, SerialTransport, co
 from mcuflow.link import messages as m
 from mcuflow.link.crc import crc16
 from mcuflow.link.frame import MAX_ENCODED, encode_frame
+from mcuflow.link.replay import Replay, table_bytes
 
 pytestmark = [pytest.mark.firmware, pytest.mark.slow]
 BOARD = "qemu-mps2-an386"
 FRAMES = 10_000
 SEED = int(os.environ.get("MCUFLOW_FUZZ_SEED", "20261122"))
 REPLYING = (m.HELLO, m.INFER, m.INFER_SPARSE, m.INFER_COMMIT)
+TABLE_SAMPLES = 20  # the input table loaded into the device: the test images checked at the end
 
 
 def raw_frame(version: int, msg_type: int, seq: int, length: int, payload: bytes, crc_ok: bool = True) -> bytes:
@@ -42,7 +44,7 @@ def fuzz_frames(rng: random.Random, n: int, input_len: int) -> list[bytes]:
     while len(out) < n:
         # Oversized runs and full-size INFERs are few: QEMU's UART takes ~10-20 KB/s, and they
         # exercise nothing new after the first hundred.
-        kind = rng.choices(range(12), weights=[14, 14, 14, 12, 14, 14, 10, 2, 4, 2, 8, 6])[0]
+        kind = rng.choices(range(14), weights=[14, 14, 14, 12, 14, 14, 10, 2, 4, 2, 8, 6, 6, 4])[0]
         seq = rng.randrange(65536)
         if kind == 0:  # random bytes, delimited
             out.append(rand_bytes(rng.randrange(1, 120)) + b"\x00")
@@ -100,6 +102,20 @@ def fuzz_frames(rng: random.Random, n: int, input_len: int) -> list[bytes]:
                         m.INFER_PART, seq, struct.pack("<HBBH", tid, count & 0xFF, index & 0xFF, offset) + data
                     )
                 )
+        elif kind == 12:  # REPLAY: hostile ranges and sizes, now and then a short valid run of the table
+            first = rng.choice([0, 1, TABLE_SAMPLES - 1, TABLE_SAMPLES, 2**32 - 1, rng.getrandbits(32)])
+            count = rng.choice([0, 1, 2, TABLE_SAMPLES, 2**32 - 1, rng.getrandbits(32)])
+            period = rng.choice([0, 0, 0, 1, rng.randrange(1000)])
+            payload = m.replay_payload(first, count, period)
+            out.append(
+                encode_frame(
+                    m.REPLAY, seq, payload[: rng.choice([12, 12, 12, 11, 0])] + rand_bytes(rng.choice([0, 0, 1]))
+                )
+            )
+        elif kind == 13:  # HELLO with options (lean answers on and off) or a payload of the wrong size
+            k = rng.choice([4, 4, 4, 1, 3, 5, rng.randrange(0, 40)])
+            options = struct.pack("<I", rng.choice([m.CAP_LEAN, 0, rng.getrandbits(32)]))
+            out.append(encode_frame(m.HELLO, seq, (options + rand_bytes(40))[:k]))
         else:  # INFER_COMMIT with hostile fields (counts, lengths, request types, checks, sizes)
             tid = rng.choice([1, 2, rng.randrange(65536)])
             count = rng.choice([0, 1, 8, 64, 65, rng.randrange(256)])
@@ -157,7 +173,11 @@ def test_firmware_survives_10000_hostile_frames_and_still_answers_correctly(firm
     rng = random.Random(SEED)
     frames = fuzz_frames(rng, FRAMES, 784)
     print(f"device fuzz: {len(frames)} frames, {sum(map(len, frames)):,} bytes, seed {SEED}")
-    with QemuSession(elf, BOARD) as s:
+    images = bundled_test_subset().images[:TABLE_SAMPLES]
+    x = reference.pixels_to_input(images)
+    table = export_dir.parent / "table.bin"
+    table.write_bytes(table_bytes(x))
+    with QemuSession(elf, BOARD, replay_table=table) as s:
         sock = s.serial._socket
         drain = Drain(sock)
         drain.start()
@@ -172,8 +192,6 @@ def test_firmware_survives_10000_hostile_frames_and_still_answers_correctly(firm
         assert info.model_hash_hex == q.model_hash and info.frames_dropped > 1000
         client.timeout = 5.0
         backlog = client.stats.stale  # answers to the fuzz frames still in flight before the HELLO
-        images = bundled_test_subset().images[:20]
-        x = reference.pixels_to_input(images)
         ref = reference.run(q, x)
         for i in range(len(x)):
             reply = client.infer(x[i])
@@ -198,4 +216,15 @@ def test_firmware_survives_10000_hostile_frames_and_still_answers_correctly(firm
             else:
                 np.testing.assert_array_equal(reply.values, ref.intermediate[i])
         assert frag.fragments.transfers == len(x) and frag.fragments.statuses > 0
+        # Replayed from its memory with lean answers, through the same lossy link: every sample, correct.
+        lean = RecoveringClient(lossy, timeout=0.5, lean=True)
+        assert lean.hello(retries=20).replay_count == len(x) and lean.lean_active
+        replay = Replay(lean, 0, len(x), timeout=0.5, resends=10, rounds=20)
+        answers = {a.index: a.reply for a in replay}
+        assert sorted(answers) == list(range(len(x))) and replay.missing == []
+        for i, reply in answers.items():
+            if ref.exited[i]:
+                assert (reply.label, reply.confidence_q15) == (ref.label[i], ref.confidence_q15[i])
+            else:
+                np.testing.assert_array_equal(reply.values, ref.intermediate[i])
         print(f"device fuzz: {info.frames_dropped} frames dropped by the device, {backlog} answers to the rest")

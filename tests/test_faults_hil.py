@@ -64,3 +64,25 @@ def test_hil_at_one_percent_byte_loss_sends_requests_in_parts(tmp_path, capsys):
     assert extra.fragment_transfers >= 99 and extra.fragment_statuses > 0 and extra.rehellos == 0
     assert link.frames_sent >= extra.fragment_parts_sent + extra.fragment_commits_sent
     assert extra.injected["down"]["drop"] > 500 and extra.device_frames_dropped > 100
+
+
+@pytest.mark.parametrize("frames", ["lean", "full"])
+def test_a_replay_through_a_faulty_proxy_with_reboots_loses_nothing(tmp_path, frames):
+    """Sensor replay with lean (or full) answers through byte faults both ways, cuts and emulator reboots
+    (the input table is loaded again at each): lost answers are asked for again, every sample verified."""
+    out = tmp_path / "hil.json"
+    spec = "drop=0.002,flip=0.001,garbage=0.0005,trunc=0.005,cut=0.01,reset=0.01"
+    code = main(
+        ["hil", str(CHECKPOINT), "--samples", "200", "--workdir", str(tmp_path / "w"), "--json", str(out),
+         "--quiet", "--no-profile", "--feed", "replay", "--frames", frames, "--faults", spec, "--fault-seed", "5",
+         "--timeout", "0.25"]
+    )  # fmt: skip
+    assert code == 0
+    r = read_result(out)
+    assert r.samples == 200 and r.lost == 0 and r.errors == 0
+    assert r.parity_mismatches == 0, r.parity_examples
+    assert (r.feed.feed, r.feed.frames) == ("replay", frames)
+    extra = r.link.faults
+    assert extra.injected["up"]["drop"] + extra.injected["up"]["flip"] > 0
+    assert r.feed.replay_asked_again > 0 and r.feed.replay_requests > 1
+    assert extra.device_restarts == extra.injected["down"]["reset"] + extra.injected["up"]["reset"]

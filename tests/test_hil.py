@@ -44,10 +44,16 @@ def _tools(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "board,samples",
-    [("qemu-mps2-an386", 120), ("qemu-mps2-an385", 25), ("qemu-mps2-an500", 25), ("qemu-netduinoplus2", 25)],
+    "board,samples,feed",
+    [
+        ("qemu-mps2-an386", 120, "auto"),
+        ("qemu-mps2-an386", 60, "host"),
+        ("qemu-mps2-an385", 25, "auto"),
+        ("qemu-mps2-an500", 25, "auto"),
+        ("qemu-netduinoplus2", 25, "auto"),
+    ],
 )
-def test_hil_session_is_bit_exact(tmp_path, board, samples):
+def test_hil_session_is_bit_exact(tmp_path, board, samples, feed):
     before = _qemu_pids()
     out = tmp_path / "hil.json"
     report = tmp_path / "report.html"
@@ -59,6 +65,8 @@ def test_hil_session_is_bit_exact(tmp_path, board, samples):
             board,
             "--samples",
             str(samples),
+            "--feed",
+            feed,
             "--workdir",
             str(tmp_path / "w"),
             "--json",
@@ -83,6 +91,13 @@ def test_hil_session_is_bit_exact(tmp_path, board, samples):
     assert r.device_instructions_mean > 1000  # the head has 1,600 MACs: a counter stuck at 0 fails here
     assert r.bytes_down_per_sample > 0 and r.bytes_up_per_sample > 0
     assert r.samples_per_second > 0
+    if feed == "auto":  # every QEMU board has a replay region: the inputs never cross the link
+        assert (r.feed.feed, r.feed.frames, r.feed.instructions_from) == ("replay", "lean", "device totals")
+        assert r.bytes_down_per_sample < 1 and r.bytes_per_local_result == 11
+        assert r.feed.replay_runs == 1 and r.feed.replay_asked_again == 0
+    else:
+        assert (r.feed.feed, r.feed.frames, r.feed.instructions_from) == ("host", "full", "answers")
+        assert r.bytes_down_per_sample > 100 and r.bytes_per_local_result == 18
     assert report.read_text().count("data:image/png;base64,") >= 3
     assert _qemu_pids() <= before  # no orphan emulator
     # Per-layer counts from the selftest firmware: every layer, each at least one instruction per MAC,
@@ -115,7 +130,8 @@ def test_hil_rejects_more_samples_than_bundled(tmp_path, capsys):
     assert "--data-dir" in err and "Traceback" not in err
 
 
-def test_hil_with_parallel_devices_keeps_every_sample_in_order(tmp_path):
+@pytest.mark.parametrize("feed", ["replay", "host"])
+def test_hil_with_parallel_devices_keeps_every_sample_in_order(tmp_path, feed):
     out = tmp_path / "hil.json"
     code = main(
         [
@@ -123,6 +139,8 @@ def test_hil_with_parallel_devices_keeps_every_sample_in_order(tmp_path):
             str(CHECKPOINT),
             "--samples",
             "40",
+            "--feed",
+            feed,
             "--devices",
             "2",
             "--no-profile",
@@ -138,4 +156,33 @@ def test_hil_with_parallel_devices_keeps_every_sample_in_order(tmp_path):
     assert r.devices == 2 and r.samples == 40 and r.answered == 40
     assert r.parity_mismatches == 0 and r.lost == 0
     assert r.accuracy == pytest.approx(r.reference_accuracy)
-    assert r.link.requests >= 40 and r.link.faults is None  # both devices' counters, added up
+    assert r.link.faults is None and r.feed.feed == feed
+    if feed == "host":
+        assert r.link.requests >= 40  # both devices' counters, added up
+    else:  # one REPLAY per device, each for its own half of the table
+        assert r.feed.replay_runs == 2 and r.feed.replay_requests == 2 and r.feed.replay_asked_again == 0
+
+
+def test_a_paced_replay_gives_the_same_answers(tmp_path):
+    out = tmp_path / "hil.json"
+    args = ["hil", str(CHECKPOINT), "--samples", "30", "--no-profile", "--quiet", "--json", str(out)]
+    assert main([*args, "--replay-period", "100000", "--frames", "full", "--workdir", str(tmp_path / "w")]) == 0
+    r = read_result(out)
+    assert (r.feed.period, r.feed.frames, r.feed.instructions_from) == (100000, "full", "answers")
+    assert r.parity_mismatches == 0 and r.lost == 0 and r.bytes_per_local_result == 18
+
+
+def test_replay_refuses_more_samples_than_the_region_holds_and_a_board_without_one(tmp_path, capsys):
+    from mcuflow.boards import load_board
+    from mcuflow.hil import choose_feed
+
+    an386 = load_board("qemu-mps2-an386").qemu
+    assert choose_feed("auto", an386, (100, 784), None, "b") == "replay"
+    assert choose_feed("auto", an386, (100, 784), "drop=0.01", "b") == "host"  # faults: the host feeds
+    assert choose_feed("auto", an386, (30000, 784), None, "b") == "host"
+    assert choose_feed("replay", an386, (100, 784), "drop=0.01", "b") == "replay"
+    with pytest.raises(Exception, match="do not fit"):
+        choose_feed("replay", an386, (30000, 784), None, "b")
+    code = main(["hil", str(CHECKPOINT), "--board", "nucleo-f401re", "--emulate", "--feed", "replay",
+                 "--samples", "5", "--no-profile", "--workdir", str(tmp_path / "w")])  # fmt: skip
+    assert code != 0 and "no replay region" in capsys.readouterr().err

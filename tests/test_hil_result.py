@@ -64,9 +64,9 @@ LEGACY_KEYS = [
 
 def test_json_keeps_every_key_in_order_and_adds_the_format_version():
     value = result().to_json()
-    assert list(value) == ["format_version", *LEGACY_KEYS, "quantization"]
+    assert list(value) == ["format_version", *LEGACY_KEYS, "quantization", "feed"]
     assert value["format_version"] == FORMAT_VERSION
-    assert list(fault_result().to_json()) == ["format_version", *LEGACY_KEYS, "quantization", "faults"]
+    assert list(fault_result().to_json()) == ["format_version", *LEGACY_KEYS, "quantization", "feed", "faults"]
     assert value["tradeoff"][0] == {
         "threshold": 0.5,
         "exit_rate": 0.75,

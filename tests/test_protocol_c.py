@@ -22,9 +22,11 @@ from mcuflow.codec import encodings
 from mcuflow.link import DeviceClient, DeviceError, LinkTimeout, LocalResult, Offload, ProcessTransport, cobs
 from mcuflow.link import messages as m
 from mcuflow.link.crc import crc16
+from mcuflow.link.errors import ProtocolError
 from mcuflow.link.faults import FaultInjector, FaultyTransport
-from mcuflow.link.frame import MAX_ENCODED, Frame, FrameDecoder, FrameDrop, encode_frame
+from mcuflow.link.frame import MAX_ENCODED, Frame, FrameDecoder, FrameDrop, encode_frame, encode_lean_frame
 from mcuflow.link.recovery import RecoveringClient
+from mcuflow.link.replay import Replay, ReplayRefused, table_bytes
 from mcuflow.link.sim import SimDevice
 
 pytestmark = pytest.mark.toolchain
@@ -158,8 +160,9 @@ def test_hello_and_infer_match_the_fake_head(device):
     info = client.hello()
     assert info.board == "host-fake" and info.model_hash == bytes(range(32))
     assert (info.input_len, info.intermediate_len, info.num_classes, info.num_exits) == (784, 40, 10, 1)
-    caps = 0x0F | m.CAP_DEDUP | m.CAP_BYE | m.CAP_INFER_SPARSE | m.CAP_FRAGMENT
-    assert info.capabilities == caps and info.frames_dropped == 0
+    caps = 0x0F | m.CAP_DEDUP | m.CAP_BYE | m.CAP_INFER_SPARSE | m.CAP_FRAGMENT | m.CAP_LEAN
+    assert info.capabilities == caps and info.frames_dropped == 0  # no input table: no CAP_REPLAY
+    assert (info.lean_bits, info.lean_zero_point, info.lean_scale) == (8, -128, 2.0**-7)
     rng = np.random.default_rng(0)
     kinds = set()
     for runs in range(1, 41):
@@ -487,7 +490,7 @@ def test_bad_parts_are_dropped_and_counted(device):
     assert hello.seq == 4 and m.parse_reply(hello).frames_dropped == len(bad)
 
 
-def sim_like_c() -> SimDevice:
+def sim_like_c(replay_table: np.ndarray | None = None) -> SimDevice:
     """The Python device with tests/c/link/fake_head.c as its head (same answers, same counter)."""
     runs = [0]
 
@@ -500,7 +503,7 @@ def sim_like_c() -> SimDevice:
             return LocalResult(0, want[0], want[1], instr)
         return Offload(encodings.choose(want, 8, -128), 8, -128, 2.0**-7, instr, want)
 
-    return SimDevice(head, bytes(range(32)), board="host-fake")
+    return SimDevice(head, bytes(range(32)), board="host-fake", lean=(8, -128, 2.0**-7), replay_table=replay_table)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -587,6 +590,170 @@ def test_device_builds_and_serves_with_clang_under_sanitizers(tmp_path):
         assert t.close() == 0
 
 
+# -- lean answers and sensor replay ----------------------------------------------------
+
+
+def test_lean_answers_carry_the_same_results_in_fewer_bytes(device):
+    client = DeviceClient(device, timeout=2.0, lean=True)
+    client.hello()
+    assert client.lean_active
+    rng = np.random.default_rng(30)
+    kinds = set()
+    for runs in range(1, 31):
+        x = random_input(rng)
+        kind, want, _ = fake_head(x, runs)
+        reply = client.infer(x)
+        kinds.add(kind)
+        assert reply.instructions is None  # lean answers leave the count out
+        if kind == "local":
+            assert isinstance(reply, LocalResult) and (reply.label, reply.confidence_q15) == want
+            assert reply.wire_len == 11  # 18 in full
+        else:
+            assert isinstance(reply, Offload) and reply.wire_len == 7 + 40  # dense int8: 66 in full
+            np.testing.assert_array_equal(reply.values, want)
+            assert (reply.zero_point, reply.scale, reply.bits) == (-128, 2.0**-7, 8)
+    assert kinds == {"local", "offload"}
+    # A HELLO without options ends lean answers: full ones again, with their counts.
+    plain = DeviceClient(device, timeout=2.0)
+    plain.hello()
+    assert plain.infer(random_input(rng)).instructions is not None
+
+
+def test_a_lean_answer_the_session_did_not_ask_for_is_refused():
+    frame = FrameDecoder().feed(encode_lean_frame(m.LEAN_LOCAL, 3, bytes([0, 4, 0, 16])))[0]
+    with pytest.raises(ProtocolError, match="did not ask"):
+        m.parse_reply(frame, 40)
+
+
+@pytest.fixture
+def table(tmp_path):
+    """An input table of 300 random samples, as `mcuflow hil` writes it for QEMU's loader."""
+    rng = np.random.default_rng(40)
+    x = np.stack([random_input(rng) for _ in range(300)])
+    path = tmp_path / "table.bin"
+    path.write_bytes(table_bytes(x))
+    return x, path
+
+
+@pytest.fixture
+def replay_device(programs, table):
+    t = ProcessTransport([str(programs["device"])], env=dict(os.environ, MCUFLOW_REPLAY_TABLE=str(table[1])))
+    yield t
+    t.close()
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_replay_answers_every_sample_under_its_index_then_ends(replay_device, table, lean):
+    x = table[0]
+    client = DeviceClient(replay_device, timeout=2.0, lean=lean)
+    info = client.hello()
+    assert info.capabilities & m.CAP_REPLAY and info.replay_count == len(x)
+    replay = Replay(client, 250, 50)
+    answers = list(replay)
+    assert [a.index for a in answers] == list(range(250, 300)) and replay.missing == []
+    sums = {"local": 0, "offload": 0}
+    for runs, a in enumerate(answers, 1):
+        kind, want, instr = fake_head(x[a.index], runs)
+        sums[kind] += instr
+        assert (kind == "local") == isinstance(a.reply, LocalResult)
+        assert a.reply.instructions == (None if lean else instr)
+        if kind == "offload":
+            np.testing.assert_array_equal(a.reply.values, want)
+        else:
+            assert (a.reply.label, a.reply.confidence_q15) == want
+    t = replay.totals
+    assert (t.runs, t.run_samples, t.requests, t.resends, t.stale, t.rejected) == (1, 50, 1, 0, 0, 0)
+    assert (t.instructions_local, t.instructions_offload) == (sums["local"], sums["offload"])
+    assert sum(a.request_len for a in answers) == len(encode_frame(m.REPLAY, 0, m.replay_payload(0, 0)))
+
+
+def test_replay_end_is_the_requests_reply_and_a_resend_gets_it_again(replay_device):
+    wire = encode_frame(m.REPLAY, 9, m.replay_payload(3, 4))
+    frames = exchange_n(replay_device, wire, 5)
+    assert [f.seq for f in frames] == [3, 4, 5, 6, 9] and frames[-1].type == m.REPLAY_END
+    end = m.parse_reply(frames[-1])
+    assert (end.status, end.first, end.run, end.local + end.offload) == (m.REPLAY_DONE, 3, 4, 4)
+    (again,) = exchange_n(replay_device, wire, 1)  # the same frame: its END from the cache, no run
+    assert again == frames[-1]
+
+
+@pytest.mark.parametrize(
+    "payload, status", [(m.replay_payload(290, 11), m.REPLAY_RANGE), (m.replay_payload(301, 0), m.REPLAY_RANGE)]
+)
+def test_replay_outside_the_table_is_refused_in_its_end(replay_device, payload, status):
+    (end,) = exchange_n(replay_device, encode_frame(m.REPLAY, 2, payload), 1)
+    reply = m.parse_reply(end)
+    assert (reply.status, reply.run) == (status, 0)
+
+
+def test_replay_without_a_table_or_with_a_bad_request(device):
+    (end,) = exchange_n(device, encode_frame(m.REPLAY, 2, m.replay_payload(0, 1)), 1)
+    assert m.parse_reply(end).status == m.REPLAY_NO_TABLE
+    (err,) = exchange_n(device, encode_frame(m.REPLAY, 3, b"\x00" * 11), 1)
+    assert err.type == m.ERROR and m.ErrorReply.parse(err.payload).code == 3
+    client = DeviceClient(device, timeout=2.0)
+    client.hello()
+    with pytest.raises(ReplayRefused, match="does not offer"):
+        list(Replay(client, 0, 1))
+
+
+def test_a_frame_from_the_host_stops_a_replay_and_is_answered_next(replay_device):
+    wire = encode_frame(m.REPLAY, 9, m.replay_payload(0, 300)) + encode_frame(m.HELLO, 10)
+    replay_device.write(wire)
+    dec, frames = FrameDecoder(), []
+    while not frames or frames[-1].type != m.HELLO_REPLY:
+        data = replay_device.read(5.0)
+        assert data
+        frames += dec.feed(data)
+    end = m.parse_reply(frames[-2])
+    assert frames[-2].type == m.REPLAY_END and end.status == m.REPLAY_STOPPED
+    assert 0 < end.run < 300 and len(frames) == end.run + 2
+
+
+def test_c_and_python_devices_agree_on_replay_and_lean_traffic(replay_device, table):
+    sim = sim_like_c(replay_table=table[0])
+    stream = [
+        encode_frame(m.HELLO, 1, m.hello_options(m.CAP_LEAN)),
+        encode_frame(m.REPLAY, 2, m.replay_payload(0, 20)),
+        encode_frame(m.REPLAY, 2, m.replay_payload(0, 20)),  # a resend: the END alone
+        encode_frame(m.INFER, 3, table[0][7].tobytes()),
+        encode_frame(m.HELLO, 4),
+        encode_frame(m.REPLAY, 5, m.replay_payload(280, 20)),
+        encode_frame(m.REPLAY, 6, m.replay_payload(299, 2)),
+    ]
+    replies_c, replies_py = [], []
+    for wire in stream:  # one at a time: a frame arriving mid-run would stop the C device's run
+        py = FrameDecoder().feed(sim.feed(wire))
+        replies_py += py
+        replies_c += exchange_n(replay_device, wire, len(py))
+    assert [(f.type, f.seq) for f in replies_c] == [(f.type, f.seq) for f in replies_py]
+    for c, p in zip(replies_c, replies_py, strict=True):
+        if c.type != m.HELLO_REPLY:
+            assert c.payload == p.payload, m.name(c.type)
+    assert m.LEAN_LOCAL in {f.type for f in replies_c} and m.REPLAY_END in {f.type for f in replies_c}
+
+
+@pytest.mark.parametrize("spec", ["drop=0.01,flip=0.001,dir=up", "drop=0.01,flip=0.001,garbage=0.001"])
+def test_replay_recovers_every_sample_through_byte_faults(replay_device, table, spec):
+    """Lost and damaged answers are asked for again, a lost REPLAY or REPLAY_END is resent: every sample
+    ends with its own, correct answer."""
+    x = table[0]
+    inj = FaultInjector(spec, seed=8)
+    client = RecoveringClient(FaultyTransport(replay_device, inj), timeout=0.2, lean=True)
+    client.hello(retries=50)
+    replay = Replay(client, 0, 300, timeout=0.2, resends=10, rounds=20)
+    answers = {a.index: a for a in replay}
+    assert replay.missing == [] and sorted(answers) == list(range(300))
+    for i, a in answers.items():
+        kind, want, _ = fake_head(x[i], 1)
+        assert (kind == "local") == isinstance(a.reply, LocalResult)
+        if kind == "offload":
+            np.testing.assert_array_equal(a.reply.values, want)
+        else:
+            assert a.reply.label == want[0] and a.reply.confidence_q15 == want[1]
+    assert inj.counts["up"]["drop"] > 10 and replay.totals.asked_again > 0
+
+
 @pytest.mark.slow
 def test_libfuzzer_on_the_serve_loop_finds_nothing(tmp_path):
     """A bounded libFuzzer run (ASan + UBSan) over the receiver, the handlers and the bitmap decoder."""
@@ -613,6 +780,9 @@ def test_libfuzzer_on_the_serve_loop_finds_nothing(tmp_path):
         + encode_frame(m.INFER_COMMIT, 6, parts_of(5, m.INFER_SPARSE, sparse_body, 40)[1]) * 2,
         "dense-parts": b"".join(parts_of(6, m.INFER, bytes(784), 48)[0])
         + encode_frame(m.INFER_COMMIT, 7, parts_of(6, m.INFER, bytes(784), 48)[1]),
+        "lean-replay": encode_frame(m.HELLO, 8, m.hello_options(m.CAP_LEAN))
+        + encode_frame(m.REPLAY, 9, m.replay_payload(0, 3))
+        + encode_frame(m.INFER, 10, bytes(784)),
     }
     for name, data in seeds.items():
         (corpus / name).write_bytes(data)

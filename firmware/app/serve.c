@@ -1,4 +1,4 @@
-/* The device's protocol loop: answer HELLO, INFER (whole or in parts) and BYE over the UART.
+/* The device's protocol loop: answer HELLO, INFER (whole or in parts), REPLAY and BYE over the UART.
  * See docs/protocol.md. Uses only platform.h, mcuflow_link.h and the
  * generated mcuflow_model.h; no heap. */
 #include <stdint.h>
@@ -29,6 +29,16 @@
 #define MCUFLOW_LINK_CODE_ZP 0u
 #endif
 typedef char mcuflow_link_bits_valid[(MCUFLOW_LINK_BITS >= 2u && MCUFLOW_LINK_BITS <= 8u) ? 1 : -1];
+
+/* Lean answers (capability bit 14) leave out what every OFFLOAD of this model repeats; HELLO_REPLY says it
+ * once. That needs the model's intermediate quantisation at build time (every generated model has it). */
+#if defined(MCUFLOW_INTERMEDIATE_SCALE_BITS) && defined(MCUFLOW_INTERMEDIATE_ZERO_POINT)
+#define SERVE_LEAN 1
+#define SERVE_HELLO_LEAN_LEN MCUFLOW_HELLO_LEAN_LEN
+#else
+#define SERVE_LEAN 0
+#define SERVE_HELLO_LEAN_LEN 0u
+#endif
 
 /* The board name is known when the firmware is built for a board (not in host test builds), so the reply
  * buffers need room for that name only, not for the protocol's 32 bytes. */
@@ -67,9 +77,13 @@ typedef char mcuflow_intermediate_fits_frame
 #else
 #define SERVE_HELLO_CLOCK_LEN 0u
 #endif
-#define SERVE_REPLY_MAX_PAYLOAD                                                                   \
-    SERVE_MAX2(SERVE_MAX2(MCUFLOW_HELLO_FIXED_LEN + SERVE_BOARD_NAME_MAX + MCUFLOW_HELLO_INPUT_QUANT_LEN + SERVE_HELLO_CLOCK_LEN, 1u + MCUFLOW_ERROR_TEXT_MAX), \
-               SERVE_MAX2(MCUFLOW_LOCAL_RESULT_LEN, MCUFLOW_OFFLOAD_FIXED_LEN + MCUFLOW_INTERMEDIATE_LEN))
+#define SERVE_HELLO_MAX_LEN                                                                          \
+    (MCUFLOW_HELLO_FIXED_LEN + SERVE_BOARD_NAME_MAX + MCUFLOW_HELLO_INPUT_QUANT_LEN + SERVE_HELLO_CLOCK_LEN + \
+     SERVE_HELLO_LEAN_LEN + MCUFLOW_HELLO_REPLAY_LEN)
+#define SERVE_REPLY_MAX_PAYLOAD                                                                    \
+    SERVE_MAX2(SERVE_MAX2(SERVE_HELLO_MAX_LEN, 1u + MCUFLOW_ERROR_TEXT_MAX),                       \
+               SERVE_MAX2(SERVE_MAX2(MCUFLOW_LOCAL_RESULT_LEN, MCUFLOW_REPLAY_END_LEN),            \
+                          MCUFLOW_OFFLOAD_FIXED_LEN + MCUFLOW_INTERMEDIATE_LEN))
 #define SERVE_TX_RAW_CAP (MCUFLOW_LINK_HEADER_LEN + SERVE_REPLY_MAX_PAYLOAD + MCUFLOW_LINK_CRC_LEN)
 #define SERVE_TX_ENC_CAP (SERVE_TX_RAW_CAP + 1u + SERVE_TX_RAW_CAP / 254u)
 /* An XFER_STATUS for the most parts fits the reply buffer; a decoded input fits the receive buffer
@@ -99,6 +113,9 @@ typedef struct {
     uint8_t tx_enc[SERVE_TX_ENC_CAP + 1u];
     /* The last reply and the request it answered (deduplication, docs/protocol.md). */
     uint32_t last_len;
+    uint16_t reply_len;       /* the last reply's type and payload length, in the full form */
+    uint8_t reply_type;
+    uint8_t lean;             /* the host asked for lean answers in its HELLO (capability bit 14) */
     uint8_t last_valid;
     uint8_t last_type;
     uint16_t last_seq;
@@ -113,6 +130,7 @@ static serve_link_t *body_owner;
 static void serve_link_init(serve_link_t *l) {
     mcuflow_rx_init(&l->rx);
     l->last_valid = 0;
+    l->lean = 0;
     l->xfer.count = 0;
     l->xfer.answered = 0;
 }
@@ -121,10 +139,29 @@ static uint8_t *payload_out(serve_link_t *l) {
     return l->tx_raw + MCUFLOW_LINK_HEADER_LEN;
 }
 
-/* Frames the payload already in tx_raw and sends it; tx_raw and tx_enc then hold this reply. */
+/* Frames the payload already in tx_raw and sends it; tx_raw and tx_enc then hold this reply. A LOCAL_RESULT
+ * or OFFLOAD goes out as a lean frame when the host asked for them: built in place around the part of the
+ * full payload it keeps (the full header stays where it is, so the reply can be re-sent in either form). */
 static void send_reply(serve_link_t *l, uint8_t type, uint16_t seq, uint16_t len) {
-    uint32_t raw_len = mcuflow_frame_build(type, seq, payload_out(l), len, l->tx_raw, sizeof l->tx_raw);
-    uint32_t enc_len = raw_len ? mcuflow_cobs_encode(l->tx_raw, raw_len, l->tx_enc, SERVE_TX_ENC_CAP) : 0u;
+    uint8_t *p = payload_out(l);
+    const uint8_t *raw = l->tx_raw;
+    uint32_t raw_len, enc_len;
+    l->reply_type = type;
+    l->reply_len = len;
+#if SERVE_LEAN
+    if (l->lean && type == MCUFLOW_MSG_LOCAL_RESULT) {
+        raw = p - MCUFLOW_LEAN_HEADER_LEN;
+        raw_len = mcuflow_lean_build(MCUFLOW_LEAN_LOCAL, seq, p, MCUFLOW_LEAN_LOCAL_LEN);
+    } else if (l->lean && type == MCUFLOW_MSG_OFFLOAD) {
+        raw = p + MCUFLOW_OFFLOAD_FIXED_LEN - MCUFLOW_LEAN_HEADER_LEN;
+        raw_len = mcuflow_lean_build((uint8_t)(MCUFLOW_LEAN_OFFLOAD + p[0]), seq, p + MCUFLOW_OFFLOAD_FIXED_LEN,
+                                     (uint16_t)(len - MCUFLOW_OFFLOAD_FIXED_LEN));
+    } else
+#endif
+    {
+        raw_len = mcuflow_frame_build(type, seq, p, len, l->tx_raw, sizeof l->tx_raw);
+    }
+    enc_len = raw_len ? mcuflow_cobs_encode(raw, raw_len, l->tx_enc, SERVE_TX_ENC_CAP) : 0u;
     l->xfer.answered = 0; /* whatever the cache held is overwritten */
     if (enc_len == 0u) {
         return; /* cannot happen with the static checks above */
@@ -157,12 +194,42 @@ static uint16_t hello_clock(uint8_t *p, uint16_t n) {
 #define SERVE_HELLO_END(p, n) (n)
 #endif
 
+/* The input table of sensor replay: its region (NULL: none) and the samples its header declares. */
+static const uint8_t *replay_table(uint32_t *count) {
+    uint32_t capacity = 0;
+    const uint8_t *table = platform_replay_table(&capacity);
+    *count = table != 0 ? mcuflow_table_count(table, capacity, (uint32_t)MCUFLOW_INPUT_LEN) : 0u;
+    return table;
+}
+
+/* HELLO_REPLY's optional tail after the first n bytes, in capability-bit order: lean (bit 14), replay (15). */
+static uint16_t hello_tail(uint8_t *p, uint16_t n, uint32_t *caps) {
+    uint32_t count;
+#if SERVE_LEAN
+    /* What a lean OFFLOAD leaves out: the values' width, their zero point and scale (narrowed as sent). */
+    const int32_t zp = MCUFLOW_LINK_BITS < 8u ? (int32_t)MCUFLOW_LINK_CODE_ZP : (int32_t)MCUFLOW_INTERMEDIATE_ZERO_POINT;
+    const uint32_t scale = (uint32_t)MCUFLOW_INTERMEDIATE_SCALE_BITS +
+                           (MCUFLOW_LINK_BITS < 8u ? (uint32_t)MCUFLOW_LINK_SHIFT << 23 : 0u);
+    *caps |= MCUFLOW_CAP_LEAN;
+    p[n] = (uint8_t)MCUFLOW_LINK_BITS;
+    mcuflow_put_u16(p + n + 1u, (uint16_t)(int16_t)zp);
+    mcuflow_put_u32(p + n + 3u, scale);
+    n = (uint16_t)(n + MCUFLOW_HELLO_LEAN_LEN);
+#endif
+    if (replay_table(&count) != 0) {
+        *caps |= MCUFLOW_CAP_REPLAY;
+        mcuflow_put_u32(p + n, count);
+        n = (uint16_t)(n + MCUFLOW_HELLO_REPLAY_LEN);
+    }
+    return n;
+}
+
 static uint16_t hello_payload(serve_link_t *l) {
     uint8_t *p = payload_out(l);
     const char *board = platform_board_name();
     uint32_t caps =
         MCUFLOW_CAP_ENC_ALL | MCUFLOW_CAP_DEDUP | MCUFLOW_CAP_BYE | MCUFLOW_CAP_INFER_SPARSE | MCUFLOW_CAP_FRAGMENT;
-    uint16_t i, k = 0;
+    uint16_t i, n, k = 0;
 #ifdef MCUFLOW_INPUT_SCALE_BITS
     caps |= MCUFLOW_CAP_INPUT_QUANT; /* a generated model: the host learns how to quantise its inputs */
 #endif
@@ -171,7 +238,6 @@ static uint16_t hello_payload(serve_link_t *l) {
 #endif
     p[0] = (uint8_t)MCUFLOW_FIRMWARE_VERSION_MAJOR;
     p[1] = (uint8_t)MCUFLOW_FIRMWARE_VERSION_MINOR;
-    mcuflow_put_u32(p + 2, caps);
     mcuflow_put_u16(p + 6, (uint16_t)MCUFLOW_INPUT_LEN);
     mcuflow_put_u16(p + 8, (uint16_t)MCUFLOW_INTERMEDIATE_LEN);
     p[10] = (uint8_t)MCUFLOW_NUM_CLASSES;
@@ -191,10 +257,13 @@ static uint16_t hello_payload(serve_link_t *l) {
 #ifdef MCUFLOW_INPUT_SCALE_BITS
     mcuflow_put_u32(p + MCUFLOW_HELLO_FIXED_LEN + k, (uint32_t)MCUFLOW_INPUT_SCALE_BITS);
     p[MCUFLOW_HELLO_FIXED_LEN + k + 4u] = (uint8_t)(int8_t)MCUFLOW_INPUT_ZERO_POINT;
-    return SERVE_HELLO_END(p, (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k + MCUFLOW_HELLO_INPUT_QUANT_LEN));
+    n = SERVE_HELLO_END(p, (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k + MCUFLOW_HELLO_INPUT_QUANT_LEN));
 #else
-    return SERVE_HELLO_END(p, (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k));
+    n = SERVE_HELLO_END(p, (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k));
 #endif
+    n = hello_tail(p, n, &caps);
+    mcuflow_put_u32(p + 2, caps);
+    return n;
 }
 
 /* INFER_SPARSE inputs are decoded straight into the head's own input buffer when it has one
@@ -239,9 +308,10 @@ static uint16_t offload_payload(serve_link_t *l, const mcuflow_head_result_t *re
 }
 
 /* Runs an INFER (type INFER, body = the input) or INFER_SPARSE (body = encoding, fill, encoded input)
- * and writes the reply payload; returns the reply type. A sparse body is decoded into `scratch`. */
+ * and writes the reply payload; returns the reply type. A sparse body is decoded into `scratch`. The head's
+ * instruction (or cycle) count goes to *instructions. */
 static uint8_t infer_payload(serve_link_t *l, uint8_t type, const uint8_t *body, uint32_t len, int8_t *scratch,
-                             uint16_t *out_len) {
+                             uint16_t *out_len, uint32_t *instructions) {
     mcuflow_head_result_t res;
     const int8_t *input = (const int8_t *)body;
     uint8_t *p = payload_out(l);
@@ -261,6 +331,7 @@ static uint8_t infer_payload(serve_link_t *l, uint8_t type, const uint8_t *body,
     platform_counter_reset();
     rc = mcuflow_head_run(input, &res);
     n = platform_counter_read();
+    *instructions = n;
     if (rc != 0) {
         *out_len = error_payload(l, MCUFLOW_ERR_HEAD_FAILED, "mcuflow_head_run failed");
         return MCUFLOW_MSG_ERROR;
@@ -339,7 +410,7 @@ static void handle_part(serve_link_t *l, const uint8_t *p, uint32_t len) {
     if (!(x->have[index / 8u] & (1u << (index % 8u)))) {
         x->have[index / 8u] |= (uint8_t)(1u << (index % 8u));
         x->bytes = (uint16_t)(x->bytes + n);
-        if (l->tx_raw[1] == MCUFLOW_MSG_XFER_STATUS) {
+        if (l->reply_type == MCUFLOW_MSG_XFER_STATUS) {
             l->last_valid = 0; /* a cached "still missing" is out of date now */
         }
     }
@@ -372,7 +443,7 @@ static uint8_t commit_payload(serve_link_t *l, uint16_t seq, const uint8_t *p, u
     const uint8_t *body = (const uint8_t *)SPARSE_INPUT;
     uint16_t id, total;
     uint8_t count, inner, type;
-    uint32_t check, i;
+    uint32_t check, i, instructions;
     if (len != MCUFLOW_COMMIT_LEN) {
         *out_len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "INFER_COMMIT is not 10 bytes");
         return MCUFLOW_MSG_ERROR;
@@ -389,8 +460,8 @@ static uint8_t commit_payload(serve_link_t *l, uint16_t seq, const uint8_t *p, u
     }
     if (x->answered && xfer_is_current(l, id, count) && x->inner == inner && x->total == total && x->check == check) {
         /* answered already (under another seq): the same reply again, re-stamped, not recomputed */
-        *out_len = mcuflow_get_u16(l->tx_raw + 4);
-        type = l->tx_raw[1];
+        *out_len = l->reply_len;
+        type = l->reply_type;
         send_reply(l, type, seq, *out_len);
         x->answered = 1;
         return 0; /* sent */
@@ -409,13 +480,105 @@ static uint8_t commit_payload(serve_link_t *l, uint16_t seq, const uint8_t *p, u
         *out_len = status_payload(l, MCUFLOW_XFER_BAD_CHECK);
         return MCUFLOW_MSG_XFER_STATUS;
     }
-    type = infer_payload(l, inner, body, total, scratch, out_len);
+    type = infer_payload(l, inner, body, total, scratch, out_len, &instructions);
     send_reply(l, type, seq, *out_len);
     x->answered = 1;
     x->inner = inner;
     x->total = total;
     x->check = check;
     return 0; /* sent */
+}
+
+/* ---- sensor replay ---- */
+
+/* A frame that arrived while a replay ran: it stopped the run and is handled right after it. */
+static mcuflow_frame_t replay_pending;
+static uint8_t replay_has_pending;
+
+/* Takes whatever bytes wait on the UART, without blocking; 1 when they completed a good frame. */
+static int replay_poll(serve_link_t *l) {
+    int c;
+    while ((c = platform_uart_poll()) >= 0) {
+        if (mcuflow_rx_push(&l->rx, (uint8_t)c, &replay_pending) == MCUFLOW_RX_FRAME) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void put_u64(uint8_t *p, uint64_t v) {
+    mcuflow_put_u32(p, (uint32_t)v);
+    mcuflow_put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* REPLAY: run samples first .. first + count - 1 of the input table as a sensor would deliver them, send
+ * each answer (seq = the sample's index mod 65536), then REPLAY_END, which is this request's reply. A frame
+ * from the host stops the run after the sample in progress. Returns REPLAY_END's payload length. */
+static uint16_t replay_run(serve_link_t *l, const uint8_t *p, uint32_t len) {
+    uint32_t table_count, first, count, period, i, run = 0, n_local = 0, n_offload = 0, instructions;
+    uint64_t sum_local = 0, sum_offload = 0;
+    uint8_t status = MCUFLOW_REPLAY_DONE, *out;
+    const uint8_t *table = replay_table(&table_count);
+    uint16_t reply_len;
+    if (len != MCUFLOW_REPLAY_LEN) {
+        return 0;
+    }
+    first = mcuflow_get_u32(p);
+    count = mcuflow_get_u32(p + 4);
+    period = mcuflow_get_u32(p + 8);
+    if (body_owner != 0) {
+        body_owner->xfer.count = 0; /* the input buffer is about to be overwritten */
+        body_owner = 0;
+    }
+    if (table == 0 || table_count == 0u) {
+        status = MCUFLOW_REPLAY_NO_TABLE;
+    } else if (first > table_count || count > table_count - first) {
+        status = MCUFLOW_REPLAY_RANGE;
+    }
+    for (i = 0; status == MCUFLOW_REPLAY_DONE && i < count; i++) {
+        const uint8_t *sample = table + MCUFLOW_TABLE_HEADER_LEN + (first + i) * (uint32_t)MCUFLOW_INPUT_LEN;
+        uint8_t type;
+#if MCUFLOW_HEAD_INPUT_IN_ARENA
+        /* Into the head's own input buffer first, as a sensor driver would fill it: the head then reads it
+         * in place, and the copy stays outside the counted window. */
+        uint8_t *dst = (uint8_t *)mcuflow_head_input();
+        uint32_t k;
+        for (k = 0; k < (uint32_t)MCUFLOW_INPUT_LEN; k++) {
+            dst[k] = sample[k];
+        }
+        sample = dst;
+#endif
+        type = infer_payload(l, MCUFLOW_MSG_INFER, sample, (uint32_t)MCUFLOW_INPUT_LEN, SPARSE_INPUT, &reply_len,
+                             &instructions);
+        send_reply(l, type, (uint16_t)(first + i), reply_len);
+        run++;
+        if (type == MCUFLOW_MSG_LOCAL_RESULT) {
+            n_local++;
+            sum_local += instructions;
+        } else if (type == MCUFLOW_MSG_OFFLOAD) {
+            n_offload++;
+            sum_offload += instructions;
+        }
+        /* Paced: the next sample no sooner than `period` counter units after this one started. */
+        do {
+            if (!replay_has_pending && replay_poll(l)) {
+                replay_has_pending = 1;
+            }
+        } while (!replay_has_pending && period != 0u && platform_counter_read() < period);
+        if (replay_has_pending) {
+            status = i + 1u < count ? MCUFLOW_REPLAY_STOPPED : MCUFLOW_REPLAY_DONE;
+            break;
+        }
+    }
+    out = payload_out(l);
+    out[0] = status;
+    mcuflow_put_u32(out + 1, first);
+    mcuflow_put_u32(out + 5, run);
+    mcuflow_put_u32(out + 9, n_local);
+    mcuflow_put_u32(out + 13, n_offload);
+    put_u64(out + 17, sum_local);
+    put_u64(out + 25, sum_offload);
+    return MCUFLOW_REPLAY_END_LEN;
 }
 
 /* Handles one frame with a good CRC (its payload lies in the link's receive buffer). */
@@ -434,11 +597,14 @@ static void handle(serve_link_t *l, const mcuflow_frame_t *f) {
         type = MCUFLOW_MSG_ERROR;
         len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "length field disagrees with frame size");
     } else if (f->type == MCUFLOW_MSG_HELLO || f->type == MCUFLOW_MSG_BYE) {
-        if (f->length != 0u) {
+        if (f->length != 0u && !(f->type == MCUFLOW_MSG_HELLO && f->length == MCUFLOW_HELLO_OPTIONS_LEN)) {
             type = MCUFLOW_MSG_ERROR;
-            len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "HELLO and BYE carry no payload");
+            len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "HELLO carries 0 or 4 bytes, BYE none");
         } else if (f->type == MCUFLOW_MSG_HELLO) {
             l->xfer.count = 0; /* a new session: no transfer survives it */
+            /* The options the host asks for hold for the session; a HELLO without them ends them. */
+            l->lean = (uint8_t)(SERVE_LEAN && f->length == MCUFLOW_HELLO_OPTIONS_LEN &&
+                                (mcuflow_get_u32(f->payload) & MCUFLOW_CAP_LEAN) != 0u);
             type = MCUFLOW_MSG_HELLO_REPLY;
             len = hello_payload(l);
         } else {
@@ -459,7 +625,15 @@ static void handle(serve_link_t *l, const mcuflow_frame_t *f) {
             body_owner->xfer.count = 0; /* the input buffer is about to be overwritten */
             body_owner = 0;
         }
-        type = infer_payload(l, f->type, f->payload, f->length, SPARSE_INPUT, &len);
+        uint32_t instructions;
+        type = infer_payload(l, f->type, f->payload, f->length, SPARSE_INPUT, &len, &instructions);
+    } else if (f->type == MCUFLOW_MSG_REPLAY) {
+        len = replay_run(l, f->payload, f->length);
+        type = MCUFLOW_MSG_REPLAY_END;
+        if (len == 0u) {
+            type = MCUFLOW_MSG_ERROR;
+            len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "REPLAY is not 12 bytes");
+        }
     } else {
         type = MCUFLOW_MSG_ERROR;
         len = error_payload(l, MCUFLOW_ERR_BAD_TYPE, "unknown message type");
@@ -482,6 +656,11 @@ void mcuflow_serve(void) {
         }
         if (mcuflow_rx_push(&link0.rx, (uint8_t)c, &frame) == MCUFLOW_RX_FRAME) {
             handle(&link0, &frame);
+            while (replay_has_pending) { /* the frame that stopped a replay (perhaps another REPLAY) */
+                replay_has_pending = 0;
+                frame = replay_pending;
+                handle(&link0, &frame);
+            }
         }
     }
 }

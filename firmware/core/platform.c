@@ -41,3 +41,27 @@ void platform_exit(int status)
         __asm__ volatile("wfi");
     }
 }
+
+/* The input table of sensor replay: linked into flash by `mcuflow build --replay-inputs` (a self-test on
+ * hardware), else the RAM region the board file names for QEMU's loader ([qemu] replay_addr), else none. */
+#if defined(MCUFLOW_REPLAY_LINKED)
+extern const uint8_t mcuflow_replay_table[];
+extern const uint32_t mcuflow_replay_table_bytes;
+const uint8_t *platform_replay_table(uint32_t *capacity)
+{
+    *capacity = mcuflow_replay_table_bytes;
+    return mcuflow_replay_table;
+}
+#elif defined(BOARD_REPLAY_ADDR)
+const uint8_t *platform_replay_table(uint32_t *capacity)
+{
+    *capacity = BOARD_REPLAY_BYTES;
+    return (const uint8_t *)(uintptr_t)BOARD_REPLAY_ADDR;
+}
+#else
+const uint8_t *platform_replay_table(uint32_t *capacity)
+{
+    *capacity = 0u;
+    return 0;
+}
+#endif

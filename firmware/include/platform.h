@@ -11,6 +11,7 @@ extern "C" {
 
 void     platform_init(void);
 int      platform_uart_getc(void);                 /* blocking, returns 0..255 */
+int      platform_uart_poll(void);                 /* never blocks: a byte 0..255, or -1 when none waits */
 void     platform_uart_write(const uint8_t *buf, uint32_t len);
 void     platform_counter_reset(void);
 uint32_t platform_counter_read(void);              /* instructions (QEMU) or cycles (hardware) */
@@ -20,6 +21,10 @@ const char *platform_board_name(void);
 uint32_t platform_clock_hz(void);
 uint8_t  platform_clock_state(void);
 void     platform_exit(int status);                /* semihosting exit under QEMU */
+/* Where sensor replay reads its inputs (docs/protocol.md "Sensor replay"): the start of the board's
+ * input table region and its size in *capacity, or NULL when the build has none. The region holds an
+ * mcuflow input table (header + samples) placed there before boot (QEMU's loader) or linked into flash. */
+const uint8_t *platform_replay_table(uint32_t *capacity);
 
 #define PLATFORM_CLOCK_RESET     0u /* the reset clock, as the board file asks (full_speed = false) */
 #define PLATFORM_CLOCK_FULL      1u /* the board's full-speed clock */

@@ -131,6 +131,29 @@ uint32_t mcuflow_frame_build(uint8_t type, uint16_t seq, const uint8_t *payload,
     return total;
 }
 
+uint32_t mcuflow_lean_build(uint8_t lean_type, uint16_t seq, uint8_t *payload, uint16_t len) {
+    uint8_t *raw = payload - MCUFLOW_LEAN_HEADER_LEN;
+    uint16_t crc;
+    raw[0] = lean_type;
+    mcuflow_put_u16(raw + 1, seq);
+    crc = mcuflow_crc16(raw, MCUFLOW_LEAN_HEADER_LEN + (uint32_t)len);
+    mcuflow_put_u16(payload + len, crc);
+    return MCUFLOW_LEAN_HEADER_LEN + (uint32_t)len + MCUFLOW_LINK_CRC_LEN;
+}
+
+uint32_t mcuflow_table_count(const uint8_t *table, uint32_t capacity, uint32_t input_len) {
+    uint32_t count;
+    if (table == 0 || capacity < MCUFLOW_TABLE_HEADER_LEN || input_len == 0u ||
+        mcuflow_get_u32(table) != MCUFLOW_TABLE_MAGIC || table[4] != MCUFLOW_TABLE_VERSION ||
+        mcuflow_get_u16(table + 6) != input_len ||
+        mcuflow_get_u32(table + 12) != mcuflow_crc32(0u, table, MCUFLOW_TABLE_HEADER_LEN - 4u)) {
+        return 0;
+    }
+    count = mcuflow_get_u32(table + 8);
+    /* the samples must lie inside the region: count * input_len <= capacity - header, without overflow */
+    return count <= (capacity - MCUFLOW_TABLE_HEADER_LEN) / input_len ? count : 0u;
+}
+
 void mcuflow_rx_init(mcuflow_rx_t *rx) {
     rx->len = 0;
     rx->overflow = 0;

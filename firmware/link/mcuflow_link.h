@@ -24,11 +24,13 @@ extern "C" {
 #define MCUFLOW_MSG_INFER_SPARSE  0x04u
 #define MCUFLOW_MSG_INFER_PART    0x05u
 #define MCUFLOW_MSG_INFER_COMMIT  0x06u
+#define MCUFLOW_MSG_REPLAY        0x07u
 #define MCUFLOW_MSG_HELLO_REPLY   0x81u
 #define MCUFLOW_MSG_LOCAL_RESULT  0x82u
 #define MCUFLOW_MSG_OFFLOAD       0x83u
 #define MCUFLOW_MSG_BYE_REPLY     0x84u
 #define MCUFLOW_MSG_XFER_STATUS   0x85u
+#define MCUFLOW_MSG_REPLAY_END    0x86u
 #define MCUFLOW_MSG_ERROR         0xFFu
 
 /* ERROR codes. */
@@ -55,14 +57,37 @@ extern "C" {
 #define MCUFLOW_CAP_FRAGMENT      (1ul << 11)
 #define MCUFLOW_CAP_INPUT_QUANT   (1ul << 12) /* HELLO_REPLY ends with the input scale and zero point */
 #define MCUFLOW_CAP_CLOCK         (1ul << 13) /* then with the core clock (Hz) and how it was reached */
+#define MCUFLOW_CAP_LEAN          (1ul << 14) /* lean answers on request; HELLO_REPLY then ends with their constants */
+#define MCUFLOW_CAP_REPLAY        (1ul << 15) /* REPLAY from an input table; HELLO_REPLY then ends with its count */
 
 #define MCUFLOW_HELLO_FIXED_LEN   51u
 #define MCUFLOW_BOARD_NAME_MAX    32u
 #define MCUFLOW_HELLO_INPUT_QUANT_LEN 5u /* float32 scale bits, int8 zero point */
 #define MCUFLOW_HELLO_CLOCK_LEN   5u /* u32 core clock in Hz, u8 clock state (PLATFORM_CLOCK_*) */
+#define MCUFLOW_HELLO_LEAN_LEN    7u /* the constants lean OFFLOADs leave out: bits u8, zero point i16, scale u32 */
+#define MCUFLOW_HELLO_REPLAY_LEN  4u /* the input table's sample count, u32 (0: no valid table) */
+#define MCUFLOW_HELLO_OPTIONS_LEN 4u /* a HELLO may carry the capability bits the host asks for, u32 */
 #define MCUFLOW_LOCAL_RESULT_LEN  8u
 #define MCUFLOW_OFFLOAD_FIXED_LEN 16u
 #define MCUFLOW_ERROR_TEXT_MAX    64u
+
+/* Lean answers (capability bit 14, docs/protocol.md "Lean frames"): a raw frame of type u8, seq u16, payload,
+ * CRC-16, with no version or length field. The type byte marks the frame as lean (never 1, a version). */
+#define MCUFLOW_LEAN_LOCAL        0xC2u /* payload: exit u8, class u8, confidence u16 */
+#define MCUFLOW_LEAN_OFFLOAD      0xC8u /* + encoding id (0..7); payload: the encoded tensor */
+#define MCUFLOW_LEAN_HEADER_LEN   3u
+#define MCUFLOW_LEAN_LOCAL_LEN    4u
+
+/* Sensor replay (REPLAY / REPLAY_END, docs/protocol.md "Sensor replay"). */
+#define MCUFLOW_REPLAY_LEN        12u  /* first index u32, count u32, period u32 (counter units; 0: free-running) */
+#define MCUFLOW_REPLAY_END_LEN    33u  /* status u8, first u32, run u32, local u32, offload u32, two u64 sums */
+#define MCUFLOW_REPLAY_DONE       0u   /* REPLAY_END status: every sample asked for was run */
+#define MCUFLOW_REPLAY_STOPPED    1u   /* a frame from the host stopped the run early */
+#define MCUFLOW_REPLAY_NO_TABLE   2u   /* there is no valid input table */
+#define MCUFLOW_REPLAY_RANGE      3u   /* the range asked for is not inside the table */
+#define MCUFLOW_TABLE_MAGIC       0x5052434Dul /* "MCRP": the input table's header */
+#define MCUFLOW_TABLE_VERSION     1u
+#define MCUFLOW_TABLE_HEADER_LEN  16u  /* magic u32, version u8, 0 u8, input_len u16, count u32, CRC-32 u32 */
 
 /* Fragmented requests (INFER_PART / INFER_COMMIT / XFER_STATUS, docs/protocol.md). */
 #define MCUFLOW_XFER_MAX_PARTS    64u
@@ -111,6 +136,14 @@ uint32_t mcuflow_link_encode(uint8_t enc, const uint8_t *codes, uint32_t n, uint
                              uint8_t *out, uint32_t out_cap);
 /* The smallest encoding (lowest id on a tie). */
 uint8_t mcuflow_link_choose(const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill);
+
+/* The samples of the input table at `table` (a region of `capacity` bytes), or 0 when its header is not a
+ * valid mcuflow table for inputs of input_len bytes that fits the region. */
+uint32_t mcuflow_table_count(const uint8_t *table, uint32_t capacity, uint32_t input_len);
+
+/* A lean frame in place around its payload: the lean header goes into the 3 bytes before `payload`, the CRC
+ * after it. The frame is payload - 3 .. payload + len + 2; returns its length. */
+uint32_t mcuflow_lean_build(uint8_t lean_type, uint16_t seq, uint8_t *payload, uint16_t len);
 
 /* Writes header + payload + CRC into raw; returns its length or 0 if it does not fit. */
 uint32_t mcuflow_frame_build(uint8_t type, uint16_t seq, const uint8_t *payload, uint16_t len,

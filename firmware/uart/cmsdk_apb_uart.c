@@ -59,3 +59,8 @@ int platform_uart_getc(void)
     }
     return (int)(UART_DATA & 0xFFu);
 }
+
+int platform_uart_poll(void)
+{
+    return (UART_STATE & STATE_RX_FULL) ? (int)(UART_DATA & 0xFFu) : -1;
+}

@@ -73,3 +73,14 @@ int platform_uart_getc(void)
     start_rx();
     return c;
 }
+
+int platform_uart_poll(void)
+{
+    int c;
+    if (!UARTE_EVENTS_ENDRX) {
+        return -1;
+    }
+    c = rx_byte;
+    start_rx();
+    return c;
+}

@@ -52,3 +52,8 @@ int platform_uart_getc(void)
     }
     return (int)(UART_DR & 0xFFu);
 }
+
+int platform_uart_poll(void)
+{
+    return (UART_FR & FR_RXFE) ? -1 : (int)(UART_DR & 0xFFu);
+}

@@ -65,3 +65,8 @@ int platform_uart_getc(void)
     }
     return (int)(USART_DR & 0xFFu);
 }
+
+int platform_uart_poll(void)
+{
+    return (USART_SR & SR_RXNE) ? (int)(USART_DR & 0xFFu) : -1;
+}

@@ -54,3 +54,12 @@ int platform_uart_getc(void)
         }
     }
 }
+
+int platform_uart_poll(void)
+{
+    uint32_t isr = USART_ISR;
+    if (isr & ISR_ORE) {
+        USART_ICR = ISR_ORE;
+    }
+    return (isr & ISR_RXNE) ? (int)(USART_RDR & 0xFFu) : -1;
+}

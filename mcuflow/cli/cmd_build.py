@@ -19,14 +19,27 @@ from mcuflow.cli.main import cli
     show_default=True,
     help="protocol: serve the serial protocol; selftest: banner, one inference, echo (bring-up checks).",
 )
-def build_cmd(export_dir: Path, board: str, app: str) -> None:
+@click.option(
+    "--replay-inputs",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A .npy of int8 (quantised) inputs, (N, input_len), linked into flash as the input table of sensor "
+    "replay: a self-test on hardware, the device runs them as its sensor's when asked (REPLAY).",
+)
+def build_cmd(export_dir: Path, board: str, app: str, replay_inputs: Path | None) -> None:
     """Build firmware for BOARD from the generated C library in EXPORT_DIR.
 
     Writes EXPORT_DIR/build/<board>/firmware.{elf,bin,hex} and EXPORT_DIR/build.json.
     """
-    from mcuflow.build import build
+    from mcuflow.build import build, check_export_dir, load_replay_inputs
 
-    result = build(export_dir, board, app=app)
+    inputs = None
+    if replay_inputs is not None:
+        from mcuflow.manifest import ExportManifest
+
+        check_export_dir(export_dir)
+        inputs = load_replay_inputs(replay_inputs, ExportManifest.read(export_dir).input_len)
+    result = build(export_dir, board, app=app, replay_inputs=inputs)
     r = result.report
     click.echo(result.summary())
     comps = ", ".join(f"{k} {v['flash']:,}" for k, v in sorted(r["components"].items(), key=lambda kv: -kv[1]["flash"]))

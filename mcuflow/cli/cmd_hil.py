@@ -86,6 +86,30 @@ from mcuflow.cli.options import (
     is_flag=True,
     help="A hardware board: run its own image on its stand-in QEMU machine (the board file's [emulation]).",
 )
+@click.option(
+    "--feed",
+    type=click.Choice(["auto", "replay", "host"]),
+    default="auto",
+    show_default=True,
+    help="Where the inputs come from: replay (put in the emulated device's memory before boot; it reads them "
+    "as a sensor's and only answers cross the link) or host (each sent down the link). auto: replay where "
+    "the board has a replay region, host with --faults.",
+)
+@click.option(
+    "--frames",
+    type=click.Choice(["auto", "lean", "full"]),
+    default="auto",
+    show_default=True,
+    help="Lean answers (7 bytes of framing, no per-answer instruction count: the device's totals give it) "
+    "or full ones. auto: lean when replaying.",
+)
+@click.option(
+    "--replay-period",
+    type=click.IntRange(0, 2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Pace the replay: counter units (instructions under QEMU) from one sample's start to the next; 0 runs free.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @link_options
 @input_quant_options
@@ -118,8 +142,15 @@ def hil_command(
     faults,
     fault_seed,
     fragment,
+    feed,
+    frames,
+    replay_period,
 ):
-    """Export CHECKPOINT, build it for a QEMU board, stream test samples over serial and report.
+    """Export CHECKPOINT, build it for a QEMU board, run test samples on it and report.
+
+    The samples are replayed from the emulated device's own memory (--feed replay, the default where the
+    board allows it: only answers cross the link, as from a sensor in the field) or sent over serial
+    (--feed host).
 
     CHECKPOINT is a .pt, or an ONNX head (its offloads are finished by --tail tail.onnx, or reported
     unfinished).
@@ -175,6 +206,9 @@ def hil_command(
         input_quant=input_quant_kwargs(input_scale, input_zero_point, input_range),
         tail_path=tail_path,
         emulate=emulate,
+        feed=feed,
+        frames=frames,
+        replay_period=replay_period,
     )
     for line in summary_lines(result) + fault_lines(result):
         click.echo(line)

@@ -23,7 +23,7 @@ import numpy as np
 from mcuflow.codec import encodings
 from mcuflow.errors import DataError
 from mcuflow.link import messages as m
-from mcuflow.link.errors import LinkError, LinkTimeout, ProtocolError
+from mcuflow.link.errors import DeviceError, LinkError, LinkTimeout, ProtocolError
 from mcuflow.link.frame import Frame, FrameDecoder, FrameDrop, encode_frame
 from mcuflow.link.transport import Transport
 
@@ -45,6 +45,24 @@ class LinkStats:
 
 
 RetryHook = Callable[[int, int, int], None]  # (attempt, msg_type, seq)
+# The frame types that may answer each request. A replay's answers carry sample indices as their seq, so a
+# seq alone could also name one of those still in flight when a HELLO stops a run.
+_ANSWERS = frozenset([m.LOCAL_RESULT, m.OFFLOAD, m.LEAN_LOCAL, *range(m.LEAN_OFFLOAD, m.LEAN_OFFLOAD + 8)])
+REPLY_TYPES = {
+    m.HELLO: frozenset([m.HELLO_REPLY, m.ERROR]),
+    m.BYE: frozenset([m.BYE_REPLY, m.ERROR]),
+    m.INFER: _ANSWERS | {m.ERROR},
+    m.INFER_SPARSE: _ANSWERS | {m.ERROR},
+}
+
+
+def _reply_to(msg_type: int, seq: int) -> Callable[[Frame], bool]:
+    """Accepts the frames that can answer request ``msg_type`` sent under ``seq``."""
+    types = REPLY_TYPES.get(msg_type)
+    return lambda frame: frame.seq == seq and (types is None or frame.type in types)
+
+
+BAD_LENGTH = 3  # the ERROR code an older device answers a HELLO with options
 
 
 class DeviceClient:
@@ -62,6 +80,7 @@ class DeviceClient:
         on_retry: RetryHook | None = None,
         first_seq: int = 1,
         sparse_inputs: bool | None = None,
+        lean: bool = False,
     ):
         self.transport = transport
         self.timeout = timeout
@@ -69,6 +88,9 @@ class DeviceClient:
         self.on_retry = on_retry
         # None: send INFER_SPARSE when the device supports it and it is smaller.
         self.sparse_inputs = sparse_inputs
+        # Ask for lean answers (capability bit 14) in every HELLO; `lean_active` says whether the device took it.
+        self.lean = lean
+        self.lean_active = False
         self.info: m.Hello | None = None
         self.stats = LinkStats()
         self.last_request_wire_len = 0
@@ -86,11 +108,22 @@ class DeviceClient:
     # -- messages ---------------------------------------------------------
 
     def hello(self, timeout: float | None = None, retries: int | None = None) -> m.Hello:
-        frame = self.request(m.HELLO, b"", timeout=timeout, retries=retries)
-        reply = self._parse(frame)
+        """Start (or restart) the session. With ``lean`` the HELLO asks for lean answers; a device that
+        does not know HELLO options (older firmware: ERROR BAD_LENGTH) is asked again without them."""
+        options = m.hello_options(m.CAP_LEAN) if self.lean else b""
+        try:
+            frame = self.request(m.HELLO, options, timeout=timeout, retries=retries)
+            reply = self._parse(frame)
+        except DeviceError as err:
+            if not options or err.code != BAD_LENGTH:
+                raise
+            frame = self.request(m.HELLO, b"", timeout=timeout, retries=retries)
+            reply = self._parse(frame)
+            options = b""
         if not isinstance(reply, m.Hello):
             raise ProtocolError(f"HELLO answered with {m.name(frame.type)}")
         self.info = reply
+        self.lean_active = bool(options) and bool(reply.capabilities & m.CAP_LEAN)
         return reply
 
     def infer(
@@ -153,7 +186,7 @@ class DeviceClient:
 
     def _parse(self, frame: Frame) -> m.Reply | None:
         expected = self.info.intermediate_len if self.info is not None else None
-        reply = m.parse_reply(frame, expected_intermediate=expected)
+        reply = m.parse_reply(frame, expected_intermediate=expected, lean=self.info if self.lean_active else None)
         if isinstance(reply, m.ErrorReply):
             raise reply.to_exception(frame.seq)
         return reply
@@ -178,13 +211,31 @@ class DeviceClient:
             self.transport.write(wire)
             self.stats.bytes_down += len(wire)
             self.stats.frames_sent += 1
-            frame = self._wait(seq, timeout)
+            frame = self._wait(_reply_to(msg_type, seq), timeout)
             if frame is not None:
                 self.stats.replies += 1
                 return frame
             self.stats.timeouts += 1
         tries = f" after {retries + 1} attempts" if retries else ""
         raise LinkTimeout(f"no answer to {m.name(msg_type)} (seq {seq}) within {timeout:g} s{tries}")
+
+    def send(self, wire: bytes, frames: int = 1) -> None:
+        """Put ``frames`` frames already encoded on the wire, counted in the stats."""
+        self.transport.write(wire)
+        self.stats.bytes_down += len(wire)
+        self.stats.frames_sent += frames
+
+    def next_frame(self, timeout: float) -> Frame | None:
+        """The next frame the device sends, whatever its sequence number; None after ``timeout`` s of silence."""
+        return self._wait(lambda frame: True, timeout)
+
+    def parse(self, frame: Frame) -> m.Reply | None:
+        """A received frame as its message, checked against the session (lean answers included)."""
+        return self._parse(frame)
+
+    def answer(self, frame: Frame) -> m.LocalResult | m.Offload:
+        """The verified answer a frame carries: DeviceError for an ERROR, ProtocolError when it breaks the protocol."""
+        return self._answer(frame)
 
     def _wait(self, seq: int | Callable[[Frame], bool], timeout: float) -> Frame | None:
         """The next frame with sequence number ``seq`` (or that ``seq(frame)`` accepts); others are stale."""

@@ -357,6 +357,7 @@ class QemuFaultLink:
         rounds: int = 3,
         log=None,
         fragment: str | int = "auto",
+        lean: bool = False,
     ):
         from mcuflow.link.recovery import RecoveringClient
         from mcuflow.link.transport import open_transport
@@ -367,7 +368,7 @@ class QemuFaultLink:
         transport = open_transport(self.proxy.url, connect_timeout=5.0)
         # QEMU's emulated UART behind a TCP socket moves ~50 KB/s here, far faster than 115200 baud.
         self.client = RecoveringClient(
-            transport, timeout=timeout, retries=retries, rounds=rounds, fragment=fragment, byte_time=2e-5
+            transport, timeout=timeout, retries=retries, rounds=rounds, fragment=fragment, byte_time=2e-5, lean=lean
         )
 
     def _take_over(self) -> tuple[str, int]:

@@ -11,6 +11,10 @@ from mcuflow.link.crc import crc16
 VERSION = 1
 HEADER = struct.Struct("<BBHH")  # version, type, seq, length
 HEADER_LEN = HEADER.size
+# A lean answer (docs/protocol.md "Lean frames"): type, seq, payload, CRC; its type byte is never VERSION.
+LEAN_HEADER = struct.Struct("<BH")
+LEAN_HEADER_LEN = LEAN_HEADER.size
+LEAN_TYPES = frozenset([0xC2, *range(0xC8, 0xD0)])
 CRC_LEN = 2
 MAX_PAYLOAD = 1024
 MAX_RAW = HEADER_LEN + MAX_PAYLOAD + CRC_LEN
@@ -22,7 +26,7 @@ DELIMITER = b"\x00"
 class Frame:
     """A received frame whose CRC checked out. ``wire_len`` counts stuffing and the delimiter."""
 
-    version: int
+    version: int  # 0 for a lean frame, which has none
     type: int
     seq: int
     payload: bytes
@@ -46,6 +50,16 @@ def encode_frame(msg_type: int, seq: int, payload: bytes = b"", version: int = V
     return cobs.encode(raw) + DELIMITER
 
 
+def encode_lean_frame(lean_type: int, seq: int, payload: bytes = b"") -> bytes:
+    """A lean answer's bytes on the wire, delimiter included (the device sends these; tests and the
+    Python device build them here)."""
+    if lean_type not in LEAN_TYPES:
+        raise ValueError(f"0x{lean_type:02x} is not a lean frame type")
+    raw = LEAN_HEADER.pack(lean_type, seq & 0xFFFF) + bytes(payload)
+    raw += struct.pack("<H", crc16(raw))
+    return cobs.encode(raw) + DELIMITER
+
+
 def wire_size(payload_len: int, payload: bytes | None = None) -> int:
     """Bytes on the wire for a payload: exact if ``payload`` is given, else the worst case."""
     if payload is not None:
@@ -59,11 +73,13 @@ class FrameDecoder:
     Never buffers more than ``MAX_ENCODED`` bytes: a longer run is dropped as
     "oversize" when its delimiter arrives. ``strict_length`` drops frames whose
     length field disagrees with their size (the host wants that; the device
-    answers them with an ERROR instead).
+    answers them with an ERROR instead). ``lean`` also takes lean answers (a
+    frame whose first byte is a lean type): the host does, the device does not.
     """
 
-    def __init__(self, strict_length: bool = True):
+    def __init__(self, strict_length: bool = True, lean: bool = True):
         self.strict_length = strict_length
+        self.lean = lean
         self._buf = bytearray()
         self._overflow = False
         self._skipped = 0
@@ -109,6 +125,8 @@ class FrameDecoder:
             raw = cobs.decode(encoded)
         except cobs.CobsError:
             return self._drop("cobs", wire_len)
+        if self.lean and raw and raw[0] in LEAN_TYPES:
+            return self._lean(raw, wire_len)
         if len(raw) < HEADER_LEN + CRC_LEN or len(raw) > MAX_RAW:
             return self._drop("short" if len(raw) < HEADER_LEN + CRC_LEN else "oversize", wire_len)
         (crc,) = struct.unpack_from("<H", raw, len(raw) - CRC_LEN)
@@ -120,6 +138,17 @@ class FrameDecoder:
             return self._drop("length", wire_len)
         self.frames += 1
         return Frame(version, msg_type, seq, payload, wire_len)
+
+    def _lean(self, raw: bytes, wire_len: int) -> Frame | FrameDrop:
+        """A lean answer: no version or length field; the CRC and the payload's own parse check it."""
+        if len(raw) < LEAN_HEADER_LEN + CRC_LEN:
+            return self._drop("short", wire_len)
+        (crc,) = struct.unpack_from("<H", raw, len(raw) - CRC_LEN)
+        if crc != crc16(raw[:-CRC_LEN]):
+            return self._drop("crc", wire_len)
+        msg_type, seq = LEAN_HEADER.unpack_from(raw)
+        self.frames += 1
+        return Frame(0, msg_type, seq, raw[LEAN_HEADER_LEN:-CRC_LEN], wire_len)
 
     def _drop(self, reason: str, wire_len: int) -> FrameDrop:
         self.drops[reason] = self.drops.get(reason, 0) + 1

@@ -18,7 +18,7 @@ import numpy as np
 from mcuflow.codec import encodings
 from mcuflow.link import messages as m
 from mcuflow.link.errors import ProtocolError
-from mcuflow.link.frame import MAX_PAYLOAD, FrameDecoder, encode_frame
+from mcuflow.link.frame import MAX_PAYLOAD, FrameDecoder, encode_frame, encode_lean_frame
 from mcuflow.link.transport import Transport
 
 Head = Callable[[np.ndarray], "m.LocalResult | m.Offload | None"]  # None: the head failed
@@ -34,13 +34,23 @@ class SimDevice:
         num_classes: int = 10,
         num_exits: int = 1,
         board: str = "sim",
+        lean: tuple[int, int, float] | None = None,
+        replay_table: np.ndarray | None = None,
     ):
+        """``lean``: (bits, zero point, scale) of every OFFLOAD, to offer lean answers (capability bit 14);
+        ``replay_table``: (N, input_len) int8 inputs, to serve REPLAY (bit 15)."""
         self.head = head
+        caps = 1 | m.CAP_DEDUP | m.CAP_BYE | m.CAP_INFER_SPARSE | m.CAP_FRAGMENT
+        caps |= (m.CAP_LEAN if lean else 0) | (m.CAP_REPLAY if replay_table is not None else 0)
+        self.table = None if replay_table is None else np.asarray(replay_table, np.int8).reshape(-1, input_len)
         self.hello = m.Hello(
-            (0, 1), 1 | m.CAP_DEDUP | m.CAP_BYE | m.CAP_INFER_SPARSE | m.CAP_FRAGMENT, input_len, intermediate_len, num_classes, num_exits,
+            (0, 1), caps, input_len, intermediate_len, num_classes, num_exits,
             MAX_PAYLOAD, 0, bytes(model_hash), board,
+            lean_bits=lean[0] if lean else None, lean_zero_point=lean[1] if lean else None,
+            lean_scale=lean[2] if lean else None, replay_count=None if self.table is None else len(self.table),
         )  # fmt: skip
-        self.decoder = FrameDecoder(strict_length=False)
+        self.lean = False  # the host asked for lean answers in its last HELLO
+        self.decoder = FrameDecoder(strict_length=False, lean=False)
         self.head_runs = 0
         self.exited = False
         self.parts_dropped = 0
@@ -51,7 +61,8 @@ class SimDevice:
 
     def reset(self) -> None:
         """A reboot: the half-received frame, the dedup cache, the transfer and the drop counter are gone."""
-        self.decoder = FrameDecoder(strict_length=False)
+        self.decoder = FrameDecoder(strict_length=False, lean=False)
+        self.lean = False
         self._last, self._last_reply = None, b""
         self._xfer = _Transfer(self.hello.input_len)
         self.parts_dropped = 0
@@ -73,14 +84,20 @@ class SimDevice:
         if f.type == m.INFER_PART and f.version == 1:
             self._part(f.payload)
             return b""  # parts are never answered and leave the reply cache alone
+        self._end_frame = None
         reply = self._answer(f)
         self._last = key if f.type != m.HELLO else None
-        self._last_reply = reply
+        # A REPLAY's reply is its REPLAY_END alone: a resent REPLAY gets that, not the run again.
+        self._last_reply = reply if self._end_frame is None else self._end_frame
         return reply
 
     def _reply(self, msg_type: int, seq: int, payload: bytes = b"") -> bytes:
         self._xfer.answered = False  # this reply replaces whatever the cache held
         self._last_answer = (msg_type, payload)
+        if self.lean and msg_type == m.LOCAL_RESULT:
+            return encode_lean_frame(m.LEAN_LOCAL, seq, payload[: m.LEAN_LOCAL_LEN])
+        if self.lean and msg_type == m.OFFLOAD:
+            return encode_lean_frame(m.LEAN_OFFLOAD + payload[0], seq, payload[m.OFFLOAD_FIXED_LEN :])
         return encode_frame(msg_type, seq, payload)
 
     def _error(self, seq: int, code: int, text: str) -> bytes:
@@ -138,22 +155,58 @@ class SimDevice:
         if f.version != 1:
             return self._error(f.seq, 1, "unsupported protocol version")
         if f.type in (m.HELLO, m.BYE):
-            if f.payload:
-                return self._error(f.seq, 3, "HELLO and BYE carry no payload")
+            if f.payload and not (f.type == m.HELLO and len(f.payload) == 4):
+                return self._error(f.seq, 3, "HELLO carries 0 or 4 bytes, BYE none")
             if f.type == m.BYE:
                 self.exited = True
                 return self._reply(m.BYE_REPLY, f.seq)
             self._xfer.start(-1, 0)  # a new session: no transfer survives it
+            options = int.from_bytes(f.payload, "little") if f.payload else 0
+            self.lean = bool(options & m.CAP_LEAN and self.hello.capabilities & m.CAP_LEAN)
             hello = self.hello
             dropped = sum(self.decoder.drops.values()) + self.parts_dropped
             d = hello.__dict__ | {"frames_dropped": dropped, "wire_len": 0}
             return self._reply(m.HELLO_REPLY, f.seq, m.Hello(**d).pack())
         if f.type == m.INFER_COMMIT:
             return self._commit(f)
+        if f.type == m.REPLAY:
+            return self._replay(f)
         if f.type in (m.INFER, m.INFER_SPARSE):
             self._xfer.start(-1, 0)  # the input buffer is about to be overwritten
             return self._infer(f.seq, f.type, f.payload)
         return self._error(f.seq, 2, "unknown message type")
+
+    def _replay(self, f) -> bytes:
+        """REPLAY: every asked sample's answer (seq = its index), then REPLAY_END, the request's own reply.
+        The run always ends before the next frame is read (the C device stops at a frame arriving mid-run)."""
+        try:
+            first, count, _period = m.parse_replay(f.payload)
+        except ProtocolError:
+            return self._error(f.seq, 3, "REPLAY is not 12 bytes")
+        self._xfer.start(-1, 0)  # the input buffer is about to be overwritten
+        table = self.table
+        status = m.REPLAY_DONE
+        if table is None or not len(table):
+            status = m.REPLAY_NO_TABLE
+        elif first > len(table) or count > len(table) - first:
+            status = m.REPLAY_RANGE
+        out = bytearray()
+        run = n_local = n_offload = sum_local = sum_offload = 0
+        for i in range(first, first + count) if status == m.REPLAY_DONE else ():
+            self.head_runs += 1
+            res = self.head(table[i])
+            run += 1
+            if res is None:
+                out += self._error(i & 0xFFFF, 5, "mcuflow_head_run failed")
+                continue
+            local = isinstance(res, m.LocalResult)
+            n_local, n_offload = n_local + local, n_offload + (not local)
+            sum_local += res.instructions if local else 0
+            sum_offload += 0 if local else res.instructions
+            out += self._reply(m.LOCAL_RESULT if local else m.OFFLOAD, i & 0xFFFF, res.pack())
+        end = m.ReplayEnd(status, first, run, n_local, n_offload, sum_local, sum_offload)
+        self._end_frame = self._reply(m.REPLAY_END, f.seq, end.pack())
+        return bytes(out) + self._end_frame
 
     def _infer(self, seq: int, msg_type: int, body: bytes) -> bytes:
         if msg_type == m.INFER_SPARSE:

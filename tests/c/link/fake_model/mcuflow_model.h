@@ -9,6 +9,9 @@
 #define MCUFLOW_INTERMEDIATE_LEN  40
 #define MCUFLOW_NUM_CLASSES       10
 #define MCUFLOW_NUM_EXITS         1
+/* The fake head's offloads: zero point -128, scale 2^-7 (fake_head.c); lean answers need them here. */
+#define MCUFLOW_INTERMEDIATE_ZERO_POINT  (-128)
+#define MCUFLOW_INTERMEDIATE_SCALE_BITS  0x3C000000u
 
 /* The real header has `extern const uint8_t mcuflow_model_hash[32];`; the fake's
  * hash is set at start-up from MCUFLOW_FAKE_HASH, so it is writable. */

@@ -136,15 +136,17 @@ def _sim_server(dev: SimDevice) -> tuple[socket.socket, threading.Thread, list]:
     return listener, t, conns
 
 
-def test_proxy_with_faults_and_reconnects_still_gives_verified_answers():
-    dev = SimDevice(head, HASH)
+@pytest.mark.parametrize("lean", [False, True])
+def test_proxy_with_faults_and_reconnects_still_gives_verified_answers(lean):
+    dev = SimDevice(head, HASH, lean=(8, -128, 2.0**-7))
     listener, _, conns = _sim_server(dev)
     inj = FaultInjector("drop=0.0003,flip=0.0003,reset=0.03,dir=down", seed=5)
     try:
         with FaultProxy(listener.getsockname(), inj) as proxy:
             t = open_transport(proxy.url, connect_timeout=5)
-            client = RecoveringClient(t, timeout=0.1, retries=3, rounds=4)
+            client = RecoveringClient(t, timeout=0.1, retries=3, rounds=4, lean=lean)
             client.hello()
+            assert client.lean_active == lean
             rng = np.random.default_rng(4)
             for _ in range(60):
                 x = rng.integers(-128, 128, 784).astype(np.int8)

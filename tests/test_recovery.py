@@ -71,6 +71,27 @@ def test_every_sample_is_verified_through_byte_faults(seed):
     assert len(x) <= dev.head_runs <= len(x) + rep["rounds_failed"]
 
 
+@pytest.mark.parametrize("fragment", ["off", "auto"])
+def test_lean_answers_are_verified_through_byte_faults_and_reboots(fragment):
+    """Lean answers (7 bytes of framing) through the same faults, reboots included: a rebooted device
+    answers in full until the re-HELLO asks for lean answers again; every answer is verified."""
+    dev = SimDevice(head, HASH, lean=(8, -128, 2.0**-7))
+    spec = "drop=0.002,flip=0.001,garbage=0.0005,delim=0.0005,trunc=0.01,reset=0.01"
+    inj = FaultInjector(spec, seed=9)
+    client = RecoveringClient(
+        SimTransport(dev, inj.sim_hook(dev)), timeout=0.005, retries=4, rounds=6, fragment=fragment, lean=True
+    )
+    client.hello(retries=20)
+    assert client.lean_active
+    kinds = set()
+    for xi in sparse_inputs(200, 9):
+        reply = client.infer(xi)
+        assert_verified(reply, head(xi))
+        kinds.add(reply.wire_len in (11, 47))  # lean: 11 or 7 + 40; full after a reboot: 18 or 66
+    assert inj.counts["down"]["reset"] + inj.counts["up"]["reset"] > 0 and True in kinds
+    assert client.report()["gave_up"] == 0
+
+
 def test_device_resets_are_detected_and_survived():
     dev, inj, client, x, records = sim_session("reset=0.05,drop=0.001", seed=3, n=200)
     assert all(r.status in ("local", "offload") for r in records)
@@ -323,10 +344,11 @@ def c_device(tmp_path_factory):
     return _build_module().build_device(tmp_path_factory.mktemp("recovery_c"))
 
 
-def test_c_device_dedups_a_resend_and_survives_faults_and_reboots(c_device):
+@pytest.mark.parametrize("lean", [False, True])
+def test_c_device_dedups_a_resend_and_survives_faults_and_reboots(c_device, lean):
     dev = RebootingDevice(c_device)
     inj = FaultInjector("drop=0.001,flip=0.001,garbage=0.0005,delim=0.0005,reset=0.02", seed=11, on_reset=dev.reboot)
-    client = RecoveringClient(FaultyTransport(dev, inj), timeout=0.05, retries=3, rounds=4)
+    client = RecoveringClient(FaultyTransport(dev, inj), timeout=0.05, retries=3, rounds=4, lean=lean)
     try:
         client.hello(retries=10)
         x = sparse_inputs(100, 5)

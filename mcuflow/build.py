@@ -36,6 +36,24 @@ RAM_SECTIONS = (".data", ".bss")
 # Rough flash cost of everything but the model's weights, for the check before compiling.
 FIRMWARE_FLASH_ESTIMATE = 3 * 1024
 COMPILE_TIMEOUT = 120
+# The model's kernels are the hot path: -O2 (BASE_CFLAGS), as is the counter that times them. Everything else
+# runs once per frame or byte, so it is built for size, without turning loops into memcpy/memset calls (which
+# would link the C library's); the protocol (app and link) is also optimised across its files (LTO), which
+# lets the export's link settings fold into the code that uses them. Its objects appear as one component,
+# "protocol", in the linker map.
+SIZE_CFLAGS = ["-Os", "-fno-tree-loop-distribute-patterns"]
+LTO_COMPONENTS = ("app", "link")
+LTO_CFLAGS = ["-flto", "-ffat-lto-objects"]
+LTO_LINK_FLAGS = ["-flto", "-Os", "-fno-tree-loop-distribute-patterns"]
+
+
+def unit_flags(component: str) -> list[str]:
+    """Extra compile flags of one firmware component (its folder: model, counter, app, link, core...)."""
+    if component in ("model", "counter"):
+        return []
+    return SIZE_CFLAGS + (LTO_CFLAGS if component in LTO_COMPONENTS else [])
+
+
 BASE_CFLAGS = [
     "-std=c99",
     "-O2",
@@ -273,8 +291,11 @@ def build_boot2(board: Board, out_dir: Path, gcc: str, objcopy: str) -> Path:
 
 
 def _component_of(obj: str) -> str:
-    """Our objects are named `<component>-<source>.o`; archive members are the C library's."""
+    """Our objects are named `<component>-<source>.o`; archive members are the C library's; the link-time
+    optimiser's output (``*.ltrans*.o``) holds the LTO components (app and link)."""
     name = Path(obj.split("(")[0]).name
+    if ".ltrans" in name:
+        return "protocol"
     if "(" in obj or name.startswith("lib"):
         return "libc"
     return name.split("-", 1)[0] if "-" in name else "other"
@@ -356,17 +377,20 @@ def build_app(
     includes = [out_dir, paths.firmware_dir() / "include", *include_dirs]
     cflags = board.cflags() + BASE_CFLAGS + list(extra_cflags)
     flags = board.cflags() + BASE_CFLAGS + [f"-I{d}" for d in includes] + list(extra_cflags)
-    units = [(s, out_dir / f"model-{s.stem}.o") for s in model_sources]
-    units += [(s, out_dir / f"{s.parent.name}-{s.stem}.o") for s in port_sources(board) + list(sources)]
+    units = [(s, out_dir / f"model-{s.stem}.o", flags) for s in model_sources]
+    units += [
+        (s, out_dir / f"{s.parent.name}-{s.stem}.o", flags + unit_flags(s.parent.name))
+        for s in port_sources(board) + list(sources)
+    ]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for fut in [pool.submit(_compile, gcc, flags, s, o) for s, o in units]:
+        for fut in [pool.submit(_compile, gcc, f, s, o) for s, o, f in units]:
             fut.result()
 
     elf = out_dir / "firmware.elf"
     map_file = out_dir / "firmware.map"
     link = [gcc, *board.cflags(), "-nostartfiles", "--specs=nano.specs", f"-T{out_dir / 'linker.ld'}"]
-    link += ["-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-o", str(elf)]
-    objects = [o for _, o in units]
+    link += ["-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-o", str(elf), *LTO_LINK_FLAGS]
+    objects = [o for _, o, _ in units]
     if board.boot2:
         objects.insert(0, build_boot2(board, out_dir, gcc, objcopy))
     link += [str(o) for o in objects]

@@ -204,7 +204,7 @@ def test_banner_hash_and_no_dynamic_memory():
     assert f'#define MCUFLOW_MODEL_HASH_HEX    "{q.model_hash}"' in header
     assert "int mcuflow_head_run(const int8_t *input, mcuflow_head_result_t *out);" in header
     assert f"MCUFLOW_PEAK_RAM_BYTES    {q.plan.static_ram_bytes}u" in header
-    assert q.plan.static_ram_bytes == q.plan.arena_bytes + 2 * q.plan.scratch_entries + len(q.exits)
+    assert q.plan.static_ram_bytes == q.plan.arena_bytes + q.plan.scratch_bytes + len(q.exits)
 
 
 def test_buffer_plan_is_tight_and_non_overlapping():

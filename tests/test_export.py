@@ -49,10 +49,11 @@ def test_cli_export_writes_the_library_and_export_json(paper_ckpt, mnist_dir, tm
     assert meta["quantization"]["input"] == {"scale": 1 / 255, "zero_point": -128}
     assert meta["quantization"]["intermediate"]["zero_point"] == -128
     assert meta["quantization"]["calibration_samples"] == 1000
-    # every static buffer: the arena (padded input and head output; the exit reuses the first), the
-    # index-free kernel's int16 permuted input (800 + 40 entries) and one flag for the exit
-    assert meta["ram"] == {"arena_bytes": 840, "scratch_bytes": 1680, "state_bytes": 1, "static_bytes": 2521}
-    assert meta["peak_ram_bytes"] == 2521
+    # every static buffer: the arena (head output and the exit's), the index-free kernel's int8 permuted
+    # input (800 + 39 entries, in whole words) and one flag for the exit. The first layer reads the
+    # unpadded input where the caller keeps it: no padded copy in the arena.
+    assert meta["ram"] == {"arena_bytes": 52, "scratch_bytes": 840, "state_bytes": 1, "static_bytes": 893}
+    assert meta["peak_ram_bytes"] == 893
     assert meta["totals"]["head"]["nnz"] == 1600
     assert mcuflow.model_hash(model) in (out / "mcuflow_model.h").read_text()
     assert "index_free" in capsys.readouterr().out
@@ -135,7 +136,8 @@ def test_calibration_without_data_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_board_budget_is_checked(tmp_path, mnist_dir, monkeypatch):
-    """The check counts every static buffer (arena 840 + scratch 1,680 + 1 exit flag) and the stack."""
+    """The check counts every static buffer (arena 52 + scratch 840 + 1 exit flag) and the stack; without
+    the scratch buffer the first layer needs a padded copy of the input (arena 840)."""
     import dataclasses
 
     import mcuflow.boards
@@ -147,15 +149,15 @@ def test_board_budget_is_checked(tmp_path, mnist_dir, monkeypatch):
     def board_with(ram: int):
         return lambda name: dataclasses.replace(base, name=name, ram_bytes=ram)
 
-    monkeypatch.setattr(mcuflow.boards, "load_board", board_with(4096))  # 2,521 + 2,048 stack do not fit
-    with pytest.raises(ConfigError, match=r"needs 2,521 bytes of static RAM .* board tiny has 4,096"):
+    monkeypatch.setattr(mcuflow.boards, "load_board", board_with(2900))  # 893 + 2,048 stack do not fit
+    with pytest.raises(ConfigError, match=r"needs 893 bytes of static RAM .* board tiny has 2,900"):
         export(ckpt, tmp_path / "lib", board="tiny", data_dir=mnist_dir, calibration_samples=10)
     assert not (tmp_path / "lib").exists()
     res = export(ckpt, tmp_path / "lib", board="tiny", data_dir=mnist_dir, calibration_samples=10, small_ram=True)
-    assert any("board tiny: 841 B static RAM of 4,096 B" in n for n in res.notes)  # no scratch: it fits
+    assert any("board tiny: 841 B static RAM of 2,900 B" in n for n in res.notes)  # no scratch: it fits
     monkeypatch.setattr(mcuflow.boards, "load_board", board_with(8192))
     res = export(ckpt, tmp_path / "lib", board="roomy", data_dir=mnist_dir, calibration_samples=10)
-    assert any("board roomy: 2,521 B static RAM of 8,192 B" in n for n in res.notes)
+    assert any("board roomy: 893 B static RAM of 8,192 B" in n for n in res.notes)
 
 
 @pytest.mark.parametrize(

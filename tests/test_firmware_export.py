@@ -61,7 +61,7 @@ def test_paper_model_fits_the_targets_on_cortex_m4(paper_export):
     export(paper_export.parent / "paper.pt", small_dir, calibration=_calibration(), small_ram=True)
     small = build(small_dir, "qemu-mps2-an386").report
     comps = small["components"]
-    own = sum(c["ram"] for name, c in comps.items() if name not in ("app", "link"))
+    own = sum(c["ram"] for name, c in comps.items() if name != "protocol")
     assert own <= 1024, comps
     assert r["components"]["model"]["ram"] <= comps["model"]["ram"] + 2 * (800 + 40) + 8  # that copy, no more
     assert comps["model"]["ram"] == pytest.approx(

@@ -61,7 +61,7 @@ def _inputs(n_in: int, n: int, seed: int) -> np.ndarray:
 def test_host_kernels_match_reference(case, path, tmp_path):
     require_tools("gcc")
     q = _model(case, small_ram=path == "small_ram")
-    assert (q.plan.scratch_entries == 0) == (path == "small_ram")
+    assert (q.plan.scratch_bytes == 0) == (path == "small_ram")
     lib = write_library(q, tmp_path / "lib")
     flags = ["-I", str(lib)] + {"plain": [], "dsp_emulated": ["-DMCUFLOW_EMULATE_DSP=1"], "small_ram": []}[path]
     exe = compile_c(sorted(lib.glob("*.c")) + [HERE / "harness.c"], tmp_path / "harness", "gcc", flags)
@@ -137,13 +137,19 @@ def test_permutation_plan_covers_every_column_once(n, out, deg, seed):
 
 
 def test_device_weight_order_pairs_for_sxtb16():
-    q = _model(MODELS[1])
-    pw = q.head[0].packed
-    dev = device_values(pw).reshape(pw.n_out, pw.degree)
-    nat = pw.values.reshape(pw.n_out, pw.degree)
-    np.testing.assert_array_equal(dev[:, [0, 2, 1, 3]], nat[:, :4])
-    np.testing.assert_array_equal(dev[:, 4:], nat[:, 4:])  # the partial last group stays in order
-    assert device_values(q.exits[0].layers[0].packed).shape == q.exits[0].layers[0].packed.values.shape
+    """Dense rows meet int16 inputs: stored (w0, w2, w1, w3) per group, a partial last group as is. Index-free
+    rows meet int8 inputs, unpacked by SXTB16 the same way on both sides: natural order."""
+    q = _model(MODELS[0])
+    pw = q.exits[0].layers[1].packed  # 7 -> 4: a group and a partial group
+    assert pw.format == "dense" and pw.n_in % 4 != 0
+    dev = device_values(pw).reshape(pw.n_out, pw.n_in)
+    nat = pw.values.reshape(pw.n_out, pw.n_in)
+    full = pw.n_in & ~3
+    for g in range(0, full, 4):
+        np.testing.assert_array_equal(dev[:, [g, g + 2, g + 1, g + 3]], nat[:, g : g + 4])
+    np.testing.assert_array_equal(dev[:, full:], nat[:, full:])  # the partial last group stays in order
+    odd = _model(MODELS[1]).head[0].packed
+    np.testing.assert_array_equal(device_values(odd), odd.values)
 
 
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])

@@ -124,11 +124,12 @@ typedef struct {
 } serve_link_t;
 
 static serve_link_t link0;
+static uint8_t link0_rx_buf[MCUFLOW_LINK_MAX_ENCODED];
 /* The link whose transfer the input buffer holds. */
 static serve_link_t *body_owner;
 
 static void serve_link_init(serve_link_t *l) {
-    mcuflow_rx_init(&l->rx);
+    mcuflow_rx_init(&l->rx, link0_rx_buf, sizeof link0_rx_buf);
     l->last_valid = 0;
     l->lean = 0;
     l->xfer.count = 0;
@@ -320,12 +321,12 @@ static uint8_t infer_payload(serve_link_t *l, uint8_t type, const uint8_t *body,
     if (type == MCUFLOW_MSG_INFER_SPARSE) {
         if (len < 2u || body[0] != MCUFLOW_ENC_BITMAP ||
             mcuflow_bitmap_decode(body + 2, len - 2u, (int8_t)body[1], scratch, MCUFLOW_INPUT_LEN) != 0) {
-            *out_len = error_payload(l, MCUFLOW_ERR_BAD_TENSOR_SIZE, "INFER_SPARSE encoding is malformed");
+            *out_len = error_payload(l, MCUFLOW_ERR_BAD_TENSOR_SIZE, "sparse input");
             return MCUFLOW_MSG_ERROR;
         }
         input = scratch;
     } else if (len != (uint32_t)MCUFLOW_INPUT_LEN) {
-        *out_len = error_payload(l, MCUFLOW_ERR_BAD_TENSOR_SIZE, "INFER payload is not input_len bytes");
+        *out_len = error_payload(l, MCUFLOW_ERR_BAD_TENSOR_SIZE, "input size");
         return MCUFLOW_MSG_ERROR;
     }
     platform_counter_reset();
@@ -333,7 +334,7 @@ static uint8_t infer_payload(serve_link_t *l, uint8_t type, const uint8_t *body,
     n = platform_counter_read();
     *instructions = n;
     if (rc != 0) {
-        *out_len = error_payload(l, MCUFLOW_ERR_HEAD_FAILED, "mcuflow_head_run failed");
+        *out_len = error_payload(l, MCUFLOW_ERR_HEAD_FAILED, "head failed");
         return MCUFLOW_MSG_ERROR;
     }
     if (res.exited) {
@@ -345,12 +346,12 @@ static uint8_t infer_payload(serve_link_t *l, uint8_t type, const uint8_t *body,
         return MCUFLOW_MSG_LOCAL_RESULT;
     }
     if (res.intermediate == 0 || res.intermediate_len != (uint16_t)MCUFLOW_INTERMEDIATE_LEN) {
-        *out_len = error_payload(l, MCUFLOW_ERR_INTERNAL, "head returned a bad intermediate");
+        *out_len = error_payload(l, MCUFLOW_ERR_INTERNAL, "intermediate");
         return MCUFLOW_MSG_ERROR;
     }
     *out_len = offload_payload(l, &res, n);
     if (*out_len == 0u) {
-        *out_len = error_payload(l, MCUFLOW_ERR_INTERNAL, "OFFLOAD encoding failed");
+        *out_len = error_payload(l, MCUFLOW_ERR_INTERNAL, "encoding");
         return MCUFLOW_MSG_ERROR;
     }
     return MCUFLOW_MSG_OFFLOAD;
@@ -445,7 +446,7 @@ static uint8_t commit_payload(serve_link_t *l, uint16_t seq, const uint8_t *p, u
     uint8_t count, inner, type;
     uint32_t check, i, instructions;
     if (len != MCUFLOW_COMMIT_LEN) {
-        *out_len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "INFER_COMMIT is not 10 bytes");
+        *out_len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "commit size");
         return MCUFLOW_MSG_ERROR;
     }
     id = mcuflow_get_u16(p);
@@ -455,7 +456,7 @@ static uint8_t commit_payload(serve_link_t *l, uint16_t seq, const uint8_t *p, u
     check = mcuflow_get_u32(p + 6);
     if (count == 0u || count > MCUFLOW_XFER_MAX_PARTS || total == 0u || total > (uint16_t)MCUFLOW_INPUT_LEN ||
         (inner != MCUFLOW_MSG_INFER && inner != MCUFLOW_MSG_INFER_SPARSE)) {
-        *out_len = error_payload(l, MCUFLOW_ERR_BAD_TENSOR_SIZE, "INFER_COMMIT fields out of range");
+        *out_len = error_payload(l, MCUFLOW_ERR_BAD_TENSOR_SIZE, "commit fields");
         return MCUFLOW_MSG_ERROR;
     }
     if (x->answered && xfer_is_current(l, id, count) && x->inner == inner && x->total == total && x->check == check) {
@@ -592,14 +593,14 @@ static void handle(serve_link_t *l, const mcuflow_frame_t *f) {
     }
     if (f->version != MCUFLOW_LINK_VERSION) {
         type = MCUFLOW_MSG_ERROR;
-        len = error_payload(l, MCUFLOW_ERR_BAD_VERSION, "unsupported protocol version");
+        len = error_payload(l, MCUFLOW_ERR_BAD_VERSION, "version");
     } else if ((uint32_t)f->length != f->payload_avail) {
         type = MCUFLOW_MSG_ERROR;
-        len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "length field disagrees with frame size");
+        len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "length");
     } else if (f->type == MCUFLOW_MSG_HELLO || f->type == MCUFLOW_MSG_BYE) {
         if (f->length != 0u && !(f->type == MCUFLOW_MSG_HELLO && f->length == MCUFLOW_HELLO_OPTIONS_LEN)) {
             type = MCUFLOW_MSG_ERROR;
-            len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "HELLO carries 0 or 4 bytes, BYE none");
+            len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "payload size");
         } else if (f->type == MCUFLOW_MSG_HELLO) {
             l->xfer.count = 0; /* a new session: no transfer survives it */
             /* The options the host asks for hold for the session; a HELLO without them ends them. */
@@ -632,11 +633,11 @@ static void handle(serve_link_t *l, const mcuflow_frame_t *f) {
         type = MCUFLOW_MSG_REPLAY_END;
         if (len == 0u) {
             type = MCUFLOW_MSG_ERROR;
-            len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "REPLAY is not 12 bytes");
+            len = error_payload(l, MCUFLOW_ERR_BAD_LENGTH, "replay size");
         }
     } else {
         type = MCUFLOW_MSG_ERROR;
-        len = error_payload(l, MCUFLOW_ERR_BAD_TYPE, "unknown message type");
+        len = error_payload(l, MCUFLOW_ERR_BAD_TYPE, "type");
     }
     send_reply(l, type, f->seq, len);
 sent:

@@ -2,7 +2,7 @@
  *
  * Integer max-softmax on int8 logits: with gaps d_j = max - l_j, the confidence is
  * 2^30 / sum_j lut[d_j] (rounded, Q15, at most 32767), and the exit answers when it reaches its own
- * threshold. Ties in the argmax go to the lowest index. */
+ * threshold. The table may end early, at the first index 2^k - 1 whose entry (and every later one) is 0. Ties in the argmax go to the lowest index. */
 #ifndef MCUFLOW_EXIT_DECIDE_H
 #define MCUFLOW_EXIT_DECIDE_H
 
@@ -25,8 +25,13 @@ MCUFLOW_INLINE uint8_t mcuflow_exit_decide(const mcuflow_exit_t *e, const int8_t
             arg = j;
         }
     }
+    const int32_t last = e->lut_last != 0u ? (int32_t)e->lut_last : 255;
     for (j = 0u; j < e->num_classes; ++j) {
-        sum += e->lut[(uint32_t)(best - (int32_t)logits[j])];
+        int32_t gap = best - (int32_t)logits[j]; /* 0..255 */
+        if (last < 255 && gap > last) {
+            gap = last; /* a table cut where it reached 0 (USAT where the last index is 2^k - 1) */
+        }
+        sum += e->lut[gap];
     }
     q = (1073741824u + (sum >> 1)) / sum;
     if (q > 32767u) {

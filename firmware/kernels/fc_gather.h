@@ -58,7 +58,7 @@ MCUFLOW_INLINE uint32_t mcuflow_index_at(const void *a, const uint32_t bytes, ui
             const int32_t acc = mcuflow_gather_row_##SUFFIX(x, w, c, l->degree, l->bias[r]); \
             w += l->degree; \
             c += l->degree; \
-            y[r] = mcuflow_requantize(acc, l->mult[r], l->rshift[r], l->out_zp, l->act_min, l->act_max); \
+            y[r] = MCUFLOW_REQUANT_ROW(l, acc, r); \
         } \
     } \
     MCUFLOW_INLINE void mcuflow_fc_csr_##SUFFIX(const mcuflow_fc_t *l, const int8_t *x, int8_t *y) \
@@ -74,7 +74,7 @@ MCUFLOW_INLINE uint32_t mcuflow_index_at(const void *a, const uint32_t bytes, ui
             start = end; \
             w += k; \
             c += k; \
-            y[r] = mcuflow_requantize(acc, l->mult[r], l->rshift[r], l->out_zp, l->act_min, l->act_max); \
+            y[r] = MCUFLOW_REQUANT_ROW(l, acc, r); \
         } \
     }
 
@@ -83,7 +83,7 @@ MCUFLOW_GATHER_KERNELS_IMPL(u16, uint16_t)
 MCUFLOW_GATHER_KERNELS_IMPL(u32, uint32_t)
 
 /* scratch is unused: the gathering formats need no buffer (the argument keeps every fc kernel's shape). */
-MCUFLOW_INLINE void mcuflow_fc_fixed(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, int16_t *scratch)
+MCUFLOW_INLINE void mcuflow_fc_fixed(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, void *scratch)
 {
     (void)scratch;
     if (l->col_bytes == 1u) {
@@ -95,7 +95,7 @@ MCUFLOW_INLINE void mcuflow_fc_fixed(const mcuflow_fc_t *l, const int8_t *x, int
     }
 }
 
-MCUFLOW_INLINE void mcuflow_fc_csr(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, int16_t *scratch)
+MCUFLOW_INLINE void mcuflow_fc_csr(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, void *scratch)
 {
     (void)scratch;
     if (l->col_bytes == 1u) {

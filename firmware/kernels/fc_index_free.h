@@ -1,17 +1,18 @@
 /* mcuflow kernel library: the index-free format, whose closed-form pattern the kernel regenerates.
  *
  * Edge t = r * degree + k reads column (u * p) mod n_in with u = (t + (t / n_in) * s) mod n_in
- * (mcuflow/sparsity/patterns.py). Only the weights are stored.
+ * (mcuflow/sparsity/patterns.py). Only the weights are stored, in their natural order.
  *
- * With a scratch buffer of n_in + degree - 1 int16 entries, one pass over x builds the permuted input
+ * With a scratch buffer of n_in + degree - 1 int8 entries, one pass over x builds the permuted input
  * xp[u] = x[(u * p) mod n_in], so every row is a contiguous window of xp: u steps by one inside a pass and
  * jumps by s at a pass boundary. The tail xp[n_in ..] repeats the head, so windows never wrap; a row that
- * straddles a pass boundary is done in two pieces. Each row is then the variant's mcuflow_dot_s16.
+ * straddles a pass boundary is done in two pieces. Each row is then the variant's mcuflow_dot_s8. Every
+ * input is read once and used out-degree times from the buffer, half the RAM of an int16 one.
+ * Columns n_x .. n_in - 1 (a padded input) have weight 0: the permutation skips them, so the kernel reads
+ * just the n_x inputs there are, wherever they lie (no padded copy), and their xp entries keep whatever
+ * they held (times 0).
  * Without a buffer (scratch == NULL) the kernel walks the pattern column by column: no RAM, more
- * instructions.
- *
- * Weights are stored in groups of four as (w0, w2, w1, w3) (a partial last group as is), which
- * SXTB16 unpacks into the pairs (w0, w1) and (w2, w3) that meet two int16 inputs loaded as one word. */
+ * instructions, and it reads all n_in columns (a padded input). */
 #ifndef MCUFLOW_FC_INDEX_FREE_H
 #define MCUFLOW_FC_INDEX_FREE_H
 
@@ -22,8 +23,8 @@
 #include "requantize.h"
 
 /* d[i * m] = s[i * delta] for i < len; m and delta are constants where inlined, so these are immediate
- * offsets (LDRSB/STRH pairs). */
-MCUFLOW_INLINE void mcuflow_copy_strided(const int8_t *s, int16_t *d, uint32_t len, const int32_t delta, const uint32_t m)
+ * offsets (LDRB/STRB pairs). */
+MCUFLOW_INLINE void mcuflow_copy_strided(const int8_t *s, int8_t *d, uint32_t len, const int32_t delta, const uint32_t m)
 {
     while (len >= 8u) {
         d[0] = s[0];
@@ -65,57 +66,97 @@ MCUFLOW_INLINE void mcuflow_copy_strided(const int8_t *s, int16_t *d, uint32_t l
     }
 }
 
-/* The same copy out of line, for the rare class that wraps around n: one copy of its code per model.
- * (A model whose index-free layers share one (m, delta) gets it with constants propagated.) */
-static MCUFLOW_NOINLINE __attribute__((unused)) void mcuflow_copy_strided_wrap(const int8_t *s, int16_t *d, uint32_t len,
-                                                                               int32_t delta, uint32_t m)
+/* A residue class that wraps around n or touches the padding [nx, n), out of line (a few classes per
+ * layer): its columns cc + i * delta (mod n), i < count, in runs of inputs (copied) and of padding
+ * (skipped). The export keeps (count - 1) * |delta| < n, so there are at most three runs. */
+static MCUFLOW_NOINLINE __attribute__((unused)) void mcuflow_permute_class_slow(const int8_t *x, int8_t *d, uint32_t cc,
+                                                                                uint32_t count, uint32_t n,
+                                                                                uint32_t nx, uint32_t m, int32_t delta)
 {
-    mcuflow_copy_strided(s, d, len, delta, m);
+    const uint32_t step = (uint32_t)(delta > 0 ? delta : -delta);
+    uint32_t i = 0u;
+    int32_t c = (int32_t)cc;
+    while (i < count) {
+        uint32_t len;
+        if ((uint32_t)c >= nx) { /* padding: up to the wrap (delta > 0) or down into the inputs (delta < 0) */
+            len = delta > 0 ? (n - (uint32_t)c + step - 1u) / step : ((uint32_t)c - nx) / step + 1u;
+        } else {                 /* inputs: up to the padding or down past column 0 */
+            len = delta > 0 ? (nx - 1u - (uint32_t)c) / step + 1u : (uint32_t)c / step + 1u;
+            len = len < count - i ? len : count - i;
+            mcuflow_copy_strided(x + c, d + i * m, len, delta, m);
+        }
+        i += len;
+        c += (int32_t)len * delta;
+        c = c >= (int32_t)n ? c - (int32_t)n : (c < 0 ? c + (int32_t)n : c);
+    }
 }
 
-/* One residue class of u: count entries d[i * m] = x[(cc + i * delta) mod n]. The export keeps
- * (count - 1) * |delta| < n, so the column wraps around n at most once: one or two strided copies. */
-MCUFLOW_INLINE void mcuflow_permute_class(const int8_t *x, int16_t *d, uint32_t cc, const uint32_t count,
-                                          const uint32_t n, const uint32_t m, const int32_t delta)
+/* One residue class of u: count entries d[i * m] = x[(cc + i * delta) mod n]. */
+MCUFLOW_INLINE void mcuflow_permute_class(const int8_t *x, int8_t *d, uint32_t cc, const uint32_t count,
+                                          const uint32_t n, const uint32_t nx, const uint32_t m, const int32_t delta)
 {
     const uint32_t span = (count - 1u) * (uint32_t)(delta > 0 ? delta : -delta); /* a constant */
-    if (MCUFLOW_LIKELY(delta > 0 ? cc < n - span : cc >= span)) {
+    if (MCUFLOW_LIKELY(delta > 0 ? cc < nx - span : (cc >= span && cc < nx))) {
         mcuflow_copy_strided(x + cc, d, count, delta, m);
     } else {
-        const uint32_t first = delta > 0 ? (n - 1u - cc) / (uint32_t)delta + 1u : cc / (uint32_t)(-delta) + 1u;
-        const int32_t wrapped = (int32_t)cc + (int32_t)first * delta + (delta > 0 ? -(int32_t)n : (int32_t)n);
-        mcuflow_copy_strided_wrap(x + cc, d, first, delta, m);
-        mcuflow_copy_strided_wrap(x + wrapped, d + first * m, count - first, delta, m);
+        mcuflow_permute_class_slow(x, d, cc, count, n, nx, m, delta);
     }
 }
 
 /* xp[u] = x[(u * p) mod n] for u < n, walked in m residue classes of u: within a class u steps by m and the
  * column by delta = (m * p) mod n, chosen small at export. Classes j < n % m hold one entry more. */
-MCUFLOW_INLINE void mcuflow_permute(const int8_t *x, int16_t *xp, const uint32_t n, const uint32_t p, const uint32_t m,
-                                    const int32_t delta)
+MCUFLOW_INLINE void mcuflow_permute(const int8_t *x, int8_t *xp, const uint32_t n, const uint32_t nx, const uint32_t p,
+                                    const uint32_t m, const int32_t delta)
 {
-    uint32_t c = 0u; /* column of u = j: (j * p) mod n */
+    uint32_t c = 0u; /* column of u = j: (j * p) mod n, stepped as c - (n - p) or c + p */
     uint32_t j;
     for (j = 0u; j < n % m; ++j) {
-        mcuflow_permute_class(x, xp + j, c, n / m + 1u, n, m, delta);
-        c += p;
-        c = c >= n ? c - n : c;
+        mcuflow_permute_class(x, xp + j, c, n / m + 1u, n, nx, m, delta);
+        c = c >= n - p ? c - (n - p) : c + p;
     }
+    MCUFLOW_PRAGMA_UNROLL2 /* two classes a turn: the loop's own compare and branch once per two */
     for (; j < m; ++j) {
-        mcuflow_permute_class(x, xp + j, c, n / m, n, m, delta);
-        c += p;
-        c = c >= n ? c - n : c;
+        mcuflow_permute_class(x, xp + j, c, n / m, n, nx, m, delta);
+        c = c >= n - p ? c - (n - p) : c + p;
     }
 }
 
 /* A row's dot product over any range, out of line: only rows that straddle a pass boundary use it. */
-static MCUFLOW_NOINLINE __attribute__((unused)) int32_t mcuflow_dot_s16_any(const int8_t *w, const int16_t *x,
-                                                                            uint32_t n, int32_t acc)
+static MCUFLOW_NOINLINE __attribute__((unused)) int32_t mcuflow_dot_s8_any(const int8_t *w, const int8_t *x, uint32_t n,
+                                                                           int32_t acc)
 {
-    return mcuflow_dot_s16(w, x, n, acc, 0, 0, 0);
+    return mcuflow_dot_s8(w, x, n, acc, 0, 0, 0);
 }
 
-MCUFLOW_INLINE void mcuflow_index_free_permuted(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, int16_t *xp)
+/* The rows of a layer where no row straddles a pass boundary, in runs (l->runs, computed at export: row
+ * after row the window steps by degree, except at a pass boundary, where the next pass starts s further
+ * on, and where a window would start at or past n, when it starts again from xp). Each run is (rows,
+ * first window). The weights, the window and the per-row constants are walked by pointers that the dot
+ * product and the requantisation step themselves, so a row costs its dot product and a dozen
+ * instructions. */
+MCUFLOW_INLINE void mcuflow_index_free_runs(const mcuflow_fc_t *l, const int8_t *xp, int8_t *y)
+{
+    const uint32_t degree = l->degree;
+    const int8_t *w = l->w;
+    const int32_t *bias = l->bias;
+    const int32_t *mult = l->mult;
+    const uint8_t *shift = l->rshift;
+    const uint16_t *run = l->runs;
+    const uint16_t *const end = run + 2u * l->n_runs;
+    for (; run != end; run += 2) {
+        const int8_t *xw = xp + run[1];
+        uint32_t k;
+        for (k = run[0]; k != 0u; --k) {
+            const int32_t acc = mcuflow_dot_s8_step(&w, &xw, degree, *bias++, l->w_aligned, l->x_aligned, l->unroll);
+            *y++ = l->shift_gt32 ? mcuflow_requantize_gt32(acc, *mult, *shift, l->out_zp, l->act_min, l->act_max)
+                                 : mcuflow_requantize(acc, *mult, *shift, l->out_zp, l->act_min, l->act_max);
+            ++mult;
+            ++shift;
+        }
+    }
+}
+
+MCUFLOW_INLINE void mcuflow_index_free_permuted(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, int8_t *xp)
 {
     const uint32_t n = l->n_in;
     const uint32_t degree = l->degree;
@@ -123,14 +164,18 @@ MCUFLOW_INLINE void mcuflow_index_free_permuted(const mcuflow_fc_t *l, const int
     uint32_t u = 0u;   /* window start */
     uint32_t left = n; /* edges left in the current pass */
     uint32_t r;
-    mcuflow_permute(x, xp, n, l->p, l->perm_m, l->perm_delta);
+    mcuflow_permute(x, xp, n, l->n_x != 0u ? l->n_x : n, l->p, l->perm_m, l->perm_delta);
     for (r = 0u; r + 1u < degree; ++r) {
         xp[n + r] = xp[r];
+    }
+    if (l->n_runs != 0u) {
+        mcuflow_index_free_runs(l, xp, y);
+        return;
     }
     for (r = 0u; r < l->n_out; ++r) {
         int32_t acc;
         if (left >= degree) {
-            acc = mcuflow_dot_s16(w, xp + u, degree, l->bias[r], l->w_aligned, l->x_aligned, 1);
+            acc = mcuflow_dot_s8(w, xp + u, degree, l->bias[r], l->w_aligned, l->x_aligned, l->unroll);
             u += degree;
             left -= degree;
             if (u >= n) {
@@ -145,23 +190,12 @@ MCUFLOW_INLINE void mcuflow_index_free_permuted(const mcuflow_fc_t *l, const int
             }
         } else {
             /* The row straddles a pass boundary: its first `left` entries are xp[u ..], the rest start at
-             * u2 = u + left + s. Whole weight groups on either side go through the dot product; the group
-             * the boundary cuts (if any) is done entry by entry in the stored order. */
+             * u2 = u + left + s. */
             const uint32_t rest = degree - left;
-            const uint32_t g0 = left & ~3u;        /* end of the groups before */
-            const uint32_t g1 = (left + 3u) & ~3u; /* start of the groups after */
-            const uint32_t full = degree & ~3u;    /* entries stored in groups */
             uint32_t u2 = u + left + l->s;
-            uint32_t k;
             u2 = u2 >= 2u * n ? u2 - 2u * n : (u2 >= n ? u2 - n : u2);
-            acc = mcuflow_dot_s16_any(w, xp + u, g0, l->bias[r]);
-            for (k = g0; k < g1 && k < degree; ++k) {
-                const uint32_t at = k < full ? (k & ~3u) | ((k & 1u) << 1) | ((k & 2u) >> 1) : k;
-                acc += (int32_t)w[at] * (k < left ? xp[u + k] : xp[u2 + k - left]);
-            }
-            if (g1 < degree) {
-                acc = mcuflow_dot_s16_any(w + g1, xp + u2 + (g1 - left), degree - g1, acc);
-            }
+            acc = mcuflow_dot_s8_any(w, xp + u, left, l->bias[r]);
+            acc = mcuflow_dot_s8_any(w + left, xp + u2, rest, acc);
             u = u2 + rest;
             if (u >= n) {
                 u -= n;
@@ -169,24 +203,13 @@ MCUFLOW_INLINE void mcuflow_index_free_permuted(const mcuflow_fc_t *l, const int
             left = n - rest;
         }
         w += degree;
-        y[r] = mcuflow_requantize(acc, l->mult[r], l->rshift[r], l->out_zp, l->act_min, l->act_max);
+        y[r] = MCUFLOW_REQUANT_ROW(l, acc, r);
     }
 }
 
 /* The pattern walked edge by edge, without a buffer: within a pass the column steps by p, at a pass
  * boundary also by pass_step = (s * p) mod n. The column is kept as c - n in [-n, 0), so the add's sign
- * replaces the compare. Rows are walked in runs that end at a pass boundary; inside a run whole weight
- * groups of four, stored (w0, w2, w1, w3), are read at once. */
-#define MCUFLOW_WALK_NEXT(v) \
-    do { \
-        MCUFLOW_TRACE((uint32_t)(c + (int32_t)n)); \
-        (v) = xe[c]; \
-        c += (int32_t)p; \
-        if (c >= 0) { \
-            c -= (int32_t)n; \
-        } \
-    } while (0)
-
+ * replaces the compare. Rows are walked in runs that end at a pass boundary. */
 MCUFLOW_INLINE void mcuflow_index_free_walk(const mcuflow_fc_t *l, const int8_t *x, int8_t *y)
 {
     const uint32_t n = l->n_in;
@@ -194,7 +217,6 @@ MCUFLOW_INLINE void mcuflow_index_free_walk(const mcuflow_fc_t *l, const int8_t 
     const uint32_t degree = l->degree;
     const int8_t *w = l->w;
     const int8_t *const xe = x + n;
-    const uint32_t full = degree & ~3u;
     int32_t c = -(int32_t)n;
     uint32_t left = n;
     uint32_t r;
@@ -204,21 +226,12 @@ MCUFLOW_INLINE void mcuflow_index_free_walk(const mcuflow_fc_t *l, const int8_t 
         while (k < degree) {
             const uint32_t end = k + (degree - k < left ? degree - k : left); /* this run: edges k .. end */
             left -= end - k;
-            while (k < end) {
-                if ((k & 3u) == 0u && k + 4u <= end && k < full) {
-                    int32_t x0, x1, x2, x3;
-                    MCUFLOW_WALK_NEXT(x0);
-                    MCUFLOW_WALK_NEXT(x1);
-                    MCUFLOW_WALK_NEXT(x2);
-                    MCUFLOW_WALK_NEXT(x3);
-                    acc += (int32_t)w[k] * x0 + (int32_t)w[k + 2u] * x1 + (int32_t)w[k + 1u] * x2 +
-                           (int32_t)w[k + 3u] * x3;
-                    k += 4u;
-                } else {
-                    int32_t x0;
-                    MCUFLOW_WALK_NEXT(x0);
-                    acc += (int32_t)w[k < full ? k ^ ((((k + 1u) >> 1) & 1u) * 3u) : k] * x0;
-                    ++k;
+            for (; k < end; ++k) {
+                MCUFLOW_TRACE((uint32_t)(c + (int32_t)n));
+                acc += (int32_t)w[k] * xe[c];
+                c += (int32_t)p;
+                if (c >= 0) {
+                    c -= (int32_t)n;
                 }
             }
             if (left == 0u) {
@@ -230,15 +243,15 @@ MCUFLOW_INLINE void mcuflow_index_free_walk(const mcuflow_fc_t *l, const int8_t 
             }
         }
         w += degree;
-        y[r] = mcuflow_requantize(acc, l->mult[r], l->rshift[r], l->out_zp, l->act_min, l->act_max);
+        y[r] = MCUFLOW_REQUANT_ROW(l, acc, r);
     }
 }
 
-/* scratch: n_in + degree - 1 int16 entries (the permuted input), or NULL to walk the pattern instead. */
-MCUFLOW_INLINE void mcuflow_fc_index_free(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, int16_t *scratch)
+/* scratch: n_in + degree - 1 int8 entries (the permuted input), or NULL to walk the pattern instead. */
+MCUFLOW_INLINE void mcuflow_fc_index_free(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, void *scratch)
 {
     if (scratch != NULL) {
-        mcuflow_index_free_permuted(l, x, y, scratch);
+        mcuflow_index_free_permuted(l, x, y, (int8_t *)scratch);
     } else {
         mcuflow_index_free_walk(l, x, y);
     }

@@ -35,9 +35,11 @@
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__)
+#define MCUFLOW_PRAGMA_UNROLL2 _Pragma("GCC unroll 2")
 #define MCUFLOW_PRAGMA_UNROLL4 _Pragma("GCC unroll 4")
 #define MCUFLOW_PRAGMA_UNROLL16 _Pragma("GCC unroll 16")
 #else
+#define MCUFLOW_PRAGMA_UNROLL2
 #define MCUFLOW_PRAGMA_UNROLL4
 #define MCUFLOW_PRAGMA_UNROLL16
 #endif

@@ -26,9 +26,16 @@ typedef struct {
     uint32_t pass_step;     /* index_free: (s * p) mod n_in, the column jump at a pass boundary */
     uint32_t perm_m;        /* index_free: residue classes of the input permutation */
     int32_t perm_delta;     /* index_free: column step inside a class, (perm_m * p) mod n_in in (-n_in, n_in) */
+    uint32_t n_x;           /* index_free: inputs the layer reads (0: n_in). Columns n_x .. n_in - 1 are padding
+                             * whose stored weights are 0 (the export folds the padding into the bias), so the
+                             * kernel reads an unpadded input of n_x elements in place */
     uint8_t w_aligned;      /* every row's weights start on a 4-byte boundary */
     uint8_t x_aligned;      /* index_free: every row's window of the permuted input starts on a 4-byte boundary */
     uint8_t unroll;         /* unroll each row's block loop (hot rows; small layers keep the loop for flash) */
+    const uint16_t *runs;   /* index_free without rows that straddle a pass boundary: n_runs (rows, first
+                             * window) pairs, the rows in order (fc_index_free.h); NULL: the general loop */
+    uint32_t n_runs;
+    uint8_t shift_gt32;     /* every row's rshift is at least 33: the requantisation's short form */
     int32_t out_zp;         /* output zero point */
     int32_t act_min;        /* output clamp: -128..act_max (a fused ReLU raises act_min to out_zp) */
     int32_t act_max;
@@ -36,7 +43,8 @@ typedef struct {
 
 /* One early exit's decision on its int8 logits. */
 typedef struct {
-    const uint16_t *lut;    /* Q15 round(32768 * exp(-d * logit_scale)) for a logit gap d = 0..255 */
+    const uint16_t *lut;    /* Q15 round(32768 * exp(-d * logit_scale)) for a logit gap d = 0..lut_last */
+    uint32_t lut_last;      /* the table's last index, 2^k - 1 (0: 255); larger gaps read it, and it is 0 */
     uint32_t num_classes;
     uint32_t threshold_q15; /* the exit answers when its confidence reaches this, 1..32767 */
 } mcuflow_exit_t;

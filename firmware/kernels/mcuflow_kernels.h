@@ -3,7 +3,7 @@
  * Every kernel is a static inline function, one per operation, with the same signature for every
  * fully connected format:
  *
- *   void mcuflow_fc_dense     (const mcuflow_fc_t *l, const int8_t *x, int8_t *y, int16_t *scratch);
+ *   void mcuflow_fc_dense     (const mcuflow_fc_t *l, const int8_t *x, int8_t *y, void *scratch);
  *   void mcuflow_fc_fixed     (...);   fixed in-degree, stored columns
  *   void mcuflow_fc_csr       (...);   compressed sparse rows
  *   void mcuflow_fc_index_free(...);   the closed-form pattern, no stored columns
@@ -35,10 +35,10 @@
 #include "pad.h"
 
 /* scratch: n_in int16 entries for the DSP variant's widened input, or NULL (then the rows read int8). */
-MCUFLOW_INLINE void mcuflow_fc_dense(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, int16_t *scratch)
+MCUFLOW_INLINE void mcuflow_fc_dense(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, void *scratch)
 {
 #if MCUFLOW_KERNELS_DSP
-    mcuflow_fc_dense_dsp(l, x, y, scratch);
+    mcuflow_fc_dense_dsp(l, x, y, (int16_t *)scratch);
 #else
     (void)scratch;
     mcuflow_fc_dense_reference(l, x, y);

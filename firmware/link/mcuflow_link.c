@@ -154,7 +154,9 @@ uint32_t mcuflow_table_count(const uint8_t *table, uint32_t capacity, uint32_t i
     return count <= (capacity - MCUFLOW_TABLE_HEADER_LEN) / input_len ? count : 0u;
 }
 
-void mcuflow_rx_init(mcuflow_rx_t *rx) {
+void mcuflow_rx_init(mcuflow_rx_t *rx, uint8_t *buf, uint32_t cap) {
+    rx->buf = buf;
+    rx->cap = cap;
     rx->len = 0;
     rx->overflow = 0;
     rx->dropped = 0;
@@ -171,7 +173,7 @@ int mcuflow_rx_push(mcuflow_rx_t *rx, uint8_t byte, mcuflow_frame_t *frame) {
     int32_t n;
     uint16_t crc;
     if (byte != 0u) {
-        if (rx->len < MCUFLOW_LINK_MAX_ENCODED) {
+        if (rx->len < rx->cap) {
             rx->buf[rx->len++] = byte;
         } else {
             rx->overflow = 1;
@@ -185,6 +187,7 @@ int mcuflow_rx_push(mcuflow_rx_t *rx, uint8_t byte, mcuflow_frame_t *frame) {
         return MCUFLOW_RX_NONE; /* idle delimiter */
     }
     n = mcuflow_cobs_decode(rx->buf, rx->len, rx->buf, MCUFLOW_LINK_MAX_RAW);
+    /* (in place: the decoded frame is never longer than its encoding, so it stays inside buf) */
     if (n < (int32_t)(MCUFLOW_LINK_HEADER_LEN + MCUFLOW_LINK_CRC_LEN)) {
         return rx_drop(rx);
     }

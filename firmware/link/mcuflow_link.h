@@ -160,17 +160,23 @@ typedef struct {
 } mcuflow_frame_t;
 
 typedef struct {
-    uint8_t buf[MCUFLOW_LINK_MAX_ENCODED];
+    uint8_t *buf;             /* cap bytes, the caller's: encoded bytes go in, the frame is decoded in place */
+    uint32_t cap;
     uint32_t len;
     uint8_t overflow;
     uint32_t dropped;         /* frames dropped: bad COBS, bad CRC, too short, too long */
 } mcuflow_rx_t;
 
+/* The largest raw frame (header, payload, CRC) whose encoding fits a receive buffer of cap bytes. */
+#define MCUFLOW_RX_MAX_RAW(cap) ((cap) - 1u - (cap) / 255u)
+
 #define MCUFLOW_RX_NONE     0
 #define MCUFLOW_RX_FRAME    1
 #define MCUFLOW_RX_DROPPED  (-1)
 
-void mcuflow_rx_init(mcuflow_rx_t *rx);
+/* A receiver into buf (cap bytes, at least 8; MCUFLOW_LINK_MAX_ENCODED takes every frame the protocol allows):
+ * longer frames are dropped as oversized. */
+void mcuflow_rx_init(mcuflow_rx_t *rx, uint8_t *buf, uint32_t cap);
 /* Feeds one byte. Returns MCUFLOW_RX_FRAME when a frame with a good CRC ended
  * (filled into *frame), MCUFLOW_RX_DROPPED when a bad one ended, else NONE. */
 int mcuflow_rx_push(mcuflow_rx_t *rx, uint8_t byte, mcuflow_frame_t *frame);

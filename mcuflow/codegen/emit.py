@@ -82,8 +82,19 @@ class CLayer:
 class CExit:
     ident: str  # its mcuflow_exit_t; ``<ident>_lut`` its table
     comment: str
-    lut: np.ndarray
+    lut: np.ndarray  # the device's table: cut after the first 2^k - 1 entries past which all are 0
     threshold_q15: int
+
+
+def device_lut(lut: np.ndarray) -> np.ndarray:
+    """An exit's table as the device keeps it: the shortest 2^k entries (k = 1..8) whose last entry and
+    everything after it are 0, so the kernel clamps a larger gap to the last index (one USAT) and reads 0,
+    as it would from the whole table. A table that never reaches 0 stays whole."""
+    lut = np.asarray(lut)
+    for k in range(1, 9):
+        if not lut[(1 << k) - 1 :].any():
+            return lut[: 1 << k]
+    return lut
 
 
 @dataclass(frozen=True)
@@ -146,7 +157,9 @@ def build_context(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> Libr
         by_id[id(layer)] = c_layer(layer, prefix)
         layers.append(by_id[id(layer)])
     exits = [
-        CExit(c_identifier(ex.name, prefix=f"mcuflow_exit{e}_"), c_comment(ex.name), ex.lut, ex.threshold_q15)
+        CExit(
+            c_identifier(ex.name, prefix=f"mcuflow_exit{e}_"), c_comment(ex.name), device_lut(ex.lut), ex.threshold_q15
+        )
         for e, ex in enumerate(model.exits)
     ]
     steps = [

@@ -24,4 +24,13 @@ class KernelPlan:
     w_aligned: bool = False
     x_aligned: bool = False
     unroll: bool = False
-    scratch_entries: int = 0  # int16 entries of the shared scratch buffer this kernel uses (0: none)
+    scratch_bytes: int = 0  # bytes of the shared scratch buffer this kernel uses (0: none)
+    bias: np.ndarray | None = None  # int32 per row as the device adds it, when it differs from the layer's
+    n_x: int = 0  # index_free: inputs read in place, columns past them padding of weight 0 (0: all n_in)
+    runs: tuple[tuple[int, int], ...] = ()  # index_free without straddling rows: (rows, first window) per run
+    shift_gt32: bool = False  # every row's rshift >= 33 (the short requantisation)
+
+    @property
+    def reads_unpadded(self) -> bool:
+        """The kernel reads the unpadded input in place: the run needs no padded copy of it."""
+        return self.n_x > 0 and self.scratch_bytes > 0

@@ -24,22 +24,18 @@ class Step:
 
 @dataclass
 class MemoryPlan:
-    """Every static buffer of the generated library, in bytes: the activation arena, the kernels' int16
-    scratch buffer and one "evaluated" flag per exit. Nothing else is allocated, ever."""
+    """Every static buffer of the generated library, in bytes: the activation arena, the kernels' scratch
+    buffer (whole words) and one "evaluated" flag per exit. Nothing else is allocated, ever."""
 
     offsets: dict[str, int]
     sizes: dict[str, int]
     arena_bytes: int
     steps: list[Step]
-    scratch_entries: int = 0  # int16 entries
+    scratch_bytes: int = 0
     state_bytes: int = 0
     head_input_offset: int | None = None  # where a zero-copy input goes (the padded input), if in the arena
     final_offset: int = 0  # the head output
     logits_offsets: list[int] = field(default_factory=list)  # per exit
-
-    @property
-    def scratch_bytes(self) -> int:
-        return 2 * self.scratch_entries
 
     @property
     def static_ram_bytes(self) -> int:

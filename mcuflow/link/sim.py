@@ -126,10 +126,10 @@ class SimDevice:
         try:
             tid, count, inner, total, check = m.parse_commit(f.payload)
         except ProtocolError:
-            return self._error(f.seq, 3, "INFER_COMMIT is not 10 bytes")
+            return self._error(f.seq, 3, "commit size")
         x = self._xfer
         if not 0 < count <= m.XFER_MAX_PARTS or not 0 < total <= len(x.body) or inner not in (m.INFER, m.INFER_SPARSE):
-            return self._error(f.seq, 4, "INFER_COMMIT fields out of range")
+            return self._error(f.seq, 4, "commit fields")
         if x.answered and x.committed == (tid, count, inner, total, check):
             kind, payload = self._last_answer
             reply = self._reply(kind, f.seq, payload)  # the same answer re-stamped, not recomputed
@@ -153,10 +153,10 @@ class SimDevice:
 
     def _answer(self, f) -> bytes:
         if f.version != 1:
-            return self._error(f.seq, 1, "unsupported protocol version")
+            return self._error(f.seq, 1, "version")
         if f.type in (m.HELLO, m.BYE):
             if f.payload and not (f.type == m.HELLO and len(f.payload) == 4):
-                return self._error(f.seq, 3, "HELLO carries 0 or 4 bytes, BYE none")
+                return self._error(f.seq, 3, "payload size")
             if f.type == m.BYE:
                 self.exited = True
                 return self._reply(m.BYE_REPLY, f.seq)
@@ -174,7 +174,7 @@ class SimDevice:
         if f.type in (m.INFER, m.INFER_SPARSE):
             self._xfer.start(-1, 0)  # the input buffer is about to be overwritten
             return self._infer(f.seq, f.type, f.payload)
-        return self._error(f.seq, 2, "unknown message type")
+        return self._error(f.seq, 2, "type")
 
     def _replay(self, f) -> bytes:
         """REPLAY: every asked sample's answer (seq = its index), then REPLAY_END, the request's own reply.
@@ -182,7 +182,7 @@ class SimDevice:
         try:
             first, count, _period = m.parse_replay(f.payload)
         except ProtocolError:
-            return self._error(f.seq, 3, "REPLAY is not 12 bytes")
+            return self._error(f.seq, 3, "replay size")
         self._xfer.start(-1, 0)  # the input buffer is about to be overwritten
         table = self.table
         status = m.REPLAY_DONE
@@ -197,7 +197,7 @@ class SimDevice:
             res = self.head(table[i])
             run += 1
             if res is None:
-                out += self._error(i & 0xFFFF, 5, "mcuflow_head_run failed")
+                out += self._error(i & 0xFFFF, 5, "head failed")
                 continue
             local = isinstance(res, m.LocalResult)
             n_local, n_offload = n_local + local, n_offload + (not local)
@@ -216,15 +216,15 @@ class SimDevice:
                 fill = body[1] - 256 if body[1] > 127 else body[1]
                 x = encodings.bitmap_decode(body[2:], self.hello.input_len, fill)
             except ProtocolError:
-                return self._error(seq, 4, "INFER_SPARSE encoding is malformed")
+                return self._error(seq, 4, "sparse input")
         else:
             if len(body) != self.hello.input_len:
-                return self._error(seq, 4, "INFER payload is not input_len bytes")
+                return self._error(seq, 4, "input size")
             x = np.frombuffer(body, dtype=np.int8)
         self.head_runs += 1
         res = self.head(x)
         if res is None:
-            return self._error(seq, 5, "mcuflow_head_run failed")
+            return self._error(seq, 5, "head failed")
         kind = m.LOCAL_RESULT if isinstance(res, m.LocalResult) else m.OFFLOAD
         return self._reply(kind, seq, res.pack())
 

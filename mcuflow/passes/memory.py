@@ -17,7 +17,8 @@ from mcuflow.ir.quantized import QModel
 def schedule(model: QModel) -> list[Step]:
     steps: list[Step] = []
     x = "input"
-    if model.padded_len != model.input_len:
+    first = model.head[0].kernel if model.head else None
+    if model.padded_len != model.input_len and not (first is not None and first.reads_unpadded):
         steps.append(Step("pad", "input", "padded"))
         x = "padded"
     head_tensor = [x]
@@ -86,7 +87,7 @@ def plan_memory(model: QModel) -> MemoryPlan:
         sizes,
         arena,
         steps,
-        scratch_entries=max((k.scratch_entries for k in kernels), default=0),
+        scratch_bytes=-(-max((k.scratch_bytes for k in kernels), default=0) // ALIGN) * ALIGN,
         state_bytes=len(model.exits),
         head_input_offset=offsets.get("padded"),
         final_offset=offsets[final] if final else 0,

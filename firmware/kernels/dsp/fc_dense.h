@@ -25,7 +25,7 @@ MCUFLOW_INLINE void mcuflow_fc_dense_dsp(const mcuflow_fc_t *l, const int8_t *x,
     for (r = 0u; r < l->n_out; ++r) {
         const int32_t acc = mcuflow_dot_s16(w, scratch, l->n_in, l->bias[r], l->w_aligned, 1, l->unroll);
         w += l->n_in;
-        y[r] = mcuflow_requantize(acc, l->mult[r], l->rshift[r], l->out_zp, l->act_min, l->act_max);
+        y[r] = MCUFLOW_REQUANT_ROW(l, acc, r);
     }
 }
 

@@ -126,6 +126,91 @@ MCUFLOW_INLINE int32_t mcuflow_dot_s16(const int8_t *w, const int16_t *x, uint32
     return acc;
 }
 
+/* Eight MACs on int8 inputs: 2 weight words and 2 input words (LDRD each where aligned), each word unpacked
+ * by SXTB16 into its even and odd bytes, 4 SMLAD. Weights in their natural order: the even bytes of a weight
+ * word meet the even bytes of an input word. */
+#define MCUFLOW_MAC8_S8(LOADS) \
+    __asm__(LOADS \
+            "sxtb16 %[e], %[a]\n\t" \
+            "sxtb16 %[a], %[a], ror #8\n\t" \
+            "sxtb16 %[f], %[c]\n\t" \
+            "sxtb16 %[c], %[c], ror #8\n\t" \
+            "smlad %[acc], %[e], %[f], %[acc]\n\t" \
+            "smlad %[acc], %[a], %[c], %[acc]\n\t" \
+            "sxtb16 %[e], %[b]\n\t" \
+            "sxtb16 %[b], %[b], ror #8\n\t" \
+            "sxtb16 %[f], %[d]\n\t" \
+            "sxtb16 %[d], %[d], ror #8\n\t" \
+            "smlad %[acc], %[e], %[f], %[acc]\n\t" \
+            "smlad %[acc], %[b], %[d], %[acc]" \
+            : [acc] "+r"(acc), [w] "+r"(w), [x] "+r"(x), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c), \
+              [d] "=&r"(d), [e] "=&r"(e), [f] "=&r"(f) \
+            : \
+            : "memory")
+#define MCUFLOW_LOADS_S8_ALIGNED "ldrd %[a], %[b], [%[w]], #8\n\tldrd %[c], %[d], [%[x]], #8\n\t"
+#define MCUFLOW_LOADS_S8_UNALIGNED \
+    "ldr %[a], [%[w]], #4\n\tldr %[b], [%[w]], #4\n\tldr %[c], [%[x]], #4\n\tldr %[d], [%[x]], #4\n\t"
+
+#define MCUFLOW_MAC8_S8_BLOCKS \
+    do { \
+        if (wa && xa) { \
+            MCUFLOW_MAC8_S8(MCUFLOW_LOADS_S8_ALIGNED); \
+        } else { \
+            MCUFLOW_MAC8_S8(MCUFLOW_LOADS_S8_UNALIGNED); \
+        } \
+        n -= 8u; \
+    } while (0)
+
+/* acc + sum_k w[k] * x[k] for int8 w (natural order) and int8 x: the index-free rows over the permuted
+ * input. wa / xa: w and x are 4-byte aligned (constants from the layer); unroll as mcuflow_dot_s16.
+ * The _step form leaves *pw and *px past what it read (the next row's weights, the next window). */
+MCUFLOW_INLINE int32_t mcuflow_dot_s8_step(const int8_t **pw, const int8_t **px, uint32_t n, int32_t acc,
+                                           const int wa, const int xa, const int unroll)
+{
+    const int8_t *w = *pw;
+    const int8_t *x = *px;
+    uint32_t a, b, c, d, e, f;
+    if (unroll) {
+        MCUFLOW_PRAGMA_UNROLL16
+        while (n >= 8u) {
+            MCUFLOW_MAC8_S8_BLOCKS;
+        }
+    } else {
+        while (n >= 8u) {
+            MCUFLOW_MAC8_S8_BLOCKS;
+        }
+    }
+    if (n >= 4u) {
+        __asm__("ldr %[a], [%[w]], #4\n\t"
+                "ldr %[c], [%[x]], #4\n\t"
+                "sxtb16 %[e], %[a]\n\t"
+                "sxtb16 %[a], %[a], ror #8\n\t"
+                "sxtb16 %[f], %[c]\n\t"
+                "sxtb16 %[c], %[c], ror #8\n\t"
+                "smlad %[acc], %[e], %[f], %[acc]\n\t"
+                "smlad %[acc], %[a], %[c], %[acc]"
+                : [acc] "+r"(acc), [w] "+r"(w), [x] "+r"(x), [a] "=&r"(a), [c] "=&r"(c), [e] "=&r"(e), [f] "=&r"(f)
+                :
+                : "memory");
+        n -= 4u;
+    }
+    (void)b;
+    (void)d;
+    while (n != 0u) {
+        acc += (int32_t)(*w++) * (*x++);
+        --n;
+    }
+    *pw = w;
+    *px = x;
+    return acc;
+}
+
+MCUFLOW_INLINE int32_t mcuflow_dot_s8(const int8_t *w, const int8_t *x, uint32_t n, int32_t acc, const int wa,
+                                      const int xa, const int unroll)
+{
+    return mcuflow_dot_s8_step(&w, &x, n, acc, wa, xa, unroll);
+}
+
 #else /* MCUFLOW_DSP_EMULATED: the same blocks on the C models of the instructions */
 
 #define MCUFLOW_GATHER4(x, w, c, acc, LD, STEP) \
@@ -159,6 +244,37 @@ MCUFLOW_INLINE int32_t mcuflow_dot_s16(const int8_t *w, const int16_t *x, uint32
         --n;
     }
     return acc;
+}
+MCUFLOW_INLINE int32_t mcuflow_dot_s8_step(const int8_t **pw, const int8_t **px, uint32_t n, int32_t acc,
+                                           const int wa, const int xa, const int unroll)
+{
+    const int8_t *w = *pw;
+    const int8_t *x = *px;
+    (void)unroll;
+    (void)wa;
+    (void)xa;
+    while (n >= 4u) {
+        const uint32_t vw = mcuflow_load32(w);
+        const uint32_t vx = mcuflow_load32(x);
+        acc = mcuflow_smlad(mcuflow_sxtb16(vw), mcuflow_sxtb16(vx), acc);
+        acc = mcuflow_smlad(mcuflow_sxtb16_ror8(vw), mcuflow_sxtb16_ror8(vx), acc);
+        w += 4;
+        x += 4;
+        n -= 4u;
+    }
+    while (n != 0u) {
+        acc += (int32_t)(*w++) * (*x++);
+        --n;
+    }
+    *pw = w;
+    *px = x;
+    return acc;
+}
+
+MCUFLOW_INLINE int32_t mcuflow_dot_s8(const int8_t *w, const int8_t *x, uint32_t n, int32_t acc, const int wa,
+                                      const int xa, const int unroll)
+{
+    return mcuflow_dot_s8_step(&w, &x, n, acc, wa, xa, unroll);
 }
 #endif
 

@@ -28,7 +28,7 @@ MCUFLOW_INLINE void mcuflow_fc_dense_reference(const mcuflow_fc_t *l, const int8
             acc += (int32_t)(*w++) * (*xp++);
             --k;
         }
-        y[r] = mcuflow_requantize(acc, l->mult[r], l->rshift[r], l->out_zp, l->act_min, l->act_max);
+        y[r] = MCUFLOW_REQUANT_ROW(l, acc, r);
     }
 }
 

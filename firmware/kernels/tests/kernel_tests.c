@@ -12,9 +12,9 @@
  * Output buffers hold one guard byte past n_out (and scratch buffers guard entries past what a kernel may
  * use): a case also fails when a kernel writes beyond its output.
  *
- * Weight order on the device: dense and index_free rows store weights in groups of four as
- * (w0, w2, w1, w3), a partial last group as is; fixed and csr rows keep the natural order. The comments
- * give the natural order; the arrays hold the stored one. */
+ * Weight order on the device: dense rows store weights in groups of four as (w0, w2, w1, w3), a partial
+ * last group as is (they meet int16 inputs); index_free, fixed and csr rows keep the natural order. The
+ * comments give the natural order; the arrays hold the stored one. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,8 +25,8 @@
 #define Q29X3 1610612736      /* 3 * 2^29 */
 #define QMAX 2147483647       /* 2^31 - 1 */
 #define GUARD8 90             /* untouched output guard byte */
-#define GUARD16 31354         /* untouched scratch entry (0x7a7a) */
-#define SCRATCH_LEN 64
+#define GUARD_SCRATCH 0x7a   /* untouched scratch byte */
+#define SCRATCH_LEN 128       /* bytes */
 #define MAX_FAIL_LINES 8      /* mismatches printed per case */
 
 /* -DMCUFLOW_TESTS_BREAK_ONE=1 spoils one expected value (row 2 of the n_in = 8 dense layer: 11 instead
@@ -109,13 +109,13 @@ static void expect_i32(const int32_t *got, const int32_t *want, uint32_t n)
     }
 }
 
-/* Scratch entries from `from` on must be untouched. */
-static void expect_scratch_guard(const int16_t *scratch, uint32_t from)
+/* Scratch bytes from `from` on must be untouched. */
+static void expect_scratch_guard(const uint8_t *scratch, uint32_t from)
 {
     uint32_t i;
     for (i = from; i < SCRATCH_LEN; ++i) {
-        if (scratch[i] != GUARD16) {
-            mismatch("scratch ", i, scratch[i], GUARD16);
+        if (scratch[i] != GUARD_SCRATCH) {
+            mismatch("scratch ", i, scratch[i], GUARD_SCRATCH);
         }
     }
 }
@@ -140,13 +140,13 @@ static void fill_i8(int8_t *y, uint32_t n, int8_t v)
     }
 }
 
-static int16_t scratch[SCRATCH_LEN] MCUFLOW_ALIGNED(8);
+static uint8_t scratch[SCRATCH_LEN] MCUFLOW_ALIGNED(8);
 
-static int16_t *fresh_scratch(void)
+static uint8_t *fresh_scratch(void)
 {
     uint32_t i;
     for (i = 0u; i < SCRATCH_LEN; ++i) {
-        scratch[i] = GUARD16;
+        scratch[i] = GUARD_SCRATCH;
     }
     return scratch;
 }
@@ -173,6 +173,12 @@ static void run_requant(const char *name, const rq_row_t *rows, uint32_t n)
         const int32_t got = mcuflow_requantize(c->acc, c->mult, c->rshift, c->zp, c->lo, c->hi);
         if (got != c->want) {
             mismatch("", i, got, c->want);
+        }
+        if (c->rshift >= 33u) { /* the short form (a layer whose every rshift is >= 33) gives the same */
+            const int32_t short_form = mcuflow_requantize_gt32(c->acc, c->mult, c->rshift, c->zp, c->lo, c->hi);
+            if (short_form != c->want) {
+                mismatch("short form ", i, short_form, c->want);
+            }
         }
     }
     end();
@@ -321,14 +327,14 @@ static void test_requantize(void)
 /* ---------------------------------------------------------------------------------------------------
  * The fully connected kernels. run_fc runs one layer into a guarded output and checks it. */
 
-typedef void (*fc_kernel_t)(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, int16_t *scratch);
+typedef void (*fc_kernel_t)(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, void *scratch);
 
-/* scratch_used: entries the kernel may write (the rest must stay untouched); ~0u for no scratch. */
+/* scratch_used: bytes the kernel may write (the rest must stay untouched); ~0u for no scratch. */
 static void run_fc(const char *name, fc_kernel_t kernel, const mcuflow_fc_t *l, const int8_t *x, const int8_t *want,
                    uint32_t scratch_used)
 {
     int8_t y[32];
-    int16_t *s = scratch_used == ~0u ? NULL : fresh_scratch();
+    uint8_t *s = scratch_used == ~0u ? NULL : fresh_scratch();
     begin(name);
     fill_i8(y, sizeof y, GUARD8);
     kernel(l, x, y, s);
@@ -413,11 +419,11 @@ static const int8_t dense7_want[2] = {-91, -3};
 
 static void test_fc_dense(void)
 {
-    /* scratch: the DSP variant widens the n_in inputs into it; the reference ignores it */
-    run_fc("fc_dense.n8_aligned", mcuflow_fc_dense, &dense8, dense8_x, dense8_want, 8u);
+    /* scratch: the DSP variant widens the n_in inputs into it (int16: 2 * n_in bytes); the reference ignores it */
+    run_fc("fc_dense.n8_aligned", mcuflow_fc_dense, &dense8, dense8_x, dense8_want, 16u);
     run_fc("fc_dense.n8_no_scratch", mcuflow_fc_dense, &dense8, dense8_x, dense8_want, NO_SCRATCH);
-    run_fc("fc_dense.n13_unaligned", mcuflow_fc_dense, &dense13, dense13_x, dense13_want, 13u);
-    run_fc("fc_dense.n7_partial_group", mcuflow_fc_dense, &dense7, dense7_x, dense7_want, 7u);
+    run_fc("fc_dense.n13_unaligned", mcuflow_fc_dense, &dense13, dense13_x, dense13_want, 26u);
+    run_fc("fc_dense.n7_partial_group", mcuflow_fc_dense, &dense7, dense7_x, dense7_want, 14u);
     run_fc("fc_dense.n7_no_scratch", mcuflow_fc_dense, &dense7, dense7_x, dense7_want, NO_SCRATCH);
 }
 
@@ -569,12 +575,11 @@ static const int8_t ifA_want[7] = {33, 20, -19, -2, -27, -12, -11};
 /* Case B: n = 11 (odd), degree 6 (one group of four + a partial group of 2), 11 rows = 6 passes,
  * p = 5, s = 3, pass_step = 15 mod 11 = 4. Rows 1, 3, 5, 7, 9 straddle a pass boundary after 5, 4, 3, 2
  * and 1 edges: the boundary cuts the partial group (5), falls between the groups (4), and cuts the
- * group of four after 3, 2 and 1 entries, which the kernel then reads one by one in the stored order.
+ * group of four after 3, 2 and 1 entries.
  * x = [c - 5] = [-5, -4, ..., 5]. xp[u] = x[5u mod 11]: u 0..10 -> cols 0, 5, 10, 4, 9, 3, 8, 2, 7, 1, 6.
  * Plan (2, -1): class 0 (u even, 6 entries) reads 0, 10, 9, 8, 7, 6 (wraps at once); class 1 (u odd, 5
  * entries) reads 5, 4, 3, 2, 1. The same layer also runs with the valid plan (4, -2) (20 mod 11 = 9 = -2;
  * 3 entries per class, span 2 * 2 < 11): classes read [0, 9, 7] (wraps), [5, 3, 1], [10, 8, 6], [4, 2].
- * Natural weights below; stored (w0, w2, w1, w3, w4, w5).
  * row 0: t = 0..5, pass 0; u = [0, 1, 2, 3, 4, 5]; cols [0, 5, 10, 4, 9, 3]
  *   w [-4, 1, -3, 2, -2, 3] . x [-5, 0, 5, -1, 4, -2] = 20 + 0 - 15 - 2 - 8 - 6 = -11; acc = 5 - 11 = -6
  * row 1: t = 6..11, straddles passes 0|1 after 5 edges; u = [6, 7, 8, 9, 10, 3]; cols [8, 2, 7, 1, 6, 4]
@@ -600,17 +605,17 @@ static const int8_t ifA_want[7] = {33, 20, -19, -2, -27, -12, -11};
  *   rshift 33: floor((-59 + 4) / 8) = floor(-6.875) = -7 */
 static const int8_t ifB_x[11] = {-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5};
 static const int8_t ifB_w[66] = {
-    -4, -3, 1, 2, -2, 3,  /* row 0 */
-    3, 4, -1, 4, -4, 1,   /* row 1 */
-    1, 2, -3, -2, 3, -1,  /* row 2 */
+    -4, 1, -3, 2, -2, 3,  /* row 0 */
+    3, -1, 4, 4, -4, 1,   /* row 1 */
+    1, -3, 2, -2, 3, -1,  /* row 2 */
     -1, 4, 4, -4, 1, -3,  /* row 3 */
-    -3, -2, 2, 3, -1, 4,  /* row 4 */
-    4, -4, 4, 1, -3, 2,   /* row 5 */
-    2, 3, -2, -1, 4, 4,   /* row 6 */
-    4, 1, -4, -3, 2, -2,  /* row 7 */
-    -2, -1, 3, 4, 4, -4,  /* row 8 */
-    -4, -3, 1, 2, -2, 3,  /* row 9 */
-    3, 4, -1, 4, -4, 1,   /* row 10 */
+    -3, 2, -2, 3, -1, 4,  /* row 4 */
+    4, 4, -4, 1, -3, 2,   /* row 5 */
+    2, -2, 3, -1, 4, 4,   /* row 6 */
+    4, -4, 1, -3, 2, -2,  /* row 7 */
+    -2, 3, -1, 4, 4, -4,  /* row 8 */
+    -4, 1, -3, 2, -2, 3,  /* row 9 */
+    3, -1, 4, 4, -4, 1,   /* row 10 */
 };
 static const int32_t ifB_bias[11] = {5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5};
 static const uint8_t ifB_shift[11] = {30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 33};
@@ -626,9 +631,9 @@ static const mcuflow_fc_t ifB_m4 = {
 };
 static const int8_t ifB_want[11] = {-6, 3, 35, -27, -10, 3, -14, -47, 1, 44, -7};
 
-/* Case C: n = 24, degree 16, 3 rows = 2 passes, p = 13, s = 6, pass_step = 78 mod 24 = 6. Even width,
- * degree and shift: every window starts on an even u, so x_aligned = 1 and w_aligned = 1 (the DSP
- * variant's LDRD blocks of eight), unroll = 1. Row 1 straddles the pass boundary after 8 edges; row 2's
+/* Case C: n = 24, degree 16, 3 rows = 2 passes, p = 13, s = 6, pass_step = 78 mod 24 = 6. The shift
+ * is not a multiple of 4, so row 2's window starts at u = 14: x_aligned = 0 (int8 windows on word
+ * boundaries need width, degree and shift multiples of 4; case E has them); w_aligned = 1, unroll = 1. Row 1 straddles the pass boundary after 8 edges; row 2's
  * window xp[14 .. 30) runs into the repeated head xp[24 ..].
  * x = [c - 12] = [-12, ..., 11]. xp[u] = x[13u mod 24].
  * Plan (2, 2): class 0 (u even) reads cols 0, 2, ..., 22; class 1 (u odd) reads 13, 15, ..., 23, then
@@ -649,14 +654,14 @@ static const int8_t ifB_want[11] = {-6, 3, 35, -27, -10, 3, -14, -47, 1, 44, -7}
 static const int8_t ifC_x[24] = {-12, -11, -10, -9, -8, -7, -6, -5, -4, -3, -2, -1,
                                  0,   1,   2,   3,  4,  5,  6,  7,  8,  9,  10, 11};
 static const int8_t ifC_w[48] MCUFLOW_ALIGNED(8) = {
-    1, 2, 2, -2, -1, 1, -1, -2, 1, 2, 2, -2, -1, 1, -1, -2,   /* row 0, stored (w0, w2, w1, w3) */
-    -2, 2, 1, 2, -2, -1, -1, 1, -2, 2, 1, 2, -2, -1, -1, 1,   /* row 1 */
-    1, 1, -2, 2, 2, -1, -2, -1, 1, 1, -2, 2, 2, -1, -2, -1,   /* row 2 */
+    1, 2, 2, -2, -1, -1, 1, -2, 1, 2, 2, -2, -1, -1, 1, -2,   /* row 0 */
+    -2, 1, 2, 2, -2, -1, -1, 1, -2, 1, 2, 2, -2, -1, -1, 1,   /* row 1 */
+    1, -2, 1, 2, 2, -2, -1, -1, 1, -2, 1, 2, 2, -2, -1, -1,   /* row 2 */
 };
 static const int32_t ifC_bias[3] = {7, -9, 20};
 static const mcuflow_fc_t ifC = {
     .w = ifC_w, .bias = ifC_bias, .mult = q30x16, .rshift = shift30x16, .n_in = 24, .n_out = 3, .degree = 16,
-    .p = 13, .s = 6, .pass_step = 6, .perm_m = 2, .perm_delta = 2, .w_aligned = 1, .x_aligned = 1,
+    .p = 13, .s = 6, .pass_step = 6, .perm_m = 2, .perm_delta = 2, .w_aligned = 1, .x_aligned = 0,
     .unroll = 1, .out_zp = 0, .act_min = -128, .act_max = 127,
 };
 static const int8_t ifC_want[3] = {-27, -35, 26};
@@ -678,11 +683,11 @@ static const int8_t ifC_want[3] = {-27, -35, 26};
  *   w [3, -2, 1, 2] . x [2, -7, -1, 5] = 6 + 14 - 1 + 10 = 29; acc = 4 + 29 = 33 */
 static const int8_t ifD_x[5] = {-7, -4, -1, 2, 5};
 static const int8_t ifD_w[20] MCUFLOW_ALIGNED(8) = {
-    2, 1, -3, -1,  /* row 0, stored (w0, w2, w1, w3) */
-    -1, -2, 3, 1,  /* row 1 */
+    2, -3, 1, -1,  /* row 0 */
+    -1, 3, -2, 1,  /* row 1 */
     1, 2, 2, -3,   /* row 2 */
-    -3, -1, 1, 3,  /* row 3 */
-    3, 1, -2, 2,   /* row 4 */
+    -3, 1, -1, 3,  /* row 3 */
+    3, -2, 1, 2,   /* row 4 */
 };
 static const int32_t ifD_bias[5] = {0, 1, 2, 3, 4};
 static const mcuflow_fc_t ifD = {
@@ -691,6 +696,57 @@ static const mcuflow_fc_t ifD = {
     .act_min = -128, .act_max = 127,
 };
 static const int8_t ifD_want[5] = {-2, -18, 12, -21, 33};
+
+/* Case E: a padded input read in place, rows in runs, the short requantisation. n = 16 columns of which
+ * the first n_x = 13 are inputs (13..15: padding, whose weights the export sets to 0 after folding them into
+ * the bias), degree 8, 4 rows = 2 passes, p = 3, s = 4, pass_step = 12. Width, degree and shift are
+ * multiples of 4: every window starts on a word (x_aligned = 1, w_aligned = 1: the DSP variant's LDRD
+ * blocks). No row straddles a pass boundary (16 = 2 * 8), so the rows run in runs of (rows, first window):
+ * rows 0, 1 at u = 0, 8; the second pass starts s = 4 further on: rows 2, 3 at u = 4, 12, row 3's window
+ * xp[12 .. 20) running into the repeated head. Runs {(2, 0), (2, 4)}.
+ * Plan (m, delta) = (5, -1): class 0 (u = 0, 5, 10, 15) reads cols 0, 15, 14, 13: one input, then it wraps
+ * into the padding, which it skips (those xp entries keep the scratch's guard bytes, times weight 0);
+ * classes 1..4 read 3, 2, 1 / 6, 5, 4 / 9, 8, 7 / 12, 11, 10.
+ * x = [3c - 19] = [-19, -16, -13, -10, -7, -4, -1, 2, 5, 8, 11, 14, 17] (13 inputs, no padding stored).
+ * rshift 33..35 (>= 33: shift_gt32), mult 2^30: y = floor((acc + 2^(k-1)) / 2^k) + zp with k = rshift - 30;
+ * zp 10, clamp 0..12.
+ * row 0: u = 0..7, cols [0, 3, 6, 9, 12, 15, 2, 5]; w [1, 2, 2, -2, -1, 0, 3, 3]
+ *   . x [-19, -10, -1, 8, 17, -, -13, -4] = -19 - 20 - 2 - 16 - 17 + 0 - 39 - 12 = -125; acc = 40 - 125 = -85;
+ *   k 3: floor(-81 / 8) = -11; + 10 = -1 -> 0
+ * row 1: u = 8..15, cols [8, 11, 14, 1, 4, 7, 10, 13]; w [-1, 1, 0, 2, -2, -1, -3, 0]
+ *   . x [5, 14, -, -16, -7, 2, 11, -] = -5 + 14 + 0 - 32 + 14 - 2 - 33 + 0 = -44; acc = -25 - 44 = -69;
+ *   k 4: floor(-61 / 16) = -4; + 10 = 6
+ * row 2: pass 1, u = 4..11, cols [12, 15, 2, 5, 8, 11, 14, 1]; w [1, 0, 1, 2, 2, -2, 0, -3]
+ *   . x [17, -, -13, -4, 5, 14, -, -16] = 17 + 0 - 13 - 8 + 10 - 28 + 0 + 48 = 26; acc = 7 + 26 = 33;
+ *   k 3: floor(37 / 8) = 4; + 10 = 14 -> 12
+ * row 3: u = 12..19 (16.. = 0..3), cols [4, 7, 10, 13, 0, 3, 6, 9]; w [3, 1, -1, 0, 2, 2, -2, -1]
+ *   . x [-7, 2, 11, -, -19, -10, -1, 8] = -21 + 2 - 11 + 0 - 38 - 20 + 2 - 8 = -94; acc = 100 - 94 = 6;
+ *   k 5: floor(22 / 32) = 0; + 10 = 10
+ * The walk (no scratch) reads the padded input: the same x then 3 padding entries (any value: weight 0). */
+static const int8_t ifE_x[13] = {-19, -16, -13, -10, -7, -4, -1, 2, 5, 8, 11, 14, 17};
+static const int8_t ifE_x_padded[16] = {-19, -16, -13, -10, -7, -4, -1, 2, 5, 8, 11, 14, 17, 99, -99, 99};
+static const int8_t ifE_w[32] MCUFLOW_ALIGNED(8) = {
+    1, 2, 2, -2, -1, 0, 3, 3,     /* row 0 */
+    -1, 1, 0, 2, -2, -1, -3, 0,   /* row 1 */
+    1, 0, 1, 2, 2, -2, 0, -3,     /* row 2 */
+    3, 1, -1, 0, 2, 2, -2, -1,    /* row 3 */
+};
+static const int32_t ifE_bias[4] = {40, -25, 7, 100};
+static const uint8_t ifE_shift[4] = {33, 34, 33, 35};
+static const uint16_t ifE_runs[4] = {2, 0, 2, 4};
+static const mcuflow_fc_t ifE = {
+    .w = ifE_w, .bias = ifE_bias, .mult = q30x16, .rshift = ifE_shift, .n_in = 16, .n_out = 4, .degree = 8,
+    .p = 3, .s = 4, .pass_step = 12, .perm_m = 5, .perm_delta = -1, .n_x = 13, .w_aligned = 1,
+    .x_aligned = 1, .unroll = 1, .runs = ifE_runs, .n_runs = 2, .shift_gt32 = 1, .out_zp = 10, .act_min = 0,
+    .act_max = 12,
+};
+/* The same layer through the general row loop (no runs) and the general requantisation. */
+static const mcuflow_fc_t ifE_general = {
+    .w = ifE_w, .bias = ifE_bias, .mult = q30x16, .rshift = ifE_shift, .n_in = 16, .n_out = 4, .degree = 8,
+    .p = 3, .s = 4, .pass_step = 12, .perm_m = 5, .perm_delta = -1, .n_x = 13, .w_aligned = 1,
+    .x_aligned = 1, .unroll = 1, .out_zp = 10, .act_min = 0, .act_max = 12,
+};
+static const int8_t ifE_want[4] = {0, 6, 12, 10};
 
 static void test_fc_index_free(void)
 {
@@ -703,6 +759,10 @@ static void test_fc_index_free(void)
     run_fc("index_free.n24_d16_walk", mcuflow_fc_index_free, &ifC, ifC_x, ifC_want, NO_SCRATCH);
     run_fc("index_free.n5_d4_permuted", mcuflow_fc_index_free, &ifD, ifD_x, ifD_want, 5u + 4u - 1u);
     run_fc("index_free.n5_d4_walk", mcuflow_fc_index_free, &ifD, ifD_x, ifD_want, NO_SCRATCH);
+    run_fc("index_free.n16_nx13_runs_permuted", mcuflow_fc_index_free, &ifE, ifE_x, ifE_want, 16u + 8u - 1u);
+    run_fc("index_free.n16_nx13_general_permuted", mcuflow_fc_index_free, &ifE_general, ifE_x, ifE_want,
+           16u + 8u - 1u);
+    run_fc("index_free.n16_nx13_walk", mcuflow_fc_index_free, &ifE, ifE_x_padded, ifE_want, NO_SCRATCH);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -721,6 +781,7 @@ static void run_exit(const char *name, const int8_t *logits, uint32_t num_classe
     uint16_t conf = 0u;
     int32_t got[3];
     e.lut = lut_ln2;
+    e.lut_last = 0u; /* the whole table */
     e.num_classes = num_classes;
     e.threshold_q15 = threshold;
     begin(name);
@@ -760,6 +821,31 @@ static const int32_t exit_below_thr_want[3] = {0, 20972, 0};
 static const int8_t exit_two_logits[2] = {-4, -3};
 static const int32_t exit_two_want[3] = {1, 21845, 1};
 
+/* The same decision with the table cut where it reached 0: lut_ln2 is 0 from d = 16 on, so the device
+ * keeps its first 32 entries (lut_last = 31, the shortest 2^k with a 0 at index 2^k - 1 and after) and
+ * clamps larger gaps to 31. logits [100, -100, 90, 99]: gaps [0, 200, 10, 1] (200 -> 31: lut 0):
+ * S = 32768 + 0 + 32 + 16384 = 49184; 2^30 / 49184 = 21831.1 ((2^30 + 24592) / 49184 = 21831.6 -> 21831). */
+static const int8_t exit_cut_logits[4] = {100, -100, 90, 99};
+static const int32_t exit_cut_want[3] = {0, 21831, 1};
+
+static void run_exit_cut(void)
+{
+    mcuflow_exit_t e;
+    uint8_t label = 255u;
+    uint16_t conf = 0u;
+    int32_t got[3];
+    e.lut = lut_ln2;
+    e.lut_last = 31u;
+    e.num_classes = 4u;
+    e.threshold_q15 = 20000u;
+    begin("exit.table_cut");
+    got[2] = mcuflow_exit_decide(&e, exit_cut_logits, &label, &conf);
+    got[0] = label;
+    got[1] = conf;
+    expect_i32(got, exit_cut_want, 3u);
+    end();
+}
+
 static void test_exit_decide(void)
 {
     run_exit("exit.tie_lowest_index", exit_tie_logits, 4u, 16000u, exit_tie_want);
@@ -768,6 +854,7 @@ static void test_exit_decide(void)
     run_exit("exit.at_threshold", exit_thr_logits, 4u, 20972u, exit_at_thr_want);
     run_exit("exit.below_threshold", exit_thr_logits, 4u, 20973u, exit_below_thr_want);
     run_exit("exit.two_classes", exit_two_logits, 2u, 1u, exit_two_want);
+    run_exit_cut();
 }
 
 /* ---------------------------------------------------------------------------------------------------

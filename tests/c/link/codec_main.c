@@ -43,10 +43,11 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "rx") == 0) {
         static mcuflow_rx_t rx;
+        static uint8_t buf[MCUFLOW_LINK_MAX_ENCODED];
         mcuflow_frame_t f;
         size_t i;
         uint32_t k;
-        mcuflow_rx_init(&rx);
+        mcuflow_rx_init(&rx, buf, sizeof buf);
         for (i = 0; i < n; i++) {
             int r = mcuflow_rx_push(&rx, in[i], &f);
             if (r == MCUFLOW_RX_FRAME) {

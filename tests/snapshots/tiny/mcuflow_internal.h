@@ -35,16 +35,16 @@ typedef struct {
 extern const mcuflow_layer_entry_t mcuflow_layer_table[MCUFLOW_NUM_LAYERS];
 
 /* mcuflow_weights.c */
-extern const int8_t mcuflow_l0_head_0_w[24];   /* head.0 */
+extern const int8_t mcuflow_l0_head_0_w[24] MCUFLOW_ALIGNED4;   /* head.0 */
 extern const int32_t mcuflow_l0_head_0_bias[6];
 extern const int32_t mcuflow_l0_head_0_mult[6];
 extern const uint8_t mcuflow_l0_head_0_rshift[6];
-extern const int8_t mcuflow_l1_head_1_w[12];   /* head.1 */
+extern const int8_t mcuflow_l1_head_1_w[12] MCUFLOW_ALIGNED4;   /* head.1 */
 extern const uint8_t mcuflow_l1_head_1_cols[12];
 extern const int32_t mcuflow_l1_head_1_bias[4];
 extern const int32_t mcuflow_l1_head_1_mult[4];
 extern const uint8_t mcuflow_l1_head_1_rshift[4];
-extern const int8_t mcuflow_x0_0_exit0_0_w[18];   /* exit0.0 */
+extern const int8_t mcuflow_x0_0_exit0_0_w[18] MCUFLOW_ALIGNED4;   /* exit0.0 */
 extern const int32_t mcuflow_x0_0_exit0_0_bias[3];
 extern const int32_t mcuflow_x0_0_exit0_0_mult[3];
 extern const uint8_t mcuflow_x0_0_exit0_0_rshift[3];

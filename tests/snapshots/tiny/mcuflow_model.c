@@ -19,20 +19,24 @@ const uint8_t mcuflow_model_hash[32] = {
     1, 35, 69, 103, 137, 171, 205, 239, 1, 35, 69, 103, 137, 171, 205, 239
 };
 
-/* One static arena holds every activation at the offset the buffer plan gave it (20 bytes);
+/* One static arena holds every activation at the offset the buffer plan gave it (16 bytes);
  * the union aligns it for word loads. No malloc anywhere. */
 static union {
     int32_t align;
-    int8_t bytes[20];
+    int8_t bytes[16];
 } mcuflow_arena;
 
-/* The kernels' int16 scratch buffer (32 bytes), shared: layers run one at a time. */
-static int16_t mcuflow_scratch[16] MCUFLOW_ALIGNED(4); /* LDRD needs word alignment */
+/* The kernels' scratch buffer (16 bytes), shared: layers run one at a time, and between
+ * runs it is the caller's (mcuflow_scratch_buffer). Words, for LDRD. */
+static int32_t mcuflow_scratch[4];
 
 /* Which exits the last run evaluated (mcuflow_exit_logits). */
 static uint8_t mcuflow_exit_evaluated[1];
 
 /* head.0: index_free, 12 -> 6 */
+static const uint16_t mcuflow_l0_head_0_runs[6] = { /* (rows, first window) */
+    3, 0, 2, 6, 1, 2
+};
 static const mcuflow_fc_t mcuflow_l0_head_0 = {
     .w = mcuflow_l0_head_0_w,
     .bias = mcuflow_l0_head_0_bias,
@@ -48,9 +52,13 @@ static const mcuflow_fc_t mcuflow_l0_head_0 = {
     .pass_step = 6u,
     .perm_m = 2u,
     .perm_delta = -2,
+    .n_x = 10u,
     .w_aligned = 1u,
-    .x_aligned = 1u,
+    .x_aligned = 0u,
     .unroll = 1u,
+    .runs = mcuflow_l0_head_0_runs,
+    .n_runs = 3u,
+    .shift_gt32 = 1u,
     .out_zp = -128,
     .act_min = -128,
     .act_max = 127,
@@ -78,9 +86,11 @@ static const mcuflow_fc_t mcuflow_l1_head_1 = {
     .pass_step = 0u,
     .perm_m = 0u,
     .perm_delta = 0,
+    .n_x = 0u,
     .w_aligned = 0u,
     .x_aligned = 0u,
     .unroll = 0u,
+    .shift_gt32 = 1u,
     .out_zp = -128,
     .act_min = -128,
     .act_max = 127,
@@ -107,9 +117,11 @@ static const mcuflow_fc_t mcuflow_x0_0_exit0_0 = {
     .pass_step = 0u,
     .perm_m = 0u,
     .perm_delta = 0,
+    .n_x = 0u,
     .w_aligned = 0u,
     .x_aligned = 0u,
     .unroll = 0u,
+    .shift_gt32 = 1u,
     .out_zp = 75,
     .act_min = -128,
     .act_max = 127,
@@ -123,6 +135,7 @@ static MCUFLOW_NOINLINE void mcuflow_x0_0_exit0_0_run(const int8_t *x, int8_t *y
 /* exit0 */
 static const mcuflow_exit_t mcuflow_exit0_exit0 = {
     .lut = mcuflow_exit0_exit0_lut,
+    .lut_last = 255u,
     .num_classes = 3u,
     .threshold_q15 = 22938u,
 };
@@ -141,7 +154,7 @@ int mcuflow_head_run(const int8_t *input, mcuflow_head_result_t *out)
     if (input == NULL || out == NULL) {
         return -1;
     }
-    memset(mcuflow_exit_evaluated, 0, sizeof mcuflow_exit_evaluated);
+    mcuflow_exit_evaluated[0] = 0u;
     out->exited = 0u;
     out->exit_index = 0u;
     out->label = 0u;
@@ -150,32 +163,36 @@ int mcuflow_head_run(const int8_t *input, mcuflow_head_result_t *out)
     out->intermediate_len = 0u;
     out->intermediate_zero_point = MCUFLOW_INTERMEDIATE_ZERO_POINT;
     out->intermediate_scale_bits = MCUFLOW_INTERMEDIATE_SCALE_BITS;
-    mcuflow_pad(input, arena + 0, 10u, 12u, MCUFLOW_INPUT_ZERO_POINT);
-    mcuflow_l0_head_0_run(arena + 0, arena + 12);   /* head.0 */
-    mcuflow_x0_0_exit0_0_run(arena + 12, arena + 4);   /* exit0.0 */
+    mcuflow_l0_head_0_run(input, arena + 0);   /* head.0 */
+    mcuflow_x0_0_exit0_0_run(arena + 0, arena + 12);   /* exit0.0 */
     mcuflow_exit_evaluated[0] = 1u;
-    if (mcuflow_exit_decide(&mcuflow_exit0_exit0, arena + 4, &label, &confidence)) {
+    if (mcuflow_exit_decide(&mcuflow_exit0_exit0, arena + 12, &label, &confidence)) {
         out->exited = 1u;
         out->exit_index = 0u;
         out->label = label;
         out->confidence_q15 = confidence;
         return 0;
     }
-    mcuflow_l1_head_1_run(arena + 12, arena + 0);   /* head.1 */
-    out->intermediate = arena + 0;
+    mcuflow_l1_head_1_run(arena + 0, arena + 8);   /* head.1 */
+    out->intermediate = arena + 8;
     out->intermediate_len = MCUFLOW_INTERMEDIATE_LEN;
     return 0;
 }
 
+void *mcuflow_scratch_buffer(void)
+{
+    return mcuflow_scratch;
+}
+
 int8_t *mcuflow_head_input(void)
 {
-    return mcuflow_arena.bytes + 0;
+    return NULL;
 }
 
 const int8_t *mcuflow_exit_logits(uint32_t exit_index)
 {
     static const uint32_t offsets[1] = {
-        4
+        12
     };
     if (exit_index < 1u && mcuflow_exit_evaluated[exit_index]) {
         return mcuflow_arena.bytes + offsets[exit_index];

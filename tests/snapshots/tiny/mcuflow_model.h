@@ -28,10 +28,10 @@ extern "C" {
 #define MCUFLOW_INTERMEDIATE_ZERO_POINT  (-128)
 #define MCUFLOW_INTERMEDIATE_SCALE_BITS  1002880781u
 /* Static RAM the library uses (it allocates nothing at run time): the activation arena, the kernels'
- * int16 scratch buffer and one flag per exit. The stack is the caller's. */
-#define MCUFLOW_ARENA_BYTES       20u
-#define MCUFLOW_SCRATCH_BYTES     32u
-#define MCUFLOW_PEAK_RAM_BYTES    53u
+ * scratch buffer and one flag per exit. The stack is the caller's. */
+#define MCUFLOW_ARENA_BYTES       16u
+#define MCUFLOW_SCRATCH_BYTES     16u
+#define MCUFLOW_PEAK_RAM_BYTES    33u
 
 extern const uint8_t mcuflow_model_hash[32];
 
@@ -54,8 +54,13 @@ int mcuflow_head_run(const int8_t *input, mcuflow_head_result_t *out);
  * mcuflow_head_run, saving a copy and MCUFLOW_INPUT_LEN bytes of the caller's RAM (a receive or
  * decode buffer, say). NULL when MCUFLOW_HEAD_INPUT_IN_ARENA is 0: the head then reads its input
  * where it lies. The content is undefined after a run. */
-#define MCUFLOW_HEAD_INPUT_IN_ARENA 1
+#define MCUFLOW_HEAD_INPUT_IN_ARENA 0
 int8_t *mcuflow_head_input(void);
+
+/* The kernels' scratch buffer, MCUFLOW_SCRATCH_BYTES bytes (word aligned), or NULL when there is none. Only a
+ * run uses it: between runs the caller may keep anything there (a receive buffer, say), which the next run
+ * overwrites; an input passed to mcuflow_head_run must not lie in it. */
+void *mcuflow_scratch_buffer(void);
 
 /* The int8 logits (MCUFLOW_NUM_CLASSES) of exit `exit_index` from the last run, or NULL if that exit was
  * not evaluated by the last run (an earlier exit answered) or does not exist. */

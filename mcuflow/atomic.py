@@ -43,3 +43,23 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode())
+
+
+def unwritable(path: str | os.PathLike, directory: bool = False) -> str | None:
+    """Why ``path`` cannot be written as a file (or, ``directory``, created or replaced as a directory), or
+    None. Checked before long work starts; it tries what an atomic write needs: a new entry beside it."""
+    p = Path(path)
+    if p.exists() and p.is_dir() != directory:
+        return f"{p} exists and is {'not ' if directory else ''}a directory"
+    parent = p.parent
+    while not parent.exists():  # the directories an atomic write would create
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mcuflow-write-check.", dir=parent)
+    except OSError as err:
+        return f"cannot write in {parent}: {err.strerror or err}"
+    os.close(fd)
+    os.unlink(probe)
+    return None

@@ -112,6 +112,34 @@ def case(fn):
 
 
 @case
+def output_under_a_file(t, mp, ex):
+    """Outputs that cannot be written are refused before any training or session starts."""
+    (t / "plain").write_text("x")
+    return Case(["hil", str(CKPT), "--json", str(t / "plain" / "hil.json")], [], "is not a directory")
+
+
+@case
+def train_output_unwritable(t, mp, ex):
+    return Case(["train", "--out", "/proc/mcuflow-model.pt", "--epochs", "1"], [], "cannot write in /proc")
+
+
+@case
+def export_output_unwritable(t, mp, ex):
+    return Case(["export", str(CKPT), "-o", "/proc/mcuflow-export"], [], "cannot write in /proc")
+
+
+@case
+def report_output_is_a_directory(t, mp, ex):
+    (t / "dir.html").mkdir()
+    return Case(["report", str(t / "r.json"), "-o", str(t / "dir.html")], [], "is a directory")
+
+
+@case
+def usage_mistake(t, mp, ex):
+    return Case(["hil", str(CKPT), "--samples", "many"], [], "not a valid integer")
+
+
+@case
 def checkpoint_missing(t, mp, ex):
     return Case(["export", str(t / "nope.pt"), "-o", str(t / "out")], [t / "out"], "nope.pt")
 

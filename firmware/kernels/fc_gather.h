@@ -47,6 +47,15 @@ MCUFLOW_INLINE uint32_t mcuflow_index_at(const void *a, const uint32_t bytes, ui
     return ((const uint32_t *)a)[i];
 }
 
+/* A csr row's length: the DSP variant keeps the previous row pointer (one read per row); the reference
+ * variant reads both, which gcc schedules better around the plain gathers (measured on M3 and M4). */
+#if MCUFLOW_KERNELS_DSP
+#define MCUFLOW_CSR_ROW_LEN(l, r, start, end) ((end) - (start))
+#else
+#define MCUFLOW_CSR_ROW_LEN(l, r, start, end) \
+    ((void)(start), (end) - mcuflow_index_at((l)->row_ptr, (l)->row_ptr_bytes, (r)))
+#endif
+
 /* Both kernels once per column type, so the column pointer steps in whole entries. */
 #define MCUFLOW_GATHER_KERNELS_IMPL(SUFFIX, CTYPE) \
     MCUFLOW_INLINE void mcuflow_fc_fixed_##SUFFIX(const mcuflow_fc_t *l, const int8_t *x, int8_t *y) \
@@ -69,7 +78,7 @@ MCUFLOW_INLINE uint32_t mcuflow_index_at(const void *a, const uint32_t bytes, ui
         uint32_t r; \
         for (r = 0u; r < l->n_out; ++r) { \
             const uint32_t end = mcuflow_index_at(l->row_ptr, l->row_ptr_bytes, r + 1u); \
-            const uint32_t k = end - start; /* one row pointer read per row */ \
+            const uint32_t k = MCUFLOW_CSR_ROW_LEN(l, r, start, end); \
             const int32_t acc = mcuflow_gather_row_##SUFFIX(x, w, c, k, l->bias[r]); \
             start = end; \
             w += k; \

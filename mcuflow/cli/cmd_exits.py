@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mcuflow.cli.main import cli
-from mcuflow.cli.options import data_dir_unless_data, data_option
+from mcuflow.cli.options import OutputPath, data_dir_unless_data, data_option
 from mcuflow.errors import ConfigError
 
 
@@ -27,12 +27,10 @@ from mcuflow.errors import ConfigError
 @click.option(
     "--plot",
     "plot_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(),
     help="Save the accuracy-vs-exit-fraction plot (PNG).",
 )
-@click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the full analysis as JSON."
-)
+@click.option("--json", "json_path", type=OutputPath(), help="Write the full analysis as JSON.")
 def exits(
     checkpoint: Path,
     data_dir: Path | None,

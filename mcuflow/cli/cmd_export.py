@@ -6,6 +6,7 @@ import click
 
 from mcuflow.cli.main import cli
 from mcuflow.cli.options import (
+    OutputPath,
     data_dir_unless_data,
     data_option,
     input_quant_kwargs,
@@ -18,7 +19,7 @@ from mcuflow.passes.quantize import DEFAULT_EXIT_THRESHOLD
 
 @cli.command("export")
 @click.argument("source", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Export directory.")
+@click.option("-o", "--output", "out_dir", required=True, type=OutputPath(directory=True), help="Export directory.")
 @click.option("--board", default=None, help="Check that the head fits this board (see mcuflow boards).")
 @click.option(
     "--exit-threshold",

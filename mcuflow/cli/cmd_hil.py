@@ -8,6 +8,7 @@ import click
 
 from mcuflow.cli.main import cli
 from mcuflow.cli.options import (
+    OutputPath,
     data_dir_unless_data,
     data_option,
     input_quant_kwargs,
@@ -39,9 +40,9 @@ from mcuflow.cli.options import (
     default=None,
     help="A tail .onnx to finish offloaded samples with (onnxruntime) [the checkpoint's tail; an ONNX head has none].",
 )
-@click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Keep the export and build here.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Write an HTML report.")
+@click.option("--workdir", type=OutputPath(directory=True), default=None, help="Keep the export and build here.")
+@click.option("--json", "json_path", type=OutputPath(), default=None, help="Write the results as JSON.")
+@click.option("--report", "report_path", type=OutputPath(), default=None, help="Write an HTML report.")
 @click.option(
     "--sweep",
     "sweep_csv",

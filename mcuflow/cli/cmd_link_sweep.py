@@ -10,7 +10,7 @@ import click
 
 from mcuflow import atomic
 from mcuflow.cli.main import cli
-from mcuflow.cli.options import data_dir_unless_data, data_option, link_flags
+from mcuflow.cli.options import OutputPath, data_dir_unless_data, data_option, link_flags
 from mcuflow.errors import ConfigError
 
 
@@ -39,7 +39,7 @@ def _shifts(text: str) -> tuple[int | None, ...]:
 @click.option(
     "-o",
     "--out-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(directory=True),
     default=Path("link-sweep"),
     show_default=True,
     help="Where link_sweep.csv, link_pareto.png/.md and link_sweep.json go.",

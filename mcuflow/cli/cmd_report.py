@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from mcuflow.cli.main import cli
+from mcuflow.cli.options import OutputPath
 
 
 @cli.command("report")
 @click.argument("result_json", type=click.Path(dir_okay=False))
-@click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help="HTML file to write.")
+@click.option("--output", "-o", type=OutputPath(), required=True, help="HTML file to write.")
 @click.option(
     "--sweep",
     "sweep_csv",

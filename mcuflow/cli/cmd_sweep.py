@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mcuflow.cli.main import cli
-from mcuflow.cli.options import int_list
+from mcuflow.cli.options import OutputPath, int_list
 from mcuflow.errors import ConfigError
 
 
@@ -36,7 +36,7 @@ from mcuflow.errors import ConfigError
 @click.option("--test-limit", type=int, default=None, help="Evaluate on the first N test images only.")
 @click.option(
     "--out-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(directory=True),
     default=Path("sweep"),
     show_default=True,
     help="Where table.csv and accuracy_vs_params.png go.",

@@ -9,6 +9,7 @@ import click
 
 from mcuflow.cli.main import cli
 from mcuflow.cli.options import (
+    OutputPath,
     data_dir_unless_data,
     data_option,
     float_list,
@@ -177,12 +178,10 @@ def model_config_from_options(
     help="Hold out the last N training images: train on the rest (then --limit) and report accuracy on them "
     "instead of the test set, to choose options without looking at the test set.",
 )
-@click.option(
-    "--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Write the trained checkpoint here."
-)
+@click.option("--out", "out", type=OutputPath(), help="Write the trained checkpoint here.")
 @click.option(
     "--metrics-json",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(),
     help="Write params, accuracies and per-junction density here.",
 )
 @click.option(

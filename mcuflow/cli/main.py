@@ -34,9 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("mcuflow: aborted", err=True)
         return 130
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
+    except click.ClickException as err:  # a usage mistake: one line too, with where to look
+        hint = ""
+        ctx = getattr(err, "ctx", None)
+        if ctx is not None:
+            hint = f" (see {ctx.command_path} --help)"
+        click.echo(f"mcuflow: error: {err.format_message()}{hint}", err=True)
+        return 1
     except click.exceptions.Exit as err:
         return err.exit_code
     except McuflowError as err:

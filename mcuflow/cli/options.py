@@ -135,3 +135,22 @@ def input_quant_kwargs(input_scale, input_zero_point, input_range) -> dict:
             raise ConfigError(f"--input-range must be LO,HI (two numbers), got {input_range!r}") from None
         rng = (lo, hi)
     return {"input_scale": input_scale, "input_zero_point": input_zero_point, "input_range": rng}
+
+
+class OutputPath(click.ParamType):
+    """A file (or ``directory``) the command will write: refused at once, in one line, if it cannot be, so no
+    training or session runs only to fail at the end."""
+
+    name = "path"
+
+    def __init__(self, directory: bool = False):
+        self.directory = directory
+
+    def convert(self, value, param, ctx) -> Path:
+        from mcuflow.atomic import unwritable
+
+        path = Path(value)
+        problem = unwritable(path, directory=self.directory)
+        if problem:
+            self.fail(problem, param, ctx)
+        return path

@@ -90,7 +90,35 @@ typedef char mcuflow_intermediate_fits_frame
  * (a fragmented INFER_SPARSE is decoded there). */
 typedef char serve_status_fits
     [(MCUFLOW_STATUS_FIXED_LEN + MCUFLOW_XFER_MAX_PARTS / 8u <= SERVE_REPLY_MAX_PAYLOAD) ? 1 : -1];
-typedef char serve_input_fits_rx[(MCUFLOW_INPUT_LEN <= MCUFLOW_LINK_MAX_ENCODED) ? 1 : -1];
+
+/* The receive buffer. The largest request the host sends is an INFER_PART or INFER carrying the whole input
+ * (SERVE_RX_NEED bytes encoded). A generated model's kernels have a scratch buffer that is free between
+ * head runs: when it holds that much, the receiver uses it (no RAM of its own). Each frame is handled, and
+ * its payload used, before the next head run, which overwrites the buffer: an input received there is
+ * copied to the input buffer first (infer_payload), and a replay waits for a frame in progress to end
+ * before it runs the next sample (replay_poll). HELLO announces the largest payload that then fits. Without
+ * such a buffer (or the generated header: host test builds) the link keeps its own, of the protocol's
+ * largest frame (a model's firmware: of the largest request). */
+#define SERVE_ENCODED_LEN(raw) ((raw) + 1u + (raw) / 254u)
+#define SERVE_RX_NEED \
+    SERVE_ENCODED_LEN(MCUFLOW_LINK_HEADER_LEN + MCUFLOW_PART_HEADER_LEN + MCUFLOW_INPUT_LEN + MCUFLOW_LINK_CRC_LEN)
+#if !defined(MCUFLOW_SCRATCH_BYTES)
+#define SERVE_RX_IN_SCRATCH 0
+#define SERVE_RX_CAP MCUFLOW_LINK_MAX_ENCODED
+#elif MCUFLOW_SCRATCH_BYTES >= SERVE_RX_NEED
+#define SERVE_RX_IN_SCRATCH 1
+#define SERVE_RX_CAP MCUFLOW_SCRATCH_BYTES
+#else
+#define SERVE_RX_IN_SCRATCH 0
+#define SERVE_RX_CAP SERVE_RX_NEED
+#endif
+/* The largest payload a frame that fits the receive buffer carries (HELLO_REPLY bytes 12..13). */
+#define SERVE_RX_MAX_PAYLOAD                                                                           \
+    (MCUFLOW_RX_MAX_RAW(SERVE_RX_CAP) - MCUFLOW_LINK_HEADER_LEN - MCUFLOW_LINK_CRC_LEN > MCUFLOW_LINK_MAX_PAYLOAD \
+         ? MCUFLOW_LINK_MAX_PAYLOAD                                                                    \
+         : MCUFLOW_RX_MAX_RAW(SERVE_RX_CAP) - MCUFLOW_LINK_HEADER_LEN - MCUFLOW_LINK_CRC_LEN)
+typedef char serve_input_fits_rx[(MCUFLOW_INPUT_LEN <= SERVE_RX_CAP) ? 1 : -1];
+typedef char serve_request_fits_rx[(SERVE_RX_NEED <= SERVE_RX_CAP) ? 1 : -1];
 
 /* One fragmented request being reassembled (docs/protocol.md, "Fragmented requests"). The body
  * itself lives in the device's one input buffer (SPARSE_INPUT below), so there is one transfer at
@@ -124,12 +152,18 @@ typedef struct {
 } serve_link_t;
 
 static serve_link_t link0;
-static uint8_t link0_rx_buf[MCUFLOW_LINK_MAX_ENCODED];
+#if !SERVE_RX_IN_SCRATCH
+static uint8_t link0_rx_buf[SERVE_RX_CAP];
+#endif
 /* The link whose transfer the input buffer holds. */
 static serve_link_t *body_owner;
 
 static void serve_link_init(serve_link_t *l) {
-    mcuflow_rx_init(&l->rx, link0_rx_buf, sizeof link0_rx_buf);
+    #if SERVE_RX_IN_SCRATCH
+    mcuflow_rx_init(&l->rx, (uint8_t *)mcuflow_scratch_buffer(), SERVE_RX_CAP);
+#else
+    mcuflow_rx_init(&l->rx, link0_rx_buf, SERVE_RX_CAP);
+#endif
     l->last_valid = 0;
     l->lean = 0;
     l->xfer.count = 0;
@@ -243,7 +277,7 @@ static uint16_t hello_payload(serve_link_t *l) {
     mcuflow_put_u16(p + 8, (uint16_t)MCUFLOW_INTERMEDIATE_LEN);
     p[10] = (uint8_t)MCUFLOW_NUM_CLASSES;
     p[11] = (uint8_t)MCUFLOW_NUM_EXITS;
-    mcuflow_put_u16(p + 12, (uint16_t)MCUFLOW_LINK_MAX_PAYLOAD);
+    mcuflow_put_u16(p + 12, (uint16_t)SERVE_RX_MAX_PAYLOAD);
     mcuflow_put_u32(p + 14, l->rx.dropped);
     for (i = 0; i < 32u; i++) {
         p[18u + i] = mcuflow_model_hash[i];
@@ -267,8 +301,9 @@ static uint16_t hello_payload(serve_link_t *l) {
     return n;
 }
 
-/* INFER_SPARSE inputs are decoded straight into the head's own input buffer when it has one
- * (no copy, no extra RAM), else here; INFER inputs are used where they lie. */
+/* The device's input buffer: INFER_SPARSE inputs are decoded straight into the head's own input buffer when
+ * it has one (no copy, no extra RAM), else here; fragmented bodies are reassembled here. INFER inputs are used
+ * where they lie, unless that is the receive buffer in the kernels' scratch: then they are copied here. */
 #if MCUFLOW_HEAD_INPUT_IN_ARENA
 #define SPARSE_INPUT mcuflow_head_input()
 #else
@@ -329,6 +364,17 @@ static uint8_t infer_payload(serve_link_t *l, uint8_t type, const uint8_t *body,
         *out_len = error_payload(l, MCUFLOW_ERR_BAD_TENSOR_SIZE, "input size");
         return MCUFLOW_MSG_ERROR;
     }
+#if SERVE_RX_IN_SCRATCH
+    if ((const uint8_t *)input >= l->rx.buf && (const uint8_t *)input < l->rx.buf + SERVE_RX_CAP) {
+        /* received (or decoded) into the kernels' scratch, which the run overwrites: into the input buffer */
+        uint8_t *dst = (uint8_t *)SPARSE_INPUT;
+        uint32_t k;
+        for (k = 0; k < (uint32_t)MCUFLOW_INPUT_LEN; k++) {
+            dst[k] = ((const uint8_t *)input)[k];
+        }
+        input = (const int8_t *)dst;
+    }
+#endif
     platform_counter_reset();
     rc = mcuflow_head_run(input, &res);
     n = platform_counter_read();
@@ -507,6 +553,11 @@ static int replay_poll(serve_link_t *l) {
     return 0;
 }
 
+/* A frame from the host has begun but not ended. When the receive buffer is the kernels' scratch the next
+ * sample would overwrite it, so the run stops there (as the whole frame would stop it) and the main loop
+ * reads the rest. */
+#define SERVE_RX_BUSY(l) (SERVE_RX_IN_SCRATCH && (l)->rx.len != 0u)
+
 static void put_u64(uint8_t *p, uint64_t v) {
     mcuflow_put_u32(p, (uint32_t)v);
     mcuflow_put_u32(p + 4, (uint32_t)(v >> 32));
@@ -566,7 +617,7 @@ static uint16_t replay_run(serve_link_t *l, const uint8_t *p, uint32_t len) {
                 replay_has_pending = 1;
             }
         } while (!replay_has_pending && period != 0u && platform_counter_read() < period);
-        if (replay_has_pending) {
+        if (replay_has_pending || SERVE_RX_BUSY(l)) {
             status = i + 1u < count ? MCUFLOW_REPLAY_STOPPED : MCUFLOW_REPLAY_DONE;
             break;
         }

@@ -1,7 +1,7 @@
 """The fault-injection measurement of issue 7: one clean and one faulty HIL session under QEMU.
 
     python bench/faults.py --data-dir /work/shared/datasets/mnist --samples 10000 \
-        --faults drop=0.01,flip=0.001 --fault-seed 1 --json out/faults.json
+        --faults drop=0.01,flip=0.001 --fault-seed 1 --json out/faults.json [--feed replay]
 
 Three sessions run the same export and firmware: a clean direct link, the proxy
 without faults (the cost of the extra hop), and the faulty one, which goes through the
@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=0.05, help="Base wait per answer (plus the bytes' UART time).")
     ap.add_argument("--retries", type=int, default=3)
     ap.add_argument("--fragment", default="auto", help="auto, off or a part size in bytes.")
+    ap.add_argument(
+        "--feed",
+        choices=("host", "replay"),
+        default="host",
+        help="host: every input goes down the faulty link; replay: the inputs lie in the device's memory, "
+        "the faults hit the REPLAY requests and every answer.",
+    )
     ap.add_argument("--skip-clean", action="store_true", help="Only the faulty session.")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None)
@@ -44,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    common = dict(samples=a.samples, data_dir=a.data_dir, workdir=a.workdir, show_progress=False, log=log)
+    common = dict(samples=a.samples, data_dir=a.data_dir, workdir=a.workdir, show_progress=False, log=log, feed=a.feed)
     clean = None if a.skip_clean else run_hil(a.checkpoint, a.board, timeout=5.0, **common)
     # The proxy alone (no faults): separates the cost of the extra hop from the cost of recovery.
     hop = None if a.skip_clean else run_hil(a.checkpoint, a.board, timeout=0.5, faults="", fragment="off", **common)
@@ -60,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     link, extra = faulty.link, faulty.link.faults  # extra: the recovery and fault counters of the proxy
     summary = {
+        "feed": a.feed,
         "samples": faulty.samples,
         "faults": jsonshape.dump(faulty.faults),
         "lost": faulty.lost,

@@ -15,7 +15,7 @@ typedef struct {
     const void *row_ptr;   /* csr: n_out + 1 row starts, row_ptr_bytes each */
     const int32_t *bias;   /* int32 per row, the input zero point folded in */
     const int32_t *mult;   /* Q31 requantisation multiplier per row, in [2^30, 2^31) */
-    const uint8_t *rshift; /* right shift per row, 1..62 */
+    const uint8_t *rshift; /* right shift per row, 1..62; a shift_gt32 layer stores rshift - 33 */
     uint32_t n_in;
     uint32_t n_out;
     uint32_t degree;        /* weights per row: n_in (dense), the in-degree (fixed, index_free) */
@@ -35,7 +35,8 @@ typedef struct {
     const uint16_t *runs;   /* index_free without rows that straddle a pass boundary: n_runs (rows, first
                              * window) pairs, the rows in order (fc_index_free.h); NULL: the general loop */
     uint32_t n_runs;
-    uint8_t shift_gt32;     /* every row's rshift is at least 33: the requantisation's short form */
+    uint8_t shift_gt32;     /* every row's rshift is at least 33: the requantisation's short form (rshift[]
+                             * holds rshift - 33) */
     int32_t out_zp;         /* output zero point */
     int32_t act_min;        /* output clamp: -128..act_max (a fused ReLU raises act_min to out_zp) */
     int32_t act_max;

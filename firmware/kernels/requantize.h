@@ -44,17 +44,19 @@ MCUFLOW_INLINE int8_t mcuflow_requantize(int32_t acc, int32_t mult, uint32_t rsh
     return (int8_t)v;
 }
 
-/* The same integers for rshift >= 33 (every row of a layer with shift_gt32), in fewer instructions: with
- * h = floor(acc * mult / 2^32) (one SMULL) and k = rshift - 32 >= 1,
- *   floor((acc * mult + 2^(rshift - 1)) / 2^rshift) = floor((h + 2^(k-1)) / 2^k) = floor((floor(h / 2^(k-1)) + 1) / 2),
- * and adding zp before the last halving, as 2 * zp, changes nothing (it is even). */
-MCUFLOW_INLINE int8_t mcuflow_requantize_gt32(int32_t acc, int32_t mult, uint32_t rshift, const int32_t zp,
+/* The same integers for rshift >= 33 (every row of a layer with shift_gt32), in fewer instructions. It takes
+ * k1 = rshift - 33, as the export stores such a layer's shifts. With h = floor(acc * mult / 2^32) (one SMULL)
+ * and k = rshift - 32 = k1 + 1 >= 1,
+ *   floor((acc * mult + 2^(rshift - 1)) / 2^rshift) = floor((h + 2^(k-1)) / 2^k) = floor((floor(h / 2^k1) + 1) / 2),
+ * and adding zp before the last halving, as 2 * zp, changes nothing (it is even). On Armv7-M the halving
+ * and the int8 saturation are one SSAT with ASR #1. */
+MCUFLOW_INLINE int8_t mcuflow_requantize_gt32(int32_t acc, int32_t mult, uint32_t k1, const int32_t zp,
                                              const int32_t lo, const int32_t hi)
 {
     const int32_t h = (int32_t)(((int64_t)acc * (int64_t)mult) >> 32);
-    int32_t v = ((h >> (rshift - 33u)) + (1 + 2 * zp)) >> 1;
+    int32_t v = (h >> k1) + (1 + 2 * zp);
 #if defined(__ARM_ARCH) && __ARM_ARCH >= 7 && !defined(__ARM_ARCH_6M__)
-    __asm__("ssat %0, #8, %1" : "=r"(v) : "r"(v));
+    __asm__("ssat %0, #8, %1, asr #1" : "=r"(v) : "r"(v));
     if (lo > -128 && v < lo) {
         v = lo;
     }
@@ -62,6 +64,7 @@ MCUFLOW_INLINE int8_t mcuflow_requantize_gt32(int32_t acc, int32_t mult, uint32_
         v = hi;
     }
 #else
+    v >>= 1;
     if (v < lo) {
         v = lo;
     }

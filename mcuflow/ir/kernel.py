@@ -29,6 +29,7 @@ class KernelPlan:
     n_x: int = 0  # index_free: inputs read in place, columns past them padding of weight 0 (0: all n_in)
     runs: tuple[tuple[int, int], ...] = ()  # index_free without straddling rows: (rows, first window) per run
     shift_gt32: bool = False  # every row's rshift >= 33 (the short requantisation)
+    rshift: np.ndarray | None = None  # uint8 per row as the device stores it (shift_gt32: rshift - 33)
 
     @property
     def reads_unpadded(self) -> bool:

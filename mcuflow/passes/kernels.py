@@ -111,8 +111,10 @@ def plan_kernel(pw: PackedWeights, small_ram: bool = False, layer: QLinear | Non
     after a Pad); ``layer``, its quantised form, gives the columns and biases to fold the padding."""
     degree = pw.n_in if pw.format == "dense" else pw.degree
     common = {"function": FUNCTIONS[pw.format], "weights": device_values(pw), "degree": degree}
-    if layer is not None:
-        common["shift_gt32"] = bool(np.all(np.asarray(layer.rshift) >= 33))
+    if layer is not None and np.all(np.asarray(layer.rshift) >= 33):
+        # the short requantisation (requantize.h) takes rshift - 33: one subtraction less per row
+        common["shift_gt32"] = True
+        common["rshift"] = (np.asarray(layer.rshift, dtype=np.int64) - 33).astype(np.uint8)
     if pw.format == "dense":
         return KernelPlan(
             **common,

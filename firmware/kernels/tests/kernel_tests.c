@@ -175,7 +175,7 @@ static void run_requant(const char *name, const rq_row_t *rows, uint32_t n)
             mismatch("", i, got, c->want);
         }
         if (c->rshift >= 33u) { /* the short form (a layer whose every rshift is >= 33) gives the same */
-            const int32_t short_form = mcuflow_requantize_gt32(c->acc, c->mult, c->rshift, c->zp, c->lo, c->hi);
+            const int32_t short_form = mcuflow_requantize_gt32(c->acc, c->mult, c->rshift - 33u, c->zp, c->lo, c->hi);
             if (short_form != c->want) {
                 mismatch("short form ", i, short_form, c->want);
             }
@@ -733,9 +733,10 @@ static const int8_t ifE_w[32] MCUFLOW_ALIGNED(8) = {
 };
 static const int32_t ifE_bias[4] = {40, -25, 7, 100};
 static const uint8_t ifE_shift[4] = {33, 34, 33, 35};
+static const uint8_t ifE_shift_less33[4] = {0, 1, 0, 2}; /* as the export stores a shift_gt32 layer's */
 static const uint16_t ifE_runs[4] = {2, 0, 2, 4};
 static const mcuflow_fc_t ifE = {
-    .w = ifE_w, .bias = ifE_bias, .mult = q30x16, .rshift = ifE_shift, .n_in = 16, .n_out = 4, .degree = 8,
+    .w = ifE_w, .bias = ifE_bias, .mult = q30x16, .rshift = ifE_shift_less33, .n_in = 16, .n_out = 4, .degree = 8,
     .p = 3, .s = 4, .pass_step = 12, .perm_m = 5, .perm_delta = -1, .n_x = 13, .w_aligned = 1,
     .x_aligned = 1, .unroll = 1, .runs = ifE_runs, .n_runs = 2, .shift_gt32 = 1, .out_zp = 10, .act_min = 0,
     .act_max = 12,

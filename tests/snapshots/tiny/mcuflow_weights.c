@@ -20,8 +20,8 @@ const int32_t mcuflow_l0_head_0_bias[6] = {
 const int32_t mcuflow_l0_head_0_mult[6] = {
     1768566851, 1397867273, 1149788161, 1460366883, 1325573009, 2139472491
 };
-const uint8_t mcuflow_l0_head_0_rshift[6] = {
-    38, 38, 37, 39, 39, 39
+const uint8_t mcuflow_l0_head_0_rshift[6] = {  /* rshift - 33 (shift_gt32) */
+    5, 5, 4, 6, 6, 6
 };
 
 /* head.1: fixed, 6 -> 4, nnz 12, 12 weight bytes, 12 index bytes */
@@ -37,8 +37,8 @@ const int32_t mcuflow_l1_head_1_bias[4] = {
 const int32_t mcuflow_l1_head_1_mult[4] = {
     1118263505, 1690664650, 1783854261, 2104953177
 };
-const uint8_t mcuflow_l1_head_1_rshift[4] = {
-    37, 38, 36, 37
+const uint8_t mcuflow_l1_head_1_rshift[4] = {  /* rshift - 33 (shift_gt32) */
+    4, 5, 3, 4
 };
 
 /* exit0.0: dense, 6 -> 3, nnz 18, 18 weight bytes, 0 index bytes */
@@ -52,8 +52,8 @@ const int32_t mcuflow_x0_0_exit0_0_bias[3] = {
 const int32_t mcuflow_x0_0_exit0_0_mult[3] = {
     1506482369, 1336444459, 1756483078
 };
-const uint8_t mcuflow_x0_0_exit0_0_rshift[3] = {
-    38, 37, 38
+const uint8_t mcuflow_x0_0_exit0_0_rshift[3] = {  /* rshift - 33 (shift_gt32) */
+    5, 4, 5
 };
 
 /* exit0: Q15 exp(-d * logit_scale) for a logit gap d = 0..255; larger gaps read the last entry (0) */

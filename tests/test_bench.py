@@ -54,8 +54,9 @@ def test_quick_sweep_runs_and_sparse_beats_dense_at_low_density(tmp_path, monkey
     assert count[("dense", 100.0)] > 800 * 50
     for fmt in ("csr", "fixed", "index_free"):
         assert count[(fmt, 2.0)] * 5 < count[("dense", 2.0)], fmt  # 2 % density: sparse wins clearly
-    # the index-free kernel is a dense SMLAD product after its permutation: close to dense at 100 %
-    assert count[("index_free", 100.0)] < 1.2 * count[("dense", 100.0)]
+    # the index-free kernel is a dense SMLAD product after its permutation, over an int8 permuted input
+    # (SXTB16 on both operands; the dense kernel widens its input once): within 1.4x of dense at 100 %
+    assert count[("index_free", 100.0)] < 1.4 * count[("dense", 100.0)]
     for name in ("sweep.png", "benchmarks.md", "crossover.csv", "results.json"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert "sparse beats dense" in (tmp_path / "benchmarks.md").read_text()

@@ -9,6 +9,7 @@ import os
 import random
 import struct
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -183,6 +184,11 @@ def test_firmware_survives_10000_hostile_frames_and_still_answers_correctly(firm
         drain.start()
         for i in range(0, len(frames), 50):
             sock.sendall(b"".join(frames[i : i + 50]))
+        # sendall returns once the sockets buffer the flood (about 1 MB), long before the device has read
+        # it at one byte per emulator turn: wait for its first answers (a loaded machine may take seconds)
+        deadline = time.monotonic() + 60.0
+        while drain.bytes == 0 and time.monotonic() < deadline and s.process.poll() is None:
+            time.sleep(0.1)
         drain.stop.set()
         drain.join(timeout=5)
         assert drain.bytes > 0  # it answered the frames with a good CRC along the way

@@ -53,8 +53,10 @@ def test_paper_model_fits_the_targets_on_cortex_m4(paper_export):
     r = build(paper_export, "qemu-mps2-an386").report  # the protocol firmware, as shipped
     # The device-limits issue asks flash <= 8 KB and static RAM (stack excluded) <= 2 KB. RAM is met: the
     # protocol receives into the kernels' scratch buffer, so its own RAM is the input buffer and the reply
-    # buffers (docs/results-firmware.md). Flash is 8,536 B, 344 B over: this bound keeps it from growing.
-    assert r["flash_bytes"] <= 8_600, r["components"]
+    # buffers (docs/results-firmware.md). Flash is not met: the trained paper model's firmware is 8,536 B;
+    # this untrained one 8,916 B (its exit's table never reaches 0, so it keeps all 256 entries). The
+    # bound keeps it from growing.
+    assert r["flash_bytes"] <= 9_000, r["components"]
     assert r["ram_bytes"] <= 2 * 1024, r["components"]
     # The fast index-free kernel adds an int8 copy of its input (docs/benchmarks.md); exported with
     # --small-ram it has none, and then the model's RAM is its arena (and the exit flag) alone.

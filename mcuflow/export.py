@@ -53,7 +53,7 @@ def compile_graph(
 ) -> QModel:
     """The named passes in order: fuse_relu -> quantize -> choose_formats -> plan_kernels -> plan_memory."""
     fused = fuse_relu(graph)
-    if not fused.head or not any(n.kind == "linear" for n in fused.head):
+    if not fused.head or not any(n.kind in ("linear", "conv2d") for n in fused.head):
         raise ConfigError("the head has no linear layer: nothing to run on the device")
     q = quantize(fused, calibration, per_channel=per_channel, exit_threshold=exit_threshold, input_quant=input_quant)
     choose_formats(q, force=force_format)

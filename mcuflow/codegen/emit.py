@@ -119,6 +119,8 @@ class LibraryContext:
     intermediate_scale_bits: int
     plan: MemoryPlan
     layers: list[CLayer]  # head, then exits, then benchmark-only layers: mcuflow_layer_table's order
+    fc_layers: list[CLayer]  # the fully connected ones (mcuflow_fc_t)
+    conv_layers: list[CLayer]  # conv and pool layers (mcuflow_conv_t, mcuflow_pool_t)
     exits: list[CExit]
     steps: list[CStep]
     max_layer_in: int
@@ -180,6 +182,8 @@ def build_context(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> Libr
         intermediate_scale_bits=float_bits(model.intermediate_scale),
         plan=plan,
         layers=layers,
+        fc_layers=[cl for cl in layers if cl.q.kind == "linear"],
+        conv_layers=[cl for cl in layers if cl.q.kind != "linear"],
         exits=exits,
         steps=steps,
         max_layer_in=max(cl.q.n_in for cl in layers),

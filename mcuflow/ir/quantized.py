@@ -48,6 +48,10 @@ class QLinear:
     saturated_biases: int = 0
 
     @property
+    def kind(self) -> str:
+        return "linear"
+
+    @property
     def degree(self) -> int:
         return int(self.columns.shape[1])
 

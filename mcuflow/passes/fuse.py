@@ -6,6 +6,7 @@ import copy
 
 from mcuflow.errors import ConfigError
 from mcuflow.ir.graph import ExitBranch, Graph, Linear, Pad, Relu
+from mcuflow.passes.fuse_conv import fuse_relu_into
 
 
 def _fuse_chain(nodes: list, reads: set[int], where: str) -> tuple[list, dict[int, int]]:
@@ -15,6 +16,11 @@ def _fuse_chain(nodes: list, reads: set[int], where: str) -> tuple[list, dict[in
     for i, node in enumerate(nodes):
         if isinstance(node, Relu):
             prev = out[-1] if out else None
+            fused = fuse_relu_into(prev) if i not in reads else None  # conv, pool
+            if fused is not None:
+                out[-1] = fused
+                remap[i + 1] = len(out)
+                continue
             if not isinstance(prev, Linear) or prev.relu or i in reads:
                 raise ConfigError(
                     f"{where}: {node.name} (ReLU) does not follow a linear layer whose pre-activation output "

@@ -4,7 +4,8 @@ static buffers (the kernels' scratch, the exits' flags), so that the plan's RAM 
 Tensors live from the step that writes them to the last step that reads them; the head
 output and every exit's logits live to the end (the caller reads them after the run).
 Offsets are 4-byte aligned and assigned greedily, biggest tensor first, at the lowest
-offset that does not overlap a tensor alive at the same time. The scratch buffer is shared by
+offset that does not overlap a tensor alive at the same time; a step that may run in place (pooling)
+writes over its input when that input dies there (``passes.memory_conv``). The scratch buffer is shared by
 the layers (they run one at a time), sized for the one that needs most (``plan_kernels``).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from mcuflow.ir.memory import ALIGN, MemoryPlan, Step
 from mcuflow.ir.quantized import QModel
+from mcuflow.passes.memory_conv import in_place_aliases
 
 
 def schedule(model: QModel) -> list[Step]:
@@ -29,11 +31,11 @@ def schedule(model: QModel) -> list[Step]:
             src = head_tensor[pos]
             for j, layer in enumerate(ex.layers):
                 dst = f"e{e}_{j}"
-                steps.append(Step("linear", src, dst, layer, e))
+                steps.append(Step(layer.kind, src, dst, layer, e))
                 src = dst
             steps.append(Step("exit", src, src, None, e))
         if pos < len(model.head):
-            steps.append(Step("linear", head_tensor[pos], head_tensor[pos + 1], model.head[pos]))
+            steps.append(Step(model.head[pos].kind, head_tensor[pos], head_tensor[pos + 1], model.head[pos]))
     return steps
 
 
@@ -60,8 +62,11 @@ def plan_memory(model: QModel) -> MemoryPlan:
         if name in life:
             life[name][1] = end
     sizes = {name: _size(model, name, steps) for name in life}
+    alias = in_place_aliases(steps, life, sizes)  # dst -> src it overwrites (pooling)
     offsets: dict[str, int] = {}
     for name in sorted(life, key=lambda n: (-sizes[n], life[n][0])):
+        if name in alias:
+            continue
         busy = sorted(
             (offsets[o], offsets[o] + sizes[o])
             for o in offsets
@@ -73,6 +78,8 @@ def plan_memory(model: QModel) -> MemoryPlan:
                 break
             off = max(off, -(-hi // ALIGN) * ALIGN)
         offsets[name] = off
+    for dst in sorted(alias, key=lambda n: life[n][0]):
+        offsets[dst] = offsets[alias[dst]]
     arena = max((offsets[n] + sizes[n] for n in offsets), default=0)
     arena = -(-arena // ALIGN) * ALIGN
     for s in steps:

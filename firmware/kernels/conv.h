@@ -1,0 +1,123 @@
+/* mcuflow kernel library: 2-D convolution over HWC int8 feature maps, dense or channel-sparse (both
+ * variants: the inner loop is the variant's mcuflow_dot_s16).
+ *
+ * Output channel o reads the d_in input channels (u * p) mod c_in for u in its window of the closed form
+ * u = (t + (t / c_in) * s) mod c_in, t = o * d_in + k (mcuflow/sparsity/patterns.py over channels; dense:
+ * p = 1, s = 0, d_in = c_in). The kernel regenerates the windows; no channel index is stored.
+ *
+ * Per output pixel it builds the permuted, channel-major patch xp[u * T + t] (T = kh * kw taps, t = i * kw + j)
+ * of u_count channels (c_in, plus the first ones repeated, so windows never wrap), padding with the input
+ * zero point (a real zero: the export folds -in_zp * sum(w) into the bias). Every output channel is then one
+ * contiguous dot product of d_in * T weights, or two where its window straddles a pass boundary.
+ * Weights: per output channel, each piece in groups of four as (w0, w2, w1, w3), a partial last group as is.
+ *
+ * out[(oy * out_w + ox) * c_out + o] = requantize(bias[o] + sum w * xp), as every fully connected kernel. */
+#ifndef MCUFLOW_CONV_H
+#define MCUFLOW_CONV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mcuflow_kernel_config.h"
+#include "requantize.h"
+
+typedef struct {
+    const int8_t *w;       /* c_out * d_in * kh * kw weights in the kernel's order */
+    const int32_t *bias;   /* int32 per output channel, the input zero point folded in */
+    const int32_t *mult;   /* Q31 multiplier per output channel */
+    const uint8_t *rshift; /* right shift per output channel */
+    uint32_t in_h, in_w, c_in;
+    uint32_t out_h, out_w, c_out;
+    uint32_t kh, kw, stride_h, stride_w, pad_top, pad_left;
+    uint32_t d_in;    /* input channels per output channel */
+    uint32_t p;       /* channel step, a unit of Z/c_in */
+    uint32_t s;       /* pass shift in [0, c_in) */
+    uint32_t u_count; /* channels of the permuted patch: scratch holds u_count * kh * kw int16 */
+    int32_t in_zp, out_zp, act_min, act_max;
+    uint8_t w_aligned; /* every row starts on a 4-byte boundary (weights and patch) */
+    uint8_t x_aligned;
+} mcuflow_conv_t;
+
+/* The permuted patch of the output pixel whose window starts at (y0, x0) (may be negative: padding). */
+MCUFLOW_INLINE void mcuflow_conv_patch(const mcuflow_conv_t *l, const int8_t *x, int16_t *xp, int32_t y0, int32_t x0)
+{
+    const uint32_t taps = l->kh * l->kw;
+    uint32_t t = 0u;
+    uint32_t i, j, u;
+    for (i = 0u; i < l->kh; ++i) {
+        const int32_t iy = y0 + (int32_t)i;
+        for (j = 0u; j < l->kw; ++j, ++t) {
+            const int32_t ix = x0 + (int32_t)j;
+            int16_t *d = xp + t;
+            if (iy < 0 || iy >= (int32_t)l->in_h || ix < 0 || ix >= (int32_t)l->in_w) {
+                for (u = 0u; u < l->u_count; ++u) {
+                    d[u * taps] = (int16_t)l->in_zp;
+                }
+            } else {
+                const int8_t *src = x + ((uint32_t)iy * l->in_w + (uint32_t)ix) * l->c_in;
+                uint32_t c = 0u;
+                for (u = 0u; u < l->u_count; ++u) {
+                    d[u * taps] = src[c];
+                    c += l->p;
+                    if (c >= l->c_in) {
+                        c -= l->c_in;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* scratch: u_count * kh * kw int16 entries (required). */
+MCUFLOW_INLINE void mcuflow_conv(const mcuflow_conv_t *l, const int8_t *x, int8_t *y, int16_t *scratch)
+{
+    const uint32_t taps = l->kh * l->kw;
+    const uint32_t n = l->c_in;
+    const uint32_t row = l->d_in * taps;
+    uint32_t oy, ox, o;
+    for (oy = 0u; oy < l->out_h; ++oy) {
+        for (ox = 0u; ox < l->out_w; ++ox) {
+            const int8_t *w = l->w;
+            uint32_t u = 0u;   /* window start */
+            uint32_t left = n; /* channels left in the current pass */
+            mcuflow_conv_patch(l, x, scratch, (int32_t)(oy * l->stride_h) - (int32_t)l->pad_top,
+                               (int32_t)(ox * l->stride_w) - (int32_t)l->pad_left);
+            for (o = 0u; o < l->c_out; ++o) {
+                int32_t acc;
+                if (left >= l->d_in) {
+                    acc = mcuflow_dot_s16(w, scratch + u * taps, row, l->bias[o], l->w_aligned, l->x_aligned, 1);
+                    w += row;
+                    u += l->d_in;
+                    left -= l->d_in;
+                    if (u >= n) {
+                        u -= n;
+                    }
+                    if (left == 0u) {
+                        left = n;
+                        u += l->s;
+                        if (u >= n) {
+                            u -= n;
+                        }
+                    }
+                } else {
+                    /* The window straddles a pass boundary: `left` channels from u, the rest from u2. */
+                    const uint32_t rest = l->d_in - left;
+                    uint32_t u2 = u + left + l->s;
+                    u2 = u2 >= 2u * n ? u2 - 2u * n : (u2 >= n ? u2 - n : u2);
+                    acc = mcuflow_dot_s16(w, scratch + u * taps, left * taps, l->bias[o], 0, 0, 0);
+                    w += left * taps;
+                    acc = mcuflow_dot_s16(w, scratch + u2 * taps, rest * taps, acc, 0, 0, 0);
+                    w += rest * taps;
+                    u = u2 + rest;
+                    if (u >= n) {
+                        u -= n;
+                    }
+                    left = n - rest;
+                }
+                *y++ = mcuflow_requantize(acc, l->mult[o], l->rshift[o], l->out_zp, l->act_min, l->act_max);
+            }
+        }
+    }
+}
+
+#endif /* MCUFLOW_CONV_H */

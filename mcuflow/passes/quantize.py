@@ -190,4 +190,5 @@ def quantize(
         per_channel=per_channel,
         calibration_samples=len(calibration),
         source=graph.source,
+        input_shape=graph.input_shape,
     )

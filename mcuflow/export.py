@@ -278,12 +278,14 @@ def export(
     input_zero_point: int | None = None,
     input_range: tuple[float, float] | None = None,
     calibration_labels: np.ndarray | None = None,
+    graph: Graph | None = None,
 ) -> ExportResult:
     """Compile a checkpoint (``.pt``) or ONNX file (``.onnx``) into ``out_dir``, atomically.
 
     Calibration takes ``calibration`` when given, else the first ``calibration_samples`` training inputs
     of ``data`` (the user's, see :func:`mcuflow.data.load_data`) or of MNIST, normalised as the
-    checkpoint's data record says."""
+    checkpoint's data record says. ``graph``: a float IR graph to compile instead of reading ``source``
+    (a hand-built or already lowered head; no tail is exported)."""
     t0 = time.perf_counter()
     source, out_dir = Path(source), Path(out_dir)
     notes: list[str] = []
@@ -300,7 +302,9 @@ def export(
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"{out_dir} already exists")
     model = lowered = record = None
-    if source.suffix.lower() == ".onnx":
+    if graph is not None:
+        pass
+    elif source.suffix.lower() == ".onnx":
         graph = graph_from_onnx(source)
     else:
         from mcuflow.checkpoint import load, model_hash

@@ -32,7 +32,8 @@ typedef struct {
     uint32_t d_in;    /* input channels per output channel */
     uint32_t p;       /* channel step, a unit of Z/c_in */
     uint32_t s;       /* pass shift in [0, c_in) */
-    uint32_t u_count; /* channels of the permuted patch: scratch holds u_count * kh * kw int16 */
+    uint32_t u_count; /* channels of the permuted patch: scratch holds u_count * kh * kw + row_pad int16 */
+    uint32_t row_pad; /* dense rows: zero weights (and zero patch entries) that make a row a multiple of 4 */
     int32_t in_zp, out_zp, act_min, act_max;
     uint8_t w_aligned; /* every row starts on a 4-byte boundary (weights and patch) */
     uint8_t x_aligned;
@@ -44,6 +45,28 @@ MCUFLOW_INLINE void mcuflow_conv_patch(const mcuflow_conv_t *l, const int8_t *x,
     const uint32_t taps = l->kh * l->kw;
     uint32_t t = 0u;
     uint32_t i, j, u;
+    if (y0 >= 0 && x0 >= 0 && (uint32_t)y0 + l->kh <= l->in_h && (uint32_t)x0 + l->kw <= l->in_w) {
+        /* Inside the map: channel by channel, each kernel row a run of kw inputs c_in bytes apart
+         * (constant offsets where the layer is inlined). */
+        const int8_t *base = x + ((uint32_t)y0 * l->in_w + (uint32_t)x0) * l->c_in;
+        uint32_t c = 0u;
+        for (u = 0u; u < l->u_count; ++u) {
+            const int8_t *src = base + c;
+            int16_t *d = xp + u * taps;
+            for (i = 0u; i < l->kh; ++i) {
+                for (j = 0u; j < l->kw; ++j) {
+                    d[j] = src[j * l->c_in];
+                }
+                d += l->kw;
+                src += l->in_w * l->c_in;
+            }
+            c += l->p;
+            if (c >= l->c_in) {
+                c -= l->c_in;
+            }
+        }
+        return;
+    }
     for (i = 0u; i < l->kh; ++i) {
         const int32_t iy = y0 + (int32_t)i;
         for (j = 0u; j < l->kw; ++j, ++t) {
@@ -73,8 +96,11 @@ MCUFLOW_INLINE void mcuflow_conv(const mcuflow_conv_t *l, const int8_t *x, int8_
 {
     const uint32_t taps = l->kh * l->kw;
     const uint32_t n = l->c_in;
-    const uint32_t row = l->d_in * taps;
+    const uint32_t row = l->d_in * taps + l->row_pad;
     uint32_t oy, ox, o;
+    for (o = 0u; o < l->row_pad; ++o) {
+        scratch[l->u_count * taps + o] = 0; /* the zeros the padded dense rows meet */
+    }
     for (oy = 0u; oy < l->out_h; ++oy) {
         for (ox = 0u; ox < l->out_w; ++ox) {
             const int8_t *w = l->w;

@@ -60,6 +60,7 @@ class ConvKernel:
     s: int = 0
     w_aligned: bool = False
     x_aligned: bool = False
+    row_pad: int = 0  # dense rows: zero weights appended so a row is a multiple of 4 (word loads, LDRD)
     u_count: int = 0  # channels of the permuted patch (c_in and the repeated head the windows need)
     scratch_entries: int = 0  # int16 entries of the shared scratch (the permuted patch)
 

@@ -23,15 +23,26 @@ def _sxtb16_order(row: np.ndarray) -> np.ndarray:
     return row
 
 
+def dense_row_pad(layer: QConv2d) -> int:
+    """Zeros appended to every row of a dense conv so rows and the patch start on word boundaries (the DSP
+    dot product then pairs its loads into LDRD); sparse windows start anywhere, so they get none."""
+    dense = layer.degree == layer.in_shape.c and layer.s == 0
+    return (-layer.degree * layer.taps) % 4 if dense else 0
+
+
 def conv_weights(layer: QConv2d) -> tuple[np.ndarray, int]:
     """(device weights, u_count): the stored order and the patch's channel extent."""
+    pad = dense_row_pad(layer)
     c_in, c_out, d_in, taps = layer.in_shape.c, layer.out_shape.c, layer.degree, layer.taps
     km = np.transpose(layer.weight, (0, 3, 1, 2)).reshape(c_out, d_in, taps)  # o, k, tap
     out, extent = [], 0
     for o, pieces in enumerate(row_pieces(c_in, c_out, d_in, layer.s)):
         k = 0
         for u0, n in pieces:
-            out.append(_sxtb16_order(km[o, k : k + n].reshape(-1)))
+            piece = km[o, k : k + n].reshape(-1)
+            if pad:  # dense: one piece per row
+                piece = np.concatenate([piece, np.zeros(pad, dtype=piece.dtype)])
+            out.append(_sxtb16_order(piece))
             extent = max(extent, u0 + n)
             k += n
     return np.concatenate(out).astype(np.int8), extent
@@ -44,7 +55,8 @@ def plan_conv(layer: QConv2d | QPool2d) -> None:
         layer.kernel = ConvKernel(f"mcuflow_{layer.op}pool", layer.packed.values, 0)
         return
     w, extent = conv_weights(layer)
-    row = layer.degree * layer.taps
+    pad = dense_row_pad(layer)
+    row = layer.degree * layer.taps + pad
     dense_rows = layer.degree == layer.in_shape.c and layer.s == 0  # every row is the whole patch from u = 0
     layer.packed = ConvPacked("conv", w, layer.nnz)
     layer.kernel = ConvKernel(
@@ -55,6 +67,7 @@ def plan_conv(layer: QConv2d | QPool2d) -> None:
         s=layer.s,
         w_aligned=dense_rows and row % 4 == 0,
         x_aligned=dense_rows and row % 4 == 0,
+        row_pad=pad,
         u_count=extent,
-        scratch_entries=extent * layer.taps,
+        scratch_entries=extent * layer.taps + pad,
     )

@@ -115,3 +115,34 @@ def test_depthwise_is_a_closed_form():
     from mcuflow.passes.quantize_conv import closed_form
 
     assert closed_form(node) == (1, 0)
+
+
+def test_hello_carries_shapes_and_they_must_hold_the_lengths():
+    from mcuflow.link import messages as m
+    from mcuflow.link.errors import ProtocolError
+
+    caps = m.CAP_INPUT_QUANT | m.CAP_SHAPE
+    h = m.Hello((0, 1), caps, 784, 250, 10, 1, 1024, 0, b"\0" * 32, "b", 0, 1 / 255, -128, None, None,
+                (28, 28, 1), (5, 5, 10))  # fmt: skip
+    back = m.Hello.parse(h.pack())
+    assert back.input_shape == (28, 28, 1) and back.intermediate_shape == (5, 5, 10)
+    bad = m.Hello((0, 1), caps, 784, 250, 10, 1, 1024, 0, b"\0" * 32, "b", 0, 1 / 255, -128, None, None,
+                  (28, 28, 1), (5, 5, 9))  # fmt: skip
+    with pytest.raises(ProtocolError, match="do not hold"):
+        m.Hello.parse(bad.pack())
+
+
+def test_header_announces_feature_map_shapes():
+    from mcuflow.codegen import render_library
+
+    _, q = _compiled(CASES[1][1])
+    h = render_library(q)["mcuflow_model.h"]
+    assert "#define MCUFLOW_INPUT_SHAPE_H         12" in h
+    assert f"#define MCUFLOW_INTERMEDIATE_SHAPE_C  {q.intermediate_shape.c}" in h
+
+
+def test_hwc_to_nchw():
+    from mcuflow.tail import hwc_to_nchw
+
+    x = np.arange(2 * 3 * 4).reshape(1, 2, 3, 4)  # h, w, c
+    np.testing.assert_array_equal(hwc_to_nchw(x.reshape(1, -1), (2, 3, 4)), x.transpose(0, 3, 1, 2).reshape(1, -1))

@@ -55,11 +55,13 @@ extern "C" {
 #define MCUFLOW_CAP_FRAGMENT      (1ul << 11)
 #define MCUFLOW_CAP_INPUT_QUANT   (1ul << 12) /* HELLO_REPLY ends with the input scale and zero point */
 #define MCUFLOW_CAP_CLOCK         (1ul << 13) /* then with the core clock (Hz) and how it was reached */
+#define MCUFLOW_CAP_SHAPE         (1ul << 14) /* then with the input and intermediate shapes (feature maps) */
 
 #define MCUFLOW_HELLO_FIXED_LEN   51u
 #define MCUFLOW_BOARD_NAME_MAX    32u
 #define MCUFLOW_HELLO_INPUT_QUANT_LEN 5u /* float32 scale bits, int8 zero point */
 #define MCUFLOW_HELLO_CLOCK_LEN   5u /* u32 core clock in Hz, u8 clock state (PLATFORM_CLOCK_*) */
+#define MCUFLOW_HELLO_SHAPE_LEN   12u /* u16 h, w, c of the input, then of the intermediate (HWC order) */
 #define MCUFLOW_LOCAL_RESULT_LEN  8u
 #define MCUFLOW_OFFLOAD_FIXED_LEN 16u
 #define MCUFLOW_ERROR_TEXT_MAX    64u

@@ -57,6 +57,7 @@ CAP_INFER_SPARSE = 1 << 10
 CAP_FRAGMENT = 1 << 11
 CAP_INPUT_QUANT = 1 << 12  # HELLO_REPLY ends with the input scale (float32) and zero point (int8)
 CAP_CLOCK = 1 << 13  # then with the core clock in Hz (u32) and how it was reached (u8, CLOCK_STATES)
+CAP_SHAPE = 1 << 14  # then with the input and intermediate shapes, u16 h, w, c each (feature maps, HWC)
 # The clock state byte (firmware/include/platform.h PLATFORM_CLOCK_*).
 CLOCK_STATES = {
     0: "reset clock (board file)",
@@ -86,6 +87,7 @@ _OFFLOAD = struct.Struct("<BBHiII")
 HELLO_FIXED_LEN = _HELLO.size
 _INPUT_QUANT = struct.Struct("<fb")
 _CLOCK = struct.Struct("<IB")
+_SHAPE = struct.Struct("<6H")
 LOCAL_RESULT_LEN = _LOCAL.size
 OFFLOAD_FIXED_LEN = _OFFLOAD.size
 
@@ -111,6 +113,8 @@ class Hello:
     input_zero_point: int | None = None
     clock_hz: int | None = None  # with CAP_CLOCK: the core clock the device runs at
     clock_state: int | None = None  # with CAP_CLOCK: a CLOCK_STATES key
+    input_shape: tuple[int, int, int] | None = None  # with CAP_SHAPE: (h, w, c), HWC-flattened
+    intermediate_shape: tuple[int, int, int] | None = None  # with CAP_SHAPE: the offloaded feature map
 
     @property
     def clock_text(self) -> str | None:
@@ -149,6 +153,7 @@ class Hello:
                 else b""
             )
             + (_CLOCK.pack(self.clock_hz, self.clock_state) if self.capabilities & CAP_CLOCK else b"")
+            + (_SHAPE.pack(*self.input_shape, *self.intermediate_shape) if self.capabilities & CAP_SHAPE else b"")
         )
 
     @classmethod
@@ -158,7 +163,8 @@ class Hello:
         major, minor, caps, n_in, n_mid, n_cls, n_exits, max_payload, dropped, digest, k = _HELLO.unpack_from(payload)
         extra = _INPUT_QUANT.size if caps & CAP_INPUT_QUANT else 0
         clock = _CLOCK.size if caps & CAP_CLOCK else 0
-        if k > BOARD_NAME_MAX or len(payload) != HELLO_FIXED_LEN + k + extra + clock:
+        shape = _SHAPE.size if caps & CAP_SHAPE else 0
+        if k > BOARD_NAME_MAX or len(payload) != HELLO_FIXED_LEN + k + extra + clock + shape:
             raise ProtocolError(f"HELLO_REPLY board name length {k} does not match its {len(payload)}-byte payload")
         raw_name = payload[HELLO_FIXED_LEN : HELLO_FIXED_LEN + k]
         scale = zero_point = None
@@ -171,6 +177,15 @@ class Hello:
             clock_hz, clock_state = _CLOCK.unpack_from(payload, HELLO_FIXED_LEN + k + extra)
             if clock_hz == 0:
                 raise ProtocolError("HELLO_REPLY says the core clock is 0 Hz")
+        in_shape = mid_shape = None
+        if shape:
+            dims = _SHAPE.unpack_from(payload, HELLO_FIXED_LEN + k + extra + clock)
+            in_shape, mid_shape = dims[:3], dims[3:]
+            if math.prod(in_shape) != n_in or math.prod(mid_shape) != n_mid:
+                raise ProtocolError(
+                    f"HELLO_REPLY shapes {in_shape} and {mid_shape} do not hold its {n_in} inputs and "
+                    f"{n_mid} intermediate elements"
+                )
         if not all(0x20 <= b < 0x7F for b in raw_name):
             raise ProtocolError("HELLO_REPLY board name is not printable ASCII")
         if not 0 < n_in <= MAX_PAYLOAD:
@@ -181,7 +196,7 @@ class Hello:
             raise ProtocolError("HELLO_REPLY says the model has no classes")
         return cls(
             (major, minor), caps, n_in, n_mid, n_cls, n_exits, max_payload, dropped, digest, raw_name.decode(), wire_len,
-            scale, zero_point, clock_hz, clock_state,
+            scale, zero_point, clock_hz, clock_state, in_shape, mid_shape,
         )  # fmt: skip
 
 

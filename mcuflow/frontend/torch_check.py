@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from mcuflow.errors import ConfigError
-from mcuflow.frontend.torch_conv import Layout, to_ir_order
+from mcuflow.frontend.layout import Layout
+from mcuflow.frontend.torch_conv import to_ir_order
 from mcuflow.frontend.torch_frontend import LoweredChain, LoweredModel
 from mcuflow.ir.graph import run_node
 

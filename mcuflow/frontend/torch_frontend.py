@@ -26,18 +26,8 @@ import numpy as np
 from torch import nn
 
 from mcuflow.errors import ConfigError
-from mcuflow.frontend.torch_conv import (
-    CONV_TYPES,
-    POOL_TYPES,
-    Layout,
-    UnsupportedLayerError,
-    fold_batchnorm_conv,
-    fuse_relu6,
-    lower_conv,
-    lower_pool,
-    permute_columns,
-    vector,
-)
+from mcuflow.frontend.layout import Layout, UnsupportedLayerError, permute_columns, vector
+from mcuflow.frontend.torch_conv import CONV_TYPES, POOL_TYPES, fold_batchnorm_conv, fuse_relu6, lower_conv, lower_pool
 from mcuflow.ir.graph import ExitBranch, Graph, Linear, Node, Pad, Relu, Shape
 from mcuflow.nn.sparse import Pad as TorchPad
 from mcuflow.nn.sparse import SparseLinear
@@ -101,7 +91,7 @@ def _linear(module: nn.Module, path: str, layout: Layout) -> Linear:
     if module.in_features != layout.width:
         raise ConfigError(f"{path} ({kind}) expects {module.in_features} inputs but receives {layout.width}")
     node = _linear_node(module, path)
-    return permute_columns(node, layout, path) if layout.permuted else node
+    return permute_columns(node, layout) if layout.permuted else node
 
 
 def _linear_node(module: nn.Module, path: str) -> Linear:

@@ -1,148 +1,84 @@
-"""Convolutional heads through the compiler: quantisation, the closed-form channel plan, the buffer plan
-(in-place pooling), and the generated C bit-exact with the numpy reference (gcc and clang, the reference
-and the emulated DSP variant), on hand-built graphs with random weights."""
+"""SparseConv2d / SparseConv1d: exact channel degrees, zeros stay zero through training, the closed form
+the device regenerates, seeded reproducibility, and equality with torch's conv on the scattered weight."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-from conftest import require_tools
+import torch
+from torch.nn import functional as F
 
-from mcuflow import reference
-from mcuflow.errors import ConfigError
-from mcuflow.export import compile_graph
-from mcuflow.ir.qconv import closed_form_channels, row_pieces
-
-sys.path.insert(0, str(Path(__file__).parent))
-from c.compiler_support import HERE, assert_parity, compile_c, run_harness, write_library  # noqa: E402
-from c.conv_graphs import conv, small_cnn  # noqa: E402
-
-# (id, small_cnn keyword arguments)
-CASES = [
-    ("dense", {"d_out": None}),
-    ("sparse_c4_c8_din2", {"d_out": 4}),
-    ("sparse_straddle_c5_c10_din2", {"c1": 5, "c2": 10, "d_out": 4}),
-    ("sparse_c6_c4_din3_stride2", {"c1": 6, "c2": 4, "d_out": 2, "stride": 2, "exit_pool": "max"}),
-    ("sparse_c5_c5_din1", {"c1": 5, "c2": 5, "d_out": 1, "side": 9}),
-]
+from mcuflow.nn import SparseConv1d, SparseConv2d
+from mcuflow.nn.conv import kernel_taps
+from mcuflow.sparsity.patterns import structured_columns, structured_params
 
 
-def _compiled(kw, seed=0, threshold=0.5):
-    g = small_cnn(seed=seed, **kw)
-    calib = np.random.default_rng(seed + 1).uniform(0, 1, (64, g.input_len))
-    return g, compile_graph(g, calib, exit_threshold=threshold)
+@pytest.mark.parametrize("pattern", ["structured", "random"])
+def test_exact_channel_degrees(pattern):
+    conv = SparseConv2d(8, 32, 5, out_degree=8, seed=1, pattern=pattern)
+    mask = conv.channel_mask()
+    assert conv.in_degree == 2 and conv.weight.shape == (32, 2, 5, 5)
+    assert (mask.sum(1) == 2).all() and (mask.sum(0) == 8).all()
+    assert sum(p.numel() for p in conv.parameters()) == 32 * 2 * 25 + 32
 
 
-def _inputs(n_in, n, seed):
-    return np.random.default_rng(seed).integers(-128, 128, (n, n_in)).astype(np.int8)
+def test_structured_channels_are_the_closed_form_the_device_regenerates():
+    conv = SparseConv2d(6, 16, 3, out_degree=8, seed=4)
+    expected = structured_columns(structured_params(6, 16, 8, 4))
+    assert np.array_equal(conv.channels.numpy(), expected)
 
 
-def _c_run(q, x, tmp, compiler="gcc", extra=()):
-    lib = write_library(q, tmp / "lib")
-    exe = compile_c(sorted(lib.glob("*.c")) + [HERE / "harness.c"], tmp / f"h_{compiler}", compiler,
-                    ["-I", str(lib), *extra])  # fmt: skip
-    return run_harness(exe, x, len(q.exits), q.num_classes, q.intermediate_len, tmp)
+def test_seeded_reproducibility():
+    a, b = SparseConv2d(8, 16, 3, 4, seed=7, pattern="random"), SparseConv2d(8, 16, 3, 4, seed=7, pattern="random")
+    c = SparseConv2d(8, 16, 3, 4, seed=8, pattern="random")
+    assert torch.equal(a.channels, b.channels) and not torch.equal(a.channels, c.channels)
 
 
-@pytest.mark.parametrize("variant", [(), ("-DMCUFLOW_EMULATE_DSP=1",)], ids=["reference", "dsp-emulated"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
-def test_conv_c_matches_reference(case, variant, tmp_path):
-    require_tools("gcc")
-    _, q = _compiled(case[1])
-    x = _inputs(q.input_len, 120, 3)
-    # the first exit's threshold at its median confidence: half the samples answer there
-    q.exits[0].threshold_q15 = int(np.median(reference.run(q, x).exit_confidence_q15[0]))
-    ref = reference.run(q, x)
-    assert 0 < ref.exited.sum() < len(x)  # both paths: answered after the first conv block, and offloaded
-    assert_parity(_c_run(q, x, tmp_path, "gcc", variant), ref)
+@pytest.mark.parametrize("taps", [(0, 0), (4, 5)])
+def test_equals_torch_conv_with_the_scattered_weight(taps):
+    torch.manual_seed(0)
+    conv = SparseConv2d(8, 16, 3, 4, stride=2, padding=1, seed=2, tap_period=taps[0], tap_keep=taps[1])
+    x = torch.randn(3, 8, 11, 11)
+    dense = conv.dense_weight()
+    assert torch.allclose(conv(x), F.conv2d(x, dense, conv.bias, 2, 1), atol=1e-5)
+    # off the channel pattern every kernel is zero
+    assert (dense.abs().sum((2, 3))[~conv.channel_mask()] == 0).all()
+    conv1 = SparseConv1d(8, 16, 5, 4, padding=2, seed=3)
+    x1 = torch.randn(2, 8, 20)
+    assert torch.allclose(conv1(x1), F.conv1d(x1, conv1.dense_weight(), conv1.bias, 1, 2), atol=1e-5)
 
 
-def test_conv_clang_strict(tmp_path):
-    require_tools("clang")
-    _, q = _compiled(CASES[2][1])
-    x = _inputs(q.input_len, 60, 4)
-    assert_parity(_c_run(q, x, tmp_path, "clang", ("-Wshadow", "-Wconversion", "-Wno-sign-conversion")),
-                  reference.run(q, x))  # fmt: skip
+def test_tap_mask_is_the_periodic_pattern():
+    taps = kernel_taps(4, 3, 3, 4)
+    assert taps.shape == (4, 3, 3) and taps[3].all()  # the last residue is dense
+    assert all(taps[j].sum() == 4 and taps[j, 1, 1] for j in range(3))  # 4 of 9, the centre always kept
+    assert len({taps[j].tobytes() for j in range(3)}) == 3
+    conv = SparseConv2d(8, 16, 3, 4, seed=0, tap_period=4, tap_keep=4)
+    which = (np.arange(16)[:, None] + conv.channels.numpy() + 1) % 4
+    assert np.array_equal(conv.tap_mask.numpy().astype(bool), taps[which])
+    assert conv.nnz == int(taps[which].sum()) < 16 * 4 * 9
+    with pytest.raises(ValueError, match="keeps 1..8"):
+        kernel_taps(4, 3, 3, 9)
 
 
-def test_int8_follows_float():
-    g, q = _compiled(CASES[1][1])
-    calib = np.random.default_rng(1).uniform(0, 1, (64, g.input_len))
-    _, head, _ = g.forward(calib)
-    r = reference.run(q, reference.quantize_input(calib, q.input_scale, q.input_zp))
-    got = (r.intermediate.astype(np.float64) - q.intermediate_zp) * q.intermediate_scale
-    assert np.abs(got - head).max() < 0.1 * np.abs(head).max()
+def test_zeros_stay_zero_after_training_steps():
+    torch.manual_seed(0)
+    conv = SparseConv2d(8, 16, 3, 4, seed=1, pattern="random", tap_period=4, tap_keep=3)
+    off = conv.dense_weight().detach() == 0
+    opt = torch.optim.Adam(conv.parameters(), lr=0.05)
+    x, target = torch.randn(8, 8, 9, 9), torch.randn(8, 16, 7, 7)
+    before = conv.dense_weight().detach().clone()
+    for _ in range(3):
+        loss = ((conv(x) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    dense = conv.dense_weight().detach()
+    assert not torch.equal(dense, before)
+    assert (dense[off] == 0).all()
+    assert (conv.weight.detach()[conv.tap_mask == 0] == 0).all()  # masked compact weights stay 0 too
 
 
-@pytest.mark.parametrize("c_in,c_out,d_out", [(5, 10, 4), (6, 4, 2), (8, 16, 4), (7, 7, 3), (4, 4, 4)])
-def test_row_pieces_walk_the_closed_form(c_in, c_out, d_out):
-    from mcuflow.sparsity.patterns import structured_columns, structured_params
-
-    params = structured_params(c_in, c_out, d_out, 0)
-    s = params.s % c_in
-    ch = closed_form_channels(c_in, c_out, params.d_in, params.p, s)
-    np.testing.assert_array_equal(ch, structured_columns(params))
-    for o, pieces in enumerate(row_pieces(c_in, c_out, params.d_in, s)):
-        us = [(u0 + i) % c_in for u0, n in pieces for i in range(n)]
-        np.testing.assert_array_equal((np.array(us) * params.p) % c_in, ch[o])
-        assert all(u0 + n <= c_in + params.d_in - 1 for u0, n in pieces)
-
-
-def test_in_place_pool_and_real_peak():
-    _, q = _compiled(CASES[0][1])
-    plan = q.plan
-    assert plan.offsets["h1"] == plan.offsets["h0"]  # the max pool wrote over the conv output
-    assert plan.arena_bytes == max(plan.offsets[n] + plan.sizes[n] for n in plan.offsets if n in plan.sizes)
-
-
-def test_explicit_channels_are_refused_by_name():
-    g = small_cnn(d_out=4)
-    g.head[3].channels = g.head[3].channels[::-1].copy()
-    g.head[3].pattern = "explicit"
-    g.head[3].params = None
-    with pytest.raises(ConfigError, match="conv2.*not a closed form"):
-        compile_graph(g, np.random.default_rng(1).uniform(0, 1, (8, g.input_len)))
-
-
-def test_depthwise_is_a_closed_form():
-    from mcuflow.ir.graph import Shape
-
-    rng = np.random.default_rng(0)
-    node = conv("dw", Shape(6, 6, 3), 3, 3, rng, depthwise=True)
-    from mcuflow.passes.quantize_conv import closed_form
-
-    assert closed_form(node) == (1, 0)
-
-
-def test_hello_carries_shapes_and_they_must_hold_the_lengths():
-    from mcuflow.link import messages as m
-    from mcuflow.link.errors import ProtocolError
-
-    caps = m.CAP_INPUT_QUANT | m.CAP_SHAPE
-    h = m.Hello((0, 1), caps, 784, 250, 10, 1, 1024, 0, b"\0" * 32, "b", 0, 1 / 255, -128, None, None,
-                (28, 28, 1), (5, 5, 10))  # fmt: skip
-    back = m.Hello.parse(h.pack())
-    assert back.input_shape == (28, 28, 1) and back.intermediate_shape == (5, 5, 10)
-    bad = m.Hello((0, 1), caps, 784, 250, 10, 1, 1024, 0, b"\0" * 32, "b", 0, 1 / 255, -128, None, None,
-                  (28, 28, 1), (5, 5, 9))  # fmt: skip
-    with pytest.raises(ProtocolError, match="do not hold"):
-        m.Hello.parse(bad.pack())
-
-
-def test_header_announces_feature_map_shapes():
-    from mcuflow.codegen import render_library
-
-    _, q = _compiled(CASES[1][1])
-    h = render_library(q)["mcuflow_model.h"]
-    assert "#define MCUFLOW_INPUT_SHAPE_H         12" in h
-    assert f"#define MCUFLOW_INTERMEDIATE_SHAPE_C  {q.intermediate_shape.c}" in h
-
-
-def test_hwc_to_nchw():
-    from mcuflow.tail import hwc_to_nchw
-
-    x = np.arange(2 * 3 * 4).reshape(1, 2, 3, 4)  # h, w, c
-    np.testing.assert_array_equal(hwc_to_nchw(x.reshape(1, -1), (2, 3, 4)), x.transpose(0, 3, 1, 2).reshape(1, -1))
+def test_bad_degrees_are_refused_with_a_fix():
+    with pytest.raises(ValueError, match="valid out-degrees for 6->16"):
+        SparseConv2d(6, 16, 5, out_degree=4)

@@ -1,11 +1,11 @@
-"""Fold each ReLU into the linear layer before it (it becomes the requantisation clamp)."""
+"""Fold each ReLU into the linear layer or convolution before it (it becomes the requantisation clamp)."""
 
 from __future__ import annotations
 
 import copy
 
 from mcuflow.errors import ConfigError
-from mcuflow.ir.graph import ExitBranch, Graph, Linear, Pad, Relu
+from mcuflow.ir.graph import Conv2d, ExitBranch, Graph, Linear, Pad, Relu
 from mcuflow.passes.fuse_conv import fuse_relu_into
 
 
@@ -21,10 +21,10 @@ def _fuse_chain(nodes: list, reads: set[int], where: str) -> tuple[list, dict[in
                 out[-1] = fused
                 remap[i + 1] = len(out)
                 continue
-            if not isinstance(prev, Linear) or prev.relu or i in reads:
+            if not isinstance(prev, Linear | Conv2d) or prev.relu or i in reads:
                 raise ConfigError(
-                    f"{where}: {node.name} (ReLU) does not follow a linear layer whose pre-activation output "
-                    "is otherwise unused; the device only runs ReLU fused into a linear layer"
+                    f"{where}: {node.name} (ReLU) does not follow a linear layer or convolution whose "
+                    "pre-activation output is otherwise unused; the device only runs ReLU fused into one"
                 )
             prev.relu = True
         elif isinstance(node, Pad):

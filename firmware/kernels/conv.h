@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "mcuflow_kernel_config.h"
+#include "conv_dot.h"
 #include "requantize.h"
 
 typedef struct {
@@ -54,6 +55,7 @@ MCUFLOW_INLINE void mcuflow_conv_patch(const mcuflow_conv_t *l, const int8_t *x,
             const int8_t *src = base + c;
             int16_t *d = xp + u * taps;
             for (i = 0u; i < l->kh; ++i) {
+                MCUFLOW_PRAGMA_UNROLL16
                 for (j = 0u; j < l->kw; ++j) {
                     d[j] = src[j * l->c_in];
                 }
@@ -91,57 +93,97 @@ MCUFLOW_INLINE void mcuflow_conv_patch(const mcuflow_conv_t *l, const int8_t *x,
     }
 }
 
-/* scratch: u_count * kh * kw int16 entries (required). */
-MCUFLOW_INLINE void mcuflow_conv(const mcuflow_conv_t *l, const int8_t *x, int8_t *y, int16_t *scratch)
+/* Entries of one patch in the scratch: u_count * kh * kw + row_pad, rounded up to whole words. */
+MCUFLOW_INLINE uint32_t mcuflow_conv_patch_len(const mcuflow_conv_t *l)
+{
+    return (l->u_count * l->kh * l->kw + l->row_pad + 1u) & ~1u;
+}
+
+/* Every output channel of one output pixel (pb == NULL) or of two (patches pa, pb -> ya, yb). */
+MCUFLOW_INLINE void mcuflow_conv_channels(const mcuflow_conv_t *l, const int16_t *pa, const int16_t *pb, int8_t *ya,
+                                          int8_t *yb)
 {
     const uint32_t taps = l->kh * l->kw;
     const uint32_t n = l->c_in;
     const uint32_t row = l->d_in * taps + l->row_pad;
-    uint32_t oy, ox, o;
-    for (o = 0u; o < l->row_pad; ++o) {
-        scratch[l->u_count * taps + o] = 0; /* the zeros the padded dense rows meet */
+    const int8_t *w = l->w;
+    uint32_t u = 0u;   /* window start */
+    uint32_t left = n; /* channels left in the current pass */
+    uint32_t o;
+    for (o = 0u; o < l->c_out; ++o) {
+        int32_t acc = l->bias[o];
+        int32_t acc_b = acc;
+        if (left >= l->d_in) {
+            if (pb != NULL) {
+                mcuflow_dot2_s16(w, pa + u * taps, pb + u * taps, row, &acc, &acc_b, l->w_aligned && l->x_aligned);
+            } else {
+                acc = mcuflow_dot_s16(w, pa + u * taps, row, acc, l->w_aligned, l->x_aligned, 1);
+            }
+            w += row;
+            u += l->d_in;
+            left -= l->d_in;
+            if (u >= n) {
+                u -= n;
+            }
+            if (left == 0u) {
+                left = n;
+                u += l->s;
+                if (u >= n) {
+                    u -= n;
+                }
+            }
+        } else {
+            /* The window straddles a pass boundary: `left` channels from u, the rest from u2. */
+            const uint32_t rest = l->d_in - left;
+            uint32_t u2 = u + left + l->s;
+            u2 = u2 >= 2u * n ? u2 - 2u * n : (u2 >= n ? u2 - n : u2);
+            if (pb != NULL) {
+                mcuflow_dot2_s16(w, pa + u * taps, pb + u * taps, left * taps, &acc, &acc_b, 0);
+                mcuflow_dot2_s16(w + left * taps, pa + u2 * taps, pb + u2 * taps, rest * taps, &acc, &acc_b, 0);
+            } else {
+                acc = mcuflow_dot_s16(w, pa + u * taps, left * taps, acc, 0, 0, 0);
+                acc = mcuflow_dot_s16(w + left * taps, pa + u2 * taps, rest * taps, acc, 0, 0, 0);
+            }
+            w += l->d_in * taps;
+            u = u2 + rest;
+            if (u >= n) {
+                u -= n;
+            }
+            left = n - rest;
+        }
+        ya[o] = mcuflow_requantize(acc, l->mult[o], l->rshift[o], l->out_zp, l->act_min, l->act_max);
+        if (pb != NULL) {
+            yb[o] = mcuflow_requantize(acc_b, l->mult[o], l->rshift[o], l->out_zp, l->act_min, l->act_max);
+        }
+    }
+}
+
+/* scratch: 2 * mcuflow_conv_patch_len(l) int16 entries (required): the patches of two neighbouring output
+ * pixels, whose dot products share each weight load. */
+MCUFLOW_INLINE void mcuflow_conv(const mcuflow_conv_t *l, const int8_t *x, int8_t *y, int16_t *scratch)
+{
+    const uint32_t taps = l->kh * l->kw;
+    const uint32_t plen = mcuflow_conv_patch_len(l);
+    int16_t *const pa = scratch;
+    int16_t *const pb = scratch + plen;
+    uint32_t oy, ox, k;
+    for (k = l->u_count * taps; k < plen; ++k) {
+        pa[k] = 0; /* the zeros the padded dense rows meet */
+        pb[k] = 0;
     }
     for (oy = 0u; oy < l->out_h; ++oy) {
-        for (ox = 0u; ox < l->out_w; ++ox) {
-            const int8_t *w = l->w;
-            uint32_t u = 0u;   /* window start */
-            uint32_t left = n; /* channels left in the current pass */
-            mcuflow_conv_patch(l, x, scratch, (int32_t)(oy * l->stride_h) - (int32_t)l->pad_top,
-                               (int32_t)(ox * l->stride_w) - (int32_t)l->pad_left);
-            for (o = 0u; o < l->c_out; ++o) {
-                int32_t acc;
-                if (left >= l->d_in) {
-                    acc = mcuflow_dot_s16(w, scratch + u * taps, row, l->bias[o], l->w_aligned, l->x_aligned, 1);
-                    w += row;
-                    u += l->d_in;
-                    left -= l->d_in;
-                    if (u >= n) {
-                        u -= n;
-                    }
-                    if (left == 0u) {
-                        left = n;
-                        u += l->s;
-                        if (u >= n) {
-                            u -= n;
-                        }
-                    }
-                } else {
-                    /* The window straddles a pass boundary: `left` channels from u, the rest from u2. */
-                    const uint32_t rest = l->d_in - left;
-                    uint32_t u2 = u + left + l->s;
-                    u2 = u2 >= 2u * n ? u2 - 2u * n : (u2 >= n ? u2 - n : u2);
-                    acc = mcuflow_dot_s16(w, scratch + u * taps, left * taps, l->bias[o], 0, 0, 0);
-                    w += left * taps;
-                    acc = mcuflow_dot_s16(w, scratch + u2 * taps, rest * taps, acc, 0, 0, 0);
-                    w += rest * taps;
-                    u = u2 + rest;
-                    if (u >= n) {
-                        u -= n;
-                    }
-                    left = n - rest;
-                }
-                *y++ = mcuflow_requantize(acc, l->mult[o], l->rshift[o], l->out_zp, l->act_min, l->act_max);
-            }
+        const int32_t y0 = (int32_t)(oy * l->stride_h) - (int32_t)l->pad_top;
+        for (ox = 0u; ox + 1u < l->out_w; ox += 2u) {
+            const int32_t x0 = (int32_t)(ox * l->stride_w) - (int32_t)l->pad_left;
+            mcuflow_conv_patch(l, x, pa, y0, x0);
+            mcuflow_conv_patch(l, x, pb, y0, x0 + (int32_t)l->stride_w);
+            mcuflow_conv_channels(l, pa, pb, y, y + l->c_out);
+            y += 2u * l->c_out;
+        }
+        if (ox < l->out_w) {
+            mcuflow_conv_patch(l, x, pa, y0, (int32_t)(ox * l->stride_w) - (int32_t)l->pad_left);
+            mcuflow_conv_channels(l, pa, NULL, y, NULL);
+            y += l->c_out;
         }
     }
 }

@@ -48,6 +48,11 @@ def conv_weights(layer: QConv2d) -> tuple[np.ndarray, int]:
     return np.concatenate(out).astype(np.int8), extent
 
 
+def patch_len(entries: int) -> int:
+    """A patch's entries in the scratch, rounded up to whole words (``mcuflow_conv_patch_len``)."""
+    return (entries + 1) & ~1
+
+
 def plan_conv(layer: QConv2d | QPool2d) -> None:
     """Set ``packed`` and ``kernel`` on a conv or pool layer."""
     if isinstance(layer, QPool2d):
@@ -69,5 +74,5 @@ def plan_conv(layer: QConv2d | QPool2d) -> None:
         x_aligned=dense_rows and row % 4 == 0,
         row_pad=pad,
         u_count=extent,
-        scratch_entries=extent * layer.taps + pad,
+        scratch_entries=2 * patch_len(extent * layer.taps + pad),  # two pixels' patches
     )

@@ -1,6 +1,7 @@
 /* Golden cases of the convolutional kernels (conv.h, pool.h), included by kernel_tests.c after its
  * reporting helpers. Every expected value is derived by hand in the comment beside its case.
- * Feature maps are HWC: x[(y * W + x) * C + c]. Conv weights are stored per output channel, channel-major
+ * Feature maps are HWC: x[(y * W + x) * C + c]. mcuflow_conv uses two patches of scratch (pixel pairs;
+ * an odd last pixel alone), so the pair path and the single path both run in these cases. Conv weights are stored per output channel, channel-major
  * over its window (for each input channel of the window, its kh * kw taps row by row), in groups of four
  * as (w0, w2, w1, w3), a partial last group as is. */
 
@@ -95,10 +96,10 @@ static const int8_t conv_d_want[2] = {0, 35};
 
 static void test_conv(void)
 {
-    run_conv("conv.dense_2x2_c2", &conv_a, conv_a_x, conv_a_want, 8u);
-    run_conv("conv.pad_zero_point", &conv_b, conv_b_x, conv_b_want, 12u);
-    run_conv("conv.sparse_straddle", &conv_c, conv_c_x, conv_c_want, 4u);
-    run_conv("conv.stride2_relu", &conv_d, conv_a_x, conv_d_want, 8u);
+    run_conv("conv.dense_2x2_c2", &conv_a, conv_a_x, conv_a_want, 16u);
+    run_conv("conv.pad_zero_point", &conv_b, conv_b_x, conv_b_want, 24u);
+    run_conv("conv.sparse_straddle", &conv_c, conv_c_x, conv_c_want, 8u);
+    run_conv("conv.stride2_relu", &conv_d, conv_a_x, conv_d_want, 16u);
 }
 
 /* Pooling on a 2x4x2 input (HWC):

@@ -26,8 +26,8 @@ static union {
     int8_t bytes[112];
 } mcuflow_arena;
 
-/* The kernels' int16 scratch buffer (24 bytes), shared: layers run one at a time. */
-static int16_t mcuflow_scratch[12] MCUFLOW_ALIGNED(4); /* LDRD needs word alignment */
+/* The kernels' int16 scratch buffer (48 bytes), shared: layers run one at a time. */
+static int16_t mcuflow_scratch[24] MCUFLOW_ALIGNED(4); /* LDRD needs word alignment */
 
 /* Which exits the last run evaluated (mcuflow_exit_logits). */
 static uint8_t mcuflow_exit_evaluated[1];

@@ -1,6 +1,6 @@
 """Convolutional heads on the device: dense against sparse-channel B-LeNet heads (issue 14).
 
-    python bench/conv.py --data-dir /work/shared/datasets/mnist --json out/conv.json [--checkpoint-dense A.pt --checkpoint-sparse B.pt]
+    PYTHONPATH=. python bench/conv.py --json out/conv.json [--checkpoint A.pt --checkpoint B.pt --data-dir MNIST]
 
 For each head (dense convolutions, and the same shapes with predefined-sparse channel connectivity) it
 prints per conv layer: MACs (nonzero, what the kernel multiplies), weight bytes in flash, the export's
@@ -72,9 +72,18 @@ def blenet_head(sparse: bool, seed: int = 0) -> Graph:
     return Graph("blenet-" + ("sparse" if sparse else "dense"), s0.size, head, [branch], 10, h, input_shape=s0)
 
 
-def measure(graph: Graph, calibration: np.ndarray, work: Path, boards: dict[str, str]) -> dict:
-    out = work / graph.name
-    res = export("(graph)", out, graph=graph, calibration=calibration, exit_threshold=0.9)
+def measure(
+    graph: Graph | str, calibration: np.ndarray | None, work: Path, boards: dict[str, str], data_dir: str | None = None
+) -> dict:
+    """One head: a float graph (random weights) or a checkpoint path (exported with MNIST calibration)."""
+    if isinstance(graph, str):
+        name = Path(graph).stem
+        out = work / name
+        res = export(graph, out, exit_threshold=0.9, data_dir=data_dir)
+    else:
+        name = graph.name
+        out = work / name
+        res = export("(graph)", out, graph=graph, calibration=calibration, exit_threshold=0.9)
     m = res.manifest
     layers = {e.name: e for e in m.all_layers()}
     counts = {core: profile_layers(out, board, runs=3) for core, board in boards.items()}
@@ -87,7 +96,7 @@ def measure(graph: Graph, calibration: np.ndarray, work: Path, boards: dict[str,
             row[f"{core}_per_mac"] = round(n / e.macs, 3) if e.macs else None
         rows.append(row)
     return {
-        "model": graph.name,
+        "model": name,
         "peak_ram_bytes": m.peak_ram_bytes,
         "arena_bytes": m.ram.arena_bytes,
         "scratch_bytes": m.ram.scratch_bytes,
@@ -102,13 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cores", default="M3,M4,M7")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--checkpoint", action="append", default=[], help="Trained checkpoints to measure instead.")
+    ap.add_argument("--data-dir", default=None, help="MNIST, to calibrate the checkpoints on.")
     args = ap.parse_args(argv)
     boards = {c: BOARDS[c] for c in args.cores.split(",")}
     calibration = np.random.default_rng(1).uniform(0, 1, (64, 784))
+    heads = args.checkpoint or [blenet_head(False), blenet_head(True)]
     results = []
     with tempfile.TemporaryDirectory(prefix="mcuflow-bench-conv-") as tmp:
-        for sparse in (False, True):
-            r = measure(blenet_head(sparse), calibration, Path(tmp), boards)
+        for head in heads:
+            r = measure(head, calibration, Path(tmp), boards, args.data_dir)
             results.append(r)
             print(f"{r['model']}: weights {r['weight_bytes']:,} B (head {r['head_weight_bytes']:,} B), "
                   f"MACs {r['macs']:,}, peak RAM {r['peak_ram_bytes']:,} B (arena {r['arena_bytes']:,}, "

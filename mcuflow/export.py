@@ -222,8 +222,8 @@ def _check_board(board: str | None, q: QModel, notes: list[str]) -> None:
 def model_constant_bytes(q: QModel) -> int:
     """Flash the model's constants take: weights, indices, biases, multipliers, shifts and exit tables."""
 
-    def rows(layer) -> int:  # biases, multipliers and shifts: one per output (channel)
-        return {"conv": getattr(layer, "out_shape", None) and layer.out_shape.c, "pool": 0}.get(layer.kind, layer.n_out)
+    def rows(layer) -> int:  # biases, multipliers and shifts: one per output row or output channel
+        return layer.out_shape.c if layer.kind == "conv" else 0 if layer.kind == "pool" else layer.n_out
 
     layers = sum(layer.packed.total_bytes + 9 * rows(layer) for layer in q.all_layers() if layer.packed is not None)
     return layers + sum(ex.lut.nbytes for ex in q.exits)

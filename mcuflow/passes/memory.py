@@ -62,24 +62,24 @@ def plan_memory(model: QModel) -> MemoryPlan:
         if name in life:
             life[name][1] = end
     sizes = {name: _size(model, name, steps) for name in life}
-    alias = in_place_aliases(steps, life, sizes)  # dst -> src it overwrites (pooling)
+    alias = in_place_aliases(steps, life)  # dst -> the src it may overwrite (pooling)
     offsets: dict[str, int] = {}
     for name in sorted(life, key=lambda n: (-sizes[n], life[n][0])):
-        if name in alias:
-            continue
+        src = alias.get(name)
         busy = sorted(
             (offsets[o], offsets[o] + sizes[o])
             for o in offsets
-            if life[o][0] <= life[name][1] and life[name][0] <= life[o][1]
+            if o != src and life[o][0] <= life[name][1] and life[name][0] <= life[o][1]
         )
+        if src in offsets and all(offsets[src] + sizes[name] <= lo or hi <= offsets[src] for lo, hi in busy):
+            offsets[name] = offsets[src]  # in place: written over its dying input
+            continue
         off = 0
         for lo, hi in busy:
             if off + sizes[name] <= lo:
                 break
             off = max(off, -(-hi // ALIGN) * ALIGN)
         offsets[name] = off
-    for dst in sorted(alias, key=lambda n: life[n][0]):
-        offsets[dst] = offsets[alias[dst]]
     arena = max((offsets[n] + sizes[n] for n in offsets), default=0)
     arena = -(-arena // ALIGN) * ALIGN
     for s in steps:

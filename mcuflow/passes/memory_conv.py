@@ -3,7 +3,8 @@
 Output element ``j = (oy * OW + ox) * C + c`` of a pool without padding reads inputs at indices
 ``>= ((oy * sy) * W + ox * sx) * C + c >= j`` (``W >= OW``, strides >= 1), and every later output reads
 only later inputs, so overwriting in order never destroys a value still to be read. A pool's output then
-shares its input's buffer when the input dies at that step (nothing else reads it afterwards)."""
+shares its input's offset when the input dies at that step (nothing else reads it afterwards); the
+input's buffer is free again past the output's size, so the next layer's output can start right after."""
 
 from __future__ import annotations
 
@@ -12,14 +13,11 @@ from mcuflow.ir.memory import Step
 IN_PLACE_KINDS = ("pool",)
 
 
-def in_place_aliases(steps: list[Step], life: dict[str, list[int]], sizes: dict[str, int]) -> dict[str, str]:
-    """dst -> the tensor whose buffer it reuses; the source's lifetime and size grow to cover it."""
+def in_place_aliases(steps: list[Step], life: dict[str, list[int]]) -> dict[str, str]:
+    """dst -> the tensor whose buffer it may reuse: the input of an in-place step that dies at that step.
+    The planner puts dst at its input's offset when nothing else alive then is in the way."""
     alias: dict[str, str] = {}
     for i, s in enumerate(steps):
-        if s.kind not in IN_PLACE_KINDS or s.src not in life or s.src == s.dst or life[s.src][1] != i:
-            continue
-        root = alias.get(s.src, s.src)
-        alias[s.dst] = root
-        life[root][1] = max(life[root][1], life[s.dst][1])
-        sizes[root] = max(sizes[root], sizes[s.dst])
+        if s.kind in IN_PLACE_KINDS and s.src in life and s.src != s.dst and life[s.src][1] == i:
+            alias[s.dst] = s.src
     return alias

@@ -18,7 +18,7 @@ from mcuflow.ir.qconv import closed_form_channels, row_pieces
 
 sys.path.insert(0, str(Path(__file__).parent))
 from c.compiler_support import HERE, assert_parity, compile_c, run_harness, write_library  # noqa: E402
-from c.conv_graphs import conv, small_cnn  # noqa: E402
+from c.conv_graphs import conv, linear, pool, small_cnn  # noqa: E402
 
 # (id, small_cnn keyword arguments)
 CASES = [
@@ -146,3 +146,29 @@ def test_hwc_to_nchw():
 
     x = np.arange(2 * 3 * 4).reshape(1, 2, 3, 4)  # h, w, c
     np.testing.assert_array_equal(hwc_to_nchw(x.reshape(1, -1), (2, 3, 4)), x.transpose(0, 3, 1, 2).reshape(1, -1))
+
+
+def test_plan_never_overlaps_a_step_s_input_and_output_unless_in_place():
+    """Every step's output either is its input (an in-place pool) or shares no byte with it, and no two
+    tensors alive at once overlap (a pool that could not go in place was once put over its input)."""
+    from mcuflow.ir.graph import ExitBranch, Graph, Shape
+
+    rng = np.random.default_rng(2)
+    s0 = Shape(12, 12, 1)
+    c1 = conv("c1", s0, 8, 5, rng, relu=True)  # 8x8x8 = 512
+    p1 = pool("p1", c1.out_shape, 2)  # 4x4x8 = 128
+    c2 = conv("c2", p1.out_shape, 16, 3, rng, pad=1, d_out=4, relu=True)  # 4x4x16 = 256: above the pool, below c1
+    p2 = pool("p2", c2.out_shape, 2)
+    g = Graph("overlap", s0.size, [c1, p1, c2, p2], [ExitBranch("x", 4, [linear("x.fc", p2.n_out, 4, rng)])], 4,
+              "cd" * 32, input_shape=s0)  # fmt: skip
+    q = compile_graph(g, np.random.default_rng(3).uniform(0, 1, (16, g.input_len)))
+    plan = q.plan
+    for s in plan.steps:
+        if s.src_offset is None or s.kind == "exit" or s.src == s.dst:
+            continue
+        a = (s.src_offset, s.src_offset + plan.sizes[s.src])
+        b = (s.dst_offset, s.dst_offset + plan.sizes[s.dst])
+        assert a[0] == b[0] and s.kind == "pool" or a[1] <= b[0] or b[1] <= a[0], (s.kind, s.src, s.dst, a, b)
+    x = _inputs(q.input_len, 40, 1)
+    ref = reference.run(q, x)
+    assert ref.intermediate.shape == (40, q.intermediate_len)

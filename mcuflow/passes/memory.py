@@ -66,14 +66,13 @@ def plan_memory(model: QModel) -> MemoryPlan:
     offsets: dict[str, int] = {}
     for name in sorted(life, key=lambda n: (-sizes[n], life[n][0])):
         src = alias.get(name)
-        busy = sorted(
-            (offsets[o], offsets[o] + sizes[o])
-            for o in offsets
-            if o != src and life[o][0] <= life[name][1] and life[name][0] <= life[o][1]
-        )
-        if src in offsets and all(offsets[src] + sizes[name] <= lo or hi <= offsets[src] for lo, hi in busy):
+        alive = [o for o in offsets if life[o][0] <= life[name][1] and life[name][0] <= life[o][1]]
+        if src in offsets and all(
+            offsets[src] + sizes[name] <= offsets[o] or offsets[o] + sizes[o] <= offsets[src] for o in alive if o != src
+        ):
             offsets[name] = offsets[src]  # in place: written over its dying input
             continue
+        busy = sorted((offsets[o], offsets[o] + sizes[o]) for o in alive)  # elsewhere: its input included
         off = 0
         for lo, hi in busy:
             if off + sizes[name] <= lo:

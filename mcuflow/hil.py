@@ -550,20 +550,9 @@ def _link_summary(facts: ExportFacts, ref, offload: list) -> LinkCompression:
         compression_vs_int8=None if not mean_body else n_mid / mean_body,
         wire_compression_vs_float32=None
         if not measured_wire
-        else _baseline_wire_bytes(FLOAT32_BYTES * n_mid) / measured_wire,
+        else offload_wire_bytes(FLOAT32_BYTES * n_mid) / measured_wire,
         wire_compression_vs_int8=None if not measured_wire else offload_wire_bytes(n_mid) / measured_wire,
     )
-
-
-def _baseline_wire_bytes(body_len: int) -> int:
-    """Wire bytes of a dense OFFLOAD body, for the float32 baseline of a feature map too big for one frame
-    (then the worst-case COBS size of that one hypothetical frame)."""
-    from mcuflow.link.frame import MAX_PAYLOAD, wire_size
-    from mcuflow.link.messages import OFFLOAD_FIXED_LEN, offload_wire_bytes
-
-    if OFFLOAD_FIXED_LEN + body_len <= MAX_PAYLOAD:
-        return offload_wire_bytes(body_len)
-    return wire_size(OFFLOAD_FIXED_LEN + body_len)
 
 
 def _link_line(lc: LinkCompression) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 
 from mcuflow.codec import encodings
 from mcuflow.link.errors import DeviceError, ProtocolError
-from mcuflow.link.frame import MAX_PAYLOAD, Frame, encode_frame
+from mcuflow.link.frame import MAX_PAYLOAD, Frame, encode_frame, wire_size
 
 HELLO = 0x01
 INFER = 0x02
@@ -397,5 +397,8 @@ def offload_wire_bytes(body_len: int, seq: int = 0) -> int:
     """Bytes of an OFFLOAD frame on the wire (COBS + delimiter) for a body of ``body_len`` bytes.
 
     Exact for frames under 254 raw bytes, whose COBS encoding is always one byte longer;
-    longer frames may take fewer bytes than this (it assumes the worst case)."""
+    longer frames may take fewer bytes than this (it assumes the worst case). A body too big for one
+    frame (the float32 baseline of a feature map, say) gets the size that one frame would have."""
+    if OFFLOAD_FIXED_LEN + body_len > MAX_PAYLOAD:
+        return wire_size(OFFLOAD_FIXED_LEN + body_len)
     return len(encode_frame(OFFLOAD, seq, b"\x01" * (OFFLOAD_FIXED_LEN + body_len)))

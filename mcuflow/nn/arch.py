@@ -248,10 +248,16 @@ def _layer(layer: Any, shape: tuple[int, ...], path: str) -> tuple[nn.Module, tu
         if "out_degree" in layer:
             d = _get(layer, "out_degree", None, path, kind)
             return SparseLinear(
-                shape[0], out, d, seed=layer.get("seed", 0), pattern=layer.get("pattern", "structured")
+                shape[0],
+                out,
+                d,
+                seed=_get(layer, "seed", 0, path, kind, minimum=0),
+                pattern=layer.get("pattern", "structured"),
             ), (out,)
         return nn.Linear(shape[0], out), (out,)
-    except ValueError as err:
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as err:  # a layer's own check (a degree that is no whole number, a seed)
         raise ConfigError(f"{path} ({kind}): {err}") from None
 
 
@@ -289,6 +295,7 @@ def _conv(layer: dict, shape: tuple[int, ...], path: str) -> tuple[nn.Module, tu
             raise ConfigError(f"{path} (conv) taps must be [period, keep], got {taps!r}")
         period, keep = taps
     cls = SparseConv2d if dims == 2 else SparseConv1d
-    module = cls(c_in, out, k, out * d_in // c_in, stride=stride, padding=padding, seed=layer.get("seed", 0),
+    seed = _get(layer, "seed", 0, path, "conv", minimum=0)
+    module = cls(c_in, out, k, out * d_in // c_in, stride=stride, padding=padding, seed=seed,
                  pattern=layer.get("pattern", "structured"), tap_period=period, tap_keep=keep)  # fmt: skip
     return module, (out, *size)

@@ -258,8 +258,8 @@ def test_unloadable_version_2_files_give_one_line_naming_the_reason(tmp_path):
         ({"state_dict": {**good["state_dict"], "tail.0.weight": torch.zeros(20, 21)}},
          r"tail\.0\.weight is \(20, 21\) in the file but \(20, 20\) in tail\.0 \(Linear\)"),
         ({"structure": "{broken"}, "corrupt structure"),
-        ({"structure": json.dumps({"head": [{"type": "Conv2d", "params": {}}], "exits": [], "tail": []})},
-         r"invalid layer list: head\.0 has unknown layer type 'Conv2d'"),
+        ({"structure": json.dumps({"head": [{"type": "Conv3d", "params": {}}], "exits": [], "tail": []})},
+         r"invalid layer list: head\.0 has unknown layer type 'Conv3d'"),
         ({"config": json.dumps(paper_config().to_dict())}, "has a config that does not describe its layers"),
     ]  # fmt: skip
     for changes, match in cases:

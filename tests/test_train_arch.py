@@ -26,9 +26,9 @@ def test_preset_trains_saves_and_lowers(tmp_path, mnist_dir, capsys):
     rc = main([*argv, "--out", str(ckpt), "--metrics-json", str(metrics)])
     out, err = capsys.readouterr()
     assert rc == 0, err
-    assert "b-lenet-sparse: 2120 weights on the device" in out
+    assert "b-lenet-sparse: 4272 weights on the device" in out
     data = json.loads(metrics.read_text())
-    assert data["layers"]["device"]["weights"] == 2120 and data["layers"]["offload"] == [32, 4, 4]
+    assert data["layers"]["device"]["weights"] == 4272 and data["layers"]["offload"] == [32, 4, 4]
     model = mcuflow.load(ckpt)
     assert model.meta["arch"]["name"] == "b-lenet-sparse"
     lowered = lower_model(model, mcuflow.model_hash(model))
@@ -40,7 +40,7 @@ def test_weight_counts_of_the_presets():
     torch.manual_seed(0)
     dense = layer_report(build_arch(Arch(PRESETS["b-lenet"])), 784)["device"]
     sparse = layer_report(build_arch(Arch(PRESETS["b-lenet-sparse"])), 784)["device"]
-    assert dense["weights"] == 200 + 6400 + 320 and sparse["weights"] == 200 + 1600 + 320
+    assert dense["weights"] == 400 + 12800 + 672 and sparse["weights"] == 400 + 3200 + 672
     assert dense["weights"] / sparse["weights"] >= 3.0
 
 
@@ -71,8 +71,8 @@ def test_arch_file(tmp_path, mnist_dir, capsys, suffix):
 @pytest.mark.parametrize(
     "change,match",
     [
-        (lambda a: a["head"].__setitem__(3, {"type": "conv", "out": 20, "kernel": 5, "in_degree": 3}),
-         r"head\.4 \(conv\) in_degree 3: 20 outputs x 3 / 8 inputs is not a whole out-degree"),
+        (lambda a: a["head"].__setitem__(3, {"type": "conv", "out": 20, "kernel": 5, "in_degree": 6}),
+         r"head\.4 \(conv\) in_degree 6: 20 outputs x 6 / 16 inputs is not a whole out-degree"),
         (lambda a: a["head"].append({"type": "linear", "out": 10}), r"head\.7 \(linear\) reads a vector"),
         (lambda a: a["head"].append({"type": "sigmoid"}), r"head\.7 has unknown layer type 'sigmoid'"),
         (lambda a: a["head"].append({"type": "maxpool", "kernel": 9}), r"kernel 9 is larger than its input"),

@@ -11,6 +11,11 @@ of Pad, Linear and ReLU nodes as ever:
 * a model whose tail is empty runs whole on the device: its head output is the class logits, read by
   one more exit, ``final``, that always answers.
 
+Convolutional heads (docs/cnn.md, :mod:`mcuflow.frontend.torch_conv`): a leading ``Unflatten`` gives the
+graph its ``input_shape``; convolutions and pooling become ``Conv2d``/``Pool2d`` nodes on HWC values;
+``BatchNorm2d`` and ``ReLU6`` fold into the convolution before them; a ``Flatten`` of a map is no node,
+and the linear layer after it reads permuted columns (:class:`mcuflow.frontend.layout.Layout`).
+
 Layers are matched by exact type, as the checkpoint's layer list matches them; anything else is
 refused by path and type, e.g. ``head.2 (Sigmoid)``. :mod:`mcuflow.frontend.torch_check` then runs
 the lowered graph against the torch model.

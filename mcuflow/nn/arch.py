@@ -42,29 +42,37 @@ from mcuflow.nn.sparse import SparseLinear
 from mcuflow.nn.split import SplitNet
 
 # B-LeNet (BranchyNet, Teerapittayanon et al.) sized for an MCU head: two conv blocks on the device, the
-# second channel-sparse in the sparse preset, and the exit at the head output (global average pooling and
-# one linear layer). The exit is cheap on purpose: it is in both presets, so a heavy exit (BranchyNet's
-# branch has a conv and a 640->10 layer) would cap the head's weight ratio dense/sparse far below 3x.
-# Channels are 1 -> 8 -> 32 so that conv2 (8 -> 32) holds most of the head's weights and in-degree 2
-# of 8 (every input channel feeds 8 outputs) is a whole-number pattern.
+# second channel-sparse in the sparse preset, and one exit at the head output. The exit is small on purpose:
+# it is the same in both presets, so a heavy one (BranchyNet's branch has a conv and a 640->10 layer) would
+# cap the head's dense/sparse weight ratio far below 3x. A global max pool keeps what each of the 32 feature
+# detectors found anywhere, and a 16-wide hidden layer makes it a nonlinear classifier: 97.7% alone,
+# against 94.2% for global average pooling into one linear layer (sparse preset, 8-10 epochs, measured).
+# Channels 1 -> 16 -> 32: the second conv holds most of the head's weights, and in-degree 4 of 16 (each
+# input channel feeds 8 outputs) makes the sparse head 3.25x smaller than the dense one.
 _B_LENET: dict[str, Any] = {
     "name": "b-lenet",
     "input": [1, 28, 28],
     "classes": 10,
     "head": [
-        {"type": "conv", "out": 8, "kernel": 5},
+        {"type": "conv", "out": 16, "kernel": 5},
         "relu",
         {"type": "maxpool", "kernel": 2},
         {"type": "conv", "out": 32, "kernel": 5},
         "relu",
         {"type": "maxpool", "kernel": 2},
     ],
-    "exits": [{"at": 7, "layers": ["gap", "flatten", {"type": "linear", "out": 10}]}],
+    "exits": [
+        {
+            "at": 7,
+            "layers": [{"type": "maxpool", "kernel": 4}, "flatten", {"type": "linear", "out": 16}, "relu",
+                       {"type": "linear", "out": 10}],
+        }
+    ],
     "tail": ["flatten", {"type": "linear", "out": 128}, "relu", {"type": "linear", "out": 10}],
-}
+}  # fmt: skip
 _B_LENET_SPARSE = copy.deepcopy(_B_LENET)
 _B_LENET_SPARSE["name"] = "b-lenet-sparse"
-_B_LENET_SPARSE["head"][3] = {"type": "conv", "out": 32, "kernel": 5, "in_degree": 2, "seed": 0}
+_B_LENET_SPARSE["head"][3] = {"type": "conv", "out": 32, "kernel": 5, "in_degree": 4}
 
 PRESETS: dict[str, dict[str, Any]] = {"b-lenet": _B_LENET, "b-lenet-sparse": _B_LENET_SPARSE}
 _KNOWN = ("conv", "batchnorm", "relu", "relu6", "dropout", "flatten", "maxpool", "avgpool", "gap", "linear")
@@ -240,10 +248,16 @@ def _layer(layer: Any, shape: tuple[int, ...], path: str) -> tuple[nn.Module, tu
         if "out_degree" in layer:
             d = _get(layer, "out_degree", None, path, kind)
             return SparseLinear(
-                shape[0], out, d, seed=layer.get("seed", 0), pattern=layer.get("pattern", "structured")
+                shape[0],
+                out,
+                d,
+                seed=_get(layer, "seed", 0, path, kind, minimum=0),
+                pattern=layer.get("pattern", "structured"),
             ), (out,)
         return nn.Linear(shape[0], out), (out,)
-    except ValueError as err:
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as err:  # a layer's own check (a degree that is no whole number, a seed)
         raise ConfigError(f"{path} ({kind}): {err}") from None
 
 
@@ -281,6 +295,7 @@ def _conv(layer: dict, shape: tuple[int, ...], path: str) -> tuple[nn.Module, tu
             raise ConfigError(f"{path} (conv) taps must be [period, keep], got {taps!r}")
         period, keep = taps
     cls = SparseConv2d if dims == 2 else SparseConv1d
-    module = cls(c_in, out, k, out * d_in // c_in, stride=stride, padding=padding, seed=layer.get("seed", 0),
+    seed = _get(layer, "seed", 0, path, "conv", minimum=0)
+    module = cls(c_in, out, k, out * d_in // c_in, stride=stride, padding=padding, seed=seed,
                  pattern=layer.get("pattern", "structured"), tap_period=period, tap_keep=keep)  # fmt: skip
     return module, (out, *size)

@@ -117,9 +117,11 @@ class LayerKind:
     build: Callable[[dict[str, Any]], nn.Module]
 
 
-def _ints(v: Any) -> list[int] | int:
+def _ints(v: Any) -> list[int | None] | int:
     """A size as JSON: an int stays one, a tuple becomes a list."""
-    return [int(x) for x in v] if isinstance(v, tuple | list) else int(v)
+    if isinstance(v, tuple | list):
+        return [None if x is None else int(x) for x in v]  # AdaptiveAvgPool2d((1, None)) keeps a size
+    return int(v)
 
 
 def _bn_params(m: nn.Module) -> dict[str, Any]:

@@ -77,12 +77,12 @@ def measure(
 ) -> dict:
     """One head: a float graph (random weights) or a checkpoint path (exported with MNIST calibration)."""
     if isinstance(graph, str):
-        name = Path(graph).stem
-        out = work / name
+        model = Path(graph).stem
+        out = work / model
         res = export(graph, out, exit_threshold=0.9, data_dir=data_dir)
     else:
-        name = graph.name
-        out = work / name
+        model = graph.name
+        out = work / model
         res = export("(graph)", out, graph=graph, calibration=calibration, exit_threshold=0.9)
     m = res.manifest
     layers = {e.name: e for e in m.all_layers()}
@@ -96,7 +96,7 @@ def measure(
             row[f"{core}_per_mac"] = round(n / e.macs, 3) if e.macs else None
         rows.append(row)
     return {
-        "model": name,
+        "model": model,
         "peak_ram_bytes": m.peak_ram_bytes,
         "arena_bytes": m.ram.arena_bytes,
         "scratch_bytes": m.ram.scratch_bytes,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from mcuflow.ir.memory import ALIGN, MemoryPlan, Step
 from mcuflow.ir.quantized import QModel
-from mcuflow.passes.memory_conv import in_place_aliases
+from mcuflow.passes.memory_conv import in_place_aliases, placement_order
 
 
 def schedule(model: QModel) -> list[Step]:
@@ -64,7 +64,7 @@ def plan_memory(model: QModel) -> MemoryPlan:
     sizes = {name: _size(model, name, steps) for name in life}
     alias = in_place_aliases(steps, life)  # dst -> the src it may overwrite (pooling)
     offsets: dict[str, int] = {}
-    for name in sorted(life, key=lambda n: (-sizes[n], life[n][0])):
+    for name in placement_order(life, sizes, alias):
         src = alias.get(name)
         alive = [o for o in offsets if life[o][0] <= life[name][1] and life[name][0] <= life[o][1]]
         if src in offsets and all(

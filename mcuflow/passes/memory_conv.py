@@ -21,3 +21,17 @@ def in_place_aliases(steps: list[Step], life: dict[str, list[int]]) -> dict[str,
         if s.kind in IN_PLACE_KINDS and s.src in life and s.src != s.dst and life[s.src][1] == i:
             alias[s.dst] = s.src
     return alias
+
+
+def placement_order(life: dict[str, list[int]], sizes: dict[str, int], alias: dict[str, str]) -> list[str]:
+    """Biggest tensor first, as the planner places them, except that an in-place output comes right
+    after its input: placed before anything else can take the input's offset for its lifetime."""
+    after = {src: dst for dst, src in alias.items()}
+    order: list[str] = []
+    for name in sorted(life, key=lambda n: (-sizes[n], life[n][0])):
+        if name in alias:
+            continue  # placed right after its input
+        while name is not None:
+            order.append(name)
+            name = after.get(name)
+    return order

@@ -19,11 +19,11 @@ const uint8_t mcuflow_model_hash[32] = {
     65, 158, 68, 103, 99, 223, 19, 177, 20, 112, 13, 7, 247, 81, 159, 145
 };
 
-/* One static arena holds every activation at the offset the buffer plan gave it (92 bytes);
+/* One static arena holds every activation at the offset the buffer plan gave it (72 bytes);
  * the union aligns it for word loads. No malloc anywhere. */
 static union {
     int32_t align;
-    int8_t bytes[92];
+    int8_t bytes[72];
 } mcuflow_arena;
 
 /* The kernels' int16 scratch buffer (48 bytes), shared: layers run one at a time. */
@@ -204,19 +204,19 @@ int mcuflow_head_run(const int8_t *input, mcuflow_head_result_t *out)
     out->intermediate_zero_point = MCUFLOW_INTERMEDIATE_ZERO_POINT;
     out->intermediate_scale_bits = MCUFLOW_INTERMEDIATE_SCALE_BITS;
     mcuflow_l0_conv1_run(input, arena + 0);   /* conv1 */
-    mcuflow_l1_pool1_run(arena + 0, arena + 72);   /* pool1 */
-    mcuflow_x0_0_exit_pool_run(arena + 72, arena + 0);   /* exit.pool */
-    mcuflow_x0_1_exit_fc_run(arena + 0, arena + 36);   /* exit.fc */
+    mcuflow_l1_pool1_run(arena + 0, arena + 0);   /* pool1 */
+    mcuflow_x0_0_exit_pool_run(arena + 0, arena + 20);   /* exit.pool */
+    mcuflow_x0_1_exit_fc_run(arena + 20, arena + 56);   /* exit.fc */
     mcuflow_exit_evaluated[0] = 1u;
-    if (mcuflow_exit_decide(&mcuflow_exit0_exit, arena + 36, &label, &confidence)) {
+    if (mcuflow_exit_decide(&mcuflow_exit0_exit, arena + 56, &label, &confidence)) {
         out->exited = 1u;
         out->exit_index = 0u;
         out->label = label;
         out->confidence_q15 = confidence;
         return 0;
     }
-    mcuflow_l2_conv2_run(arena + 72, arena + 0);   /* conv2 */
-    out->intermediate = arena + 0;
+    mcuflow_l2_conv2_run(arena + 0, arena + 20);   /* conv2 */
+    out->intermediate = arena + 20;
     out->intermediate_len = MCUFLOW_INTERMEDIATE_LEN;
     return 0;
 }
@@ -229,7 +229,7 @@ int8_t *mcuflow_head_input(void)
 const int8_t *mcuflow_exit_logits(uint32_t exit_index)
 {
     static const uint32_t offsets[1] = {
-        36
+        56
     };
     if (exit_index < 1u && mcuflow_exit_evaluated[exit_index]) {
         return mcuflow_arena.bytes + offsets[exit_index];

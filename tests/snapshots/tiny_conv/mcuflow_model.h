@@ -36,9 +36,9 @@ extern "C" {
 #define MCUFLOW_INTERMEDIATE_SCALE_BITS  1006403310u
 /* Static RAM the library uses (it allocates nothing at run time): the activation arena, the kernels'
  * int16 scratch buffer and one flag per exit. The stack is the caller's. */
-#define MCUFLOW_ARENA_BYTES       92u
+#define MCUFLOW_ARENA_BYTES       72u
 #define MCUFLOW_SCRATCH_BYTES     48u
-#define MCUFLOW_PEAK_RAM_BYTES    141u
+#define MCUFLOW_PEAK_RAM_BYTES    121u
 
 extern const uint8_t mcuflow_model_hash[32];
 

@@ -53,7 +53,7 @@ def compile_graph(
 ) -> QModel:
     """The named passes in order: fuse_relu -> quantize -> choose_formats -> plan_kernels -> plan_memory."""
     fused = fuse_relu(graph)
-    if not fused.head or not any(n.kind == "linear" for n in fused.head):
+    if not fused.head or not any(n.kind in ("linear", "conv2d") for n in fused.head):
         raise ConfigError("the head has no linear layer: nothing to run on the device")
     q = quantize(fused, calibration, per_channel=per_channel, exit_threshold=exit_threshold, input_quant=input_quant)
     choose_formats(q, force=force_format)
@@ -221,7 +221,11 @@ def _check_board(board: str | None, q: QModel, notes: list[str]) -> None:
 
 def model_constant_bytes(q: QModel) -> int:
     """Flash the model's constants take: weights, indices, biases, multipliers, shifts and exit tables."""
-    layers = sum(layer.packed.total_bytes + 9 * layer.n_out for layer in q.all_layers() if layer.packed is not None)
+
+    def rows(layer) -> int:  # biases, multipliers and shifts: one per output row or output channel
+        return layer.out_shape.c if layer.kind == "conv" else 0 if layer.kind == "pool" else layer.n_out
+
+    layers = sum(layer.packed.total_bytes + 9 * rows(layer) for layer in q.all_layers() if layer.packed is not None)
     return layers + sum(ex.lut.nbytes for ex in q.exits)
 
 
@@ -274,12 +278,14 @@ def export(
     input_zero_point: int | None = None,
     input_range: tuple[float, float] | None = None,
     calibration_labels: np.ndarray | None = None,
+    graph: Graph | None = None,
 ) -> ExportResult:
     """Compile a checkpoint (``.pt``) or ONNX file (``.onnx``) into ``out_dir``, atomically.
 
     Calibration takes ``calibration`` when given, else the first ``calibration_samples`` training inputs
     of ``data`` (the user's, see :func:`mcuflow.data.load_data`) or of MNIST, normalised as the
-    checkpoint's data record says."""
+    checkpoint's data record says. ``graph``: a float IR graph to compile instead of reading ``source``
+    (a hand-built or already lowered head; no tail is exported)."""
     t0 = time.perf_counter()
     source, out_dir = Path(source), Path(out_dir)
     notes: list[str] = []
@@ -296,7 +302,9 @@ def export(
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"{out_dir} already exists")
     model = lowered = record = None
-    if source.suffix.lower() == ".onnx":
+    if graph is not None:
+        pass
+    elif source.suffix.lower() == ".onnx":
         graph = graph_from_onnx(source)
     else:
         from mcuflow.checkpoint import load, model_hash

@@ -300,7 +300,16 @@ def _run_hil(
     from mcuflow.progress import progress
     from mcuflow.qemu import QemuSession, thread_on_cpu
     from mcuflow.reference import quantize_input
-    from mcuflow.tail import OnnxTail, check_model_hash, load_tail, run_replay, run_session
+    from mcuflow.tail import (
+        NchwTail,
+        OnnxTail,
+        check_model_hash,
+        check_shape,
+        export_intermediate_shape,
+        load_tail,
+        run_replay,
+        run_session,
+    )
 
     t_start = time.perf_counter()
     b = load_board(board)
@@ -362,6 +371,8 @@ def _run_hil(
     tail = None  # an ONNX head has no tail of its own
     if tail_path is not None:
         tail = OnnxTail(Path(tail_path))
+        fmap = export_intermediate_shape(export_dir)
+        tail = NchwTail(tail, fmap) if fmap is not None else tail  # a torch-exported tail reads NCHW
     elif not onnx_source:
         tail = load_tail(model, export_dir)
     if tail is None:
@@ -420,6 +431,7 @@ def _run_hil(
                 client = faulty.client
             hello = client.hello(timeout=max(timeout, 10.0), retries=2)
             check_model_hash(hello.model_hash.hex(), facts.model_hash, "the export")
+            check_shape(hello, export_dir)
             if feed == "replay":
                 if hello.replay_count != len(inputs):
                     raise ConfigError(

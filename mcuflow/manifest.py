@@ -8,7 +8,7 @@ export through this module and nothing else.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +16,17 @@ import numpy as np
 from mcuflow import atomic, jsonshape
 from mcuflow.codec.compress import LinkConfig, link_scale
 from mcuflow.errors import ConfigError
+from mcuflow.ir.graph import Shape
+from mcuflow.ir.qconv import QConv2d, QPool2d
 from mcuflow.ir.quantized import QExit, QLinear, QModel
 from mcuflow.npz import read_npz
 from mcuflow.reference.agreement import QuantCheck
 from mcuflow.sparsity.patterns import StructuredParams
 
 FORMAT = "mcuflow-export"
-FORMAT_VERSION = 2  # 2: the static kernel library, per-exit thresholds, every static buffer in `ram`
+FORMAT_VERSION = (
+    3  # 2: the static kernel library, per-exit thresholds, every static buffer in `ram`; 3: conv layers, shapes
+)
 MANIFEST = "export.json"
 WEIGHTS = "quantized.npz"
 SCHEME = "int8 symmetric weights, asymmetric int8 activations, int32 bias, Q31 multiplier + shift"
@@ -38,6 +42,20 @@ class QParams:
 class Range:
     min: float
     max: float
+
+
+@dataclass(frozen=True)
+class ConvEntry:
+    """A conv or pool layer's geometry (feature maps ``[h, w, c]``, HWC-flattened)."""
+
+    op: str  # "conv" | "maxpool" | "avgpool"
+    in_shape: list[int]
+    out_shape: list[int]
+    kernel: list[int]
+    stride: list[int]
+    padding: list[int]  # top, left, bottom, right
+    p: int = 1  # the closed form of the channels (mcuflow.ir.qconv)
+    s: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,7 @@ class LayerEntry:
     act_min: int
     act_max: int
     saturated_biases: int
+    conv: ConvEntry | None = None  # conv and pool layers
 
     @property
     def constant_bytes(self) -> int:
@@ -192,6 +211,8 @@ class ExportManifest:
     files: list[str]
     notes: list[str] = field(default_factory=list)
     export_seconds: float = 0.0
+    input_shape: list[int] | None = None  # [h, w, c] of a feature-map input (HWC-flattened)
+    intermediate_shape: list[int] | None = None  # [h, w, c] of the offloaded tensor ([1, 1, n]: a vector)
 
     @property
     def head(self) -> list[LayerEntry]:
@@ -234,7 +255,20 @@ class ExportManifest:
             raise ConfigError(f"{path} is not a complete export manifest: {err}") from None
 
 
+def _conv_entry(layer) -> ConvEntry | None:
+    if isinstance(layer, QConv2d):
+        return ConvEntry("conv", list(astuple(layer.in_shape)), list(astuple(layer.out_shape)), list(layer.ksize),
+                         list(layer.stride), list(layer.padding), layer.p, layer.s)  # fmt: skip
+    if isinstance(layer, QPool2d):
+        return ConvEntry(f"{layer.op}pool", list(astuple(layer.in_shape)), list(astuple(layer.out_shape)),
+                         list(layer.ksize), list(layer.stride), [0, 0, 0, 0])  # fmt: skip
+    return None
+
+
 def layer_entry(layer: QLinear) -> LayerEntry:
+    conv = _conv_entry(layer)
+    if conv is not None:
+        return _conv_layer_entry(layer, conv)
     pw, k = layer.packed, layer.kernel
     assert pw is not None and k is not None, "run choose_formats and plan_kernels first"
     return LayerEntry(
@@ -262,6 +296,40 @@ def layer_entry(layer: QLinear) -> LayerEntry:
         act_min=layer.act_min,
         act_max=layer.act_max,
         saturated_biases=layer.saturated_biases,
+    )
+
+
+def _conv_layer_entry(layer, conv: ConvEntry) -> LayerEntry:
+    pw, k = layer.packed, layer.kernel
+    assert pw is not None and k is not None, "run plan_kernels first"
+    pool = isinstance(layer, QPool2d)
+    c_out = layer.out_shape.c
+    return LayerEntry(
+        name=layer.name,
+        n_in=layer.n_in,
+        n_out=layer.n_out,
+        degree=layer.degree,
+        pattern="pool" if pool else layer.pattern,
+        structured=None if pool or not isinstance(layer.params, StructuredParams) else layer.params,
+        format=pw.format,
+        kernel=k.function,
+        nnz=pw.nnz,
+        stored_values=int(pw.values.size),
+        weight_bytes=pw.weight_bytes,
+        index_bytes=0,
+        index_type=None,
+        row_ptr_type=None,
+        bias_bytes=0 if pool else 4 * c_out,
+        requant_bytes=0 if pool else 5 * c_out,
+        macs=layer.macs,
+        relu=layer.relu,
+        input=QParams(layer.in_scale, layer.in_zp),
+        output=QParams(layer.out_scale, layer.out_zp),
+        weight_scale=Range(1.0, 1.0) if pool else Range(float(layer.w_scale.min()), float(layer.w_scale.max())),
+        act_min=layer.act_min,
+        act_max=layer.act_max,
+        saturated_biases=0 if pool else layer.saturated_biases,
+        conv=conv,
     )
 
 
@@ -315,6 +383,8 @@ def manifest_of(
         files=sorted(files),
         notes=list(notes),
         export_seconds=round(seconds, 3),
+        input_shape=list(astuple(q.input_shape)) if q.input_shape is not None else None,
+        intermediate_shape=list(astuple(q.intermediate_shape)),
     )
 
 
@@ -326,7 +396,10 @@ def weight_arrays(q: QModel) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
 
     def put(key: str, layer: QLinear) -> None:
-        for attr in ("weight", "columns", "bias", "mult", "rshift", "w_scale"):
+        if isinstance(layer, QPool2d):
+            return  # all of a pool is in its manifest entry
+        for attr in ("weight", "channels" if isinstance(layer, QConv2d) else "columns", "bias", "mult", "rshift",
+                     "w_scale"):  # fmt: skip
             arrays[f"{key}.{attr}"] = getattr(layer, attr)
 
     for i, layer in enumerate(q.head):
@@ -338,7 +411,26 @@ def weight_arrays(q: QModel) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _conv_from(z: dict[str, np.ndarray], key: str, m: LayerEntry):
+    c = m.conv
+    assert c is not None
+    ins, outs = Shape(*c.in_shape), Shape(*c.out_shape)
+    if c.op in ("maxpool", "avgpool"):
+        return QPool2d(m.name, ins, outs, c.op[:3], tuple(c.kernel), tuple(c.stride), m.input.scale,
+                       m.input.zero_point, m.act_min, m.relu)  # fmt: skip
+    if c.op != "conv":
+        raise ConfigError(f"layer {m.name}: unknown conv operation {c.op!r}")
+    return QConv2d(
+        m.name, ins, outs, tuple(c.kernel), tuple(c.stride), tuple(c.padding), z[f"{key}.weight"],
+        z[f"{key}.channels"].astype(np.int64), z[f"{key}.bias"], z[f"{key}.mult"], z[f"{key}.rshift"],
+        m.input.scale, m.input.zero_point, z[f"{key}.w_scale"], m.output.scale, m.output.zero_point,
+        m.act_min, m.act_max, m.relu, m.pattern, c.p, c.s, params=m.structured,
+    )  # fmt: skip
+
+
 def _layer_from(z: dict[str, np.ndarray], key: str, m: LayerEntry) -> QLinear:
+    if m.conv is not None:
+        return _conv_from(z, key, m)
     return QLinear(
         name=m.name,
         n_in=m.n_in,
@@ -392,6 +484,7 @@ def load_model(directory: str | Path) -> QModel:
         source=meta.source,
         small_ram=meta.small_ram,
         input_source=q.input_source,
+        input_shape=Shape(*meta.input_shape) if meta.input_shape else None,
     )
 
 

@@ -106,15 +106,20 @@ def load_tail(model=None, export_dir: str | Path | None = None, backend: str = "
     if backend not in BACKENDS:
         raise ConfigError(f"unknown tail back end {backend!r}; choose one of {', '.join(BACKENDS)}")
     d = Path(export_dir) if export_dir is not None else None
+    fmap = export_intermediate_shape(d)
+
+    def nchw(tail: Tail) -> Tail:
+        return NchwTail(tail, fmap) if fmap is not None else tail
+
     if backend in ("auto", "numpy") and d is not None and (d / "tail.npz").is_file():
         return NumpyTail(d / "tail.npz")
     if backend in ("auto", "onnx") and d is not None and (d / "tail.onnx").is_file():
         if _onnxruntime_available():
-            return OnnxTail(d / "tail.onnx")
+            return nchw(OnnxTail(d / "tail.onnx"))
         if backend == "onnx":
             raise ConfigError("--tail onnx needs onnxruntime (pip install onnxruntime)")
     if backend in ("auto", "torch") and model is not None:
-        return TorchTail(model)
+        return nchw(TorchTail(model))
     where = f"export {d}" if d is not None else "no export"
     raise ConfigError(
         f"no {backend if backend != 'auto' else ''} tail available ({where}, checkpoint: {model is not None})"
@@ -375,6 +380,43 @@ def check_model_hash(device_hash_hex: str, expected_hex: str, source: str) -> No
             f"the device runs model {device_hash_hex[:16]}..., but {source} is {expected_hex[:16]}...; "
             "flash or build the firmware for this model (or pass the matching --model/--export)"
         )
+
+
+def export_intermediate_shape(export_dir: str | Path | None) -> tuple[int, int, int] | None:
+    """The offloaded feature map's (h, w, c) from an export's manifest (None: a vector, or no export)."""
+    if export_dir is None or not (Path(export_dir) / "export.json").is_file():
+        return None
+    from mcuflow.manifest import ExportManifest
+
+    shape = ExportManifest.read(export_dir).intermediate_shape
+    return tuple(shape) if shape and shape[0] * shape[1] > 1 else None  # type: ignore[return-value]
+
+
+def check_shape(hello, export_dir: str | Path) -> None:
+    """A device announcing its shapes (HELLO bit 14) must run the export's; the element counts were checked."""
+    if hello.intermediate_shape is None:
+        return
+    want = export_intermediate_shape(export_dir)
+    if want is not None and tuple(hello.intermediate_shape) != want:
+        raise HashMismatch(f"the device offloads a {hello.intermediate_shape} feature map, the export {want}")
+
+
+def hwc_to_nchw(x: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """(N, h*w*c) HWC-flattened feature maps -> (N, c*h*w) in torch's NCHW order (``flatten`` of (N, c, h, w))."""
+    h, w, c = shape
+    a = np.asarray(x)
+    return a.reshape(len(a), h, w, c).transpose(0, 3, 1, 2).reshape(len(a), -1)
+
+
+class NchwTail(Tail):
+    """A torch or ONNX tail (NCHW) finishing the device's HWC feature maps: permuted before it runs.
+    (``tail.npz`` needs none: the front end permuted its first layer's columns to HWC.)"""
+
+    def __init__(self, inner: Tail, shape: tuple[int, int, int]):
+        self._inner, self._shape, self.kind = inner, shape, inner.kind
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self._inner.logits(hwc_to_nchw(x, self._shape))
 
 
 class HashMismatch(McuflowError):

@@ -64,6 +64,15 @@ CASES = [
     "pad.copy",
     "pad.in_place",
     "pad.no_padding",
+    "conv.dense_2x2_c2",
+    "conv.pad_zero_point",
+    "conv.sparse_straddle",
+    "conv.stride2_relu",
+    "pool.max_2x2",
+    "pool.max_relu",
+    "pool.max_in_place",
+    "pool.avg_2x2_rounding",
+    "pool.avg_global",
 ]
 SUMMARY = re.compile(r"^summary cases=(\d+) failed=(\d+) variant=(\S+)$", re.MULTILINE)
 

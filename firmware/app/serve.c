@@ -77,9 +77,15 @@ typedef char mcuflow_intermediate_fits_frame
 #else
 #define SERVE_HELLO_CLOCK_LEN 0u
 #endif
+/* A model of feature maps (a convolutional head) announces its shapes in HELLO (capability bit 16). */
+#ifdef MCUFLOW_INTERMEDIATE_SHAPE_C
+#define SERVE_HELLO_SHAPE_LEN MCUFLOW_HELLO_SHAPE_LEN
+#else
+#define SERVE_HELLO_SHAPE_LEN 0u
+#endif
 #define SERVE_HELLO_MAX_LEN                                                                          \
     (MCUFLOW_HELLO_FIXED_LEN + SERVE_BOARD_NAME_MAX + MCUFLOW_HELLO_INPUT_QUANT_LEN + SERVE_HELLO_CLOCK_LEN + \
-     SERVE_HELLO_LEAN_LEN + MCUFLOW_HELLO_REPLAY_LEN)
+     SERVE_HELLO_LEAN_LEN + MCUFLOW_HELLO_REPLAY_LEN + SERVE_HELLO_SHAPE_LEN)
 #define SERVE_REPLY_MAX_PAYLOAD                                                                    \
     SERVE_MAX2(SERVE_MAX2(SERVE_HELLO_MAX_LEN, 1u + MCUFLOW_ERROR_TEXT_MAX),                       \
                SERVE_MAX2(SERVE_MAX2(MCUFLOW_LOCAL_RESULT_LEN, MCUFLOW_REPLAY_END_LEN),            \
@@ -224,9 +230,25 @@ static uint16_t hello_clock(uint8_t *p, uint16_t n) {
     p[n + 4u] = platform_clock_state();
     return (uint16_t)(n + MCUFLOW_HELLO_CLOCK_LEN);
 }
-#define SERVE_HELLO_END(p, n) hello_clock(p, n)
+#define SERVE_HELLO_CLOCK_END(p, n) hello_clock(p, n)
 #else
-#define SERVE_HELLO_END(p, n) (n)
+#define SERVE_HELLO_CLOCK_END(p, n) (n)
+#endif
+
+#ifdef MCUFLOW_INTERMEDIATE_SHAPE_C
+/* HELLO_REPLY's shapes (capability bit 16) after the first n bytes: the input's and the intermediate's. */
+static uint16_t hello_shape(uint8_t *p, uint16_t n) {
+    mcuflow_put_u16(p + n, (uint16_t)MCUFLOW_INPUT_SHAPE_H);
+    mcuflow_put_u16(p + n + 2u, (uint16_t)MCUFLOW_INPUT_SHAPE_W);
+    mcuflow_put_u16(p + n + 4u, (uint16_t)MCUFLOW_INPUT_SHAPE_C);
+    mcuflow_put_u16(p + n + 6u, (uint16_t)MCUFLOW_INTERMEDIATE_SHAPE_H);
+    mcuflow_put_u16(p + n + 8u, (uint16_t)MCUFLOW_INTERMEDIATE_SHAPE_W);
+    mcuflow_put_u16(p + n + 10u, (uint16_t)MCUFLOW_INTERMEDIATE_SHAPE_C);
+    return (uint16_t)(n + MCUFLOW_HELLO_SHAPE_LEN);
+}
+#define SERVE_HELLO_SHAPE(p, n) hello_shape(p, n)
+#else
+#define SERVE_HELLO_SHAPE(p, n) (n)
 #endif
 
 /* The input table of sensor replay: its region (NULL: none) and the samples its header declares. */
@@ -271,6 +293,9 @@ static uint16_t hello_payload(serve_link_t *l) {
 #ifdef BOARD_HAS_CLOCK
     caps |= MCUFLOW_CAP_CLOCK;
 #endif
+#ifdef MCUFLOW_INTERMEDIATE_SHAPE_C
+    caps |= MCUFLOW_CAP_SHAPE;
+#endif
     p[0] = (uint8_t)MCUFLOW_FIRMWARE_VERSION_MAJOR;
     p[1] = (uint8_t)MCUFLOW_FIRMWARE_VERSION_MINOR;
     mcuflow_put_u16(p + 6, (uint16_t)MCUFLOW_INPUT_LEN);
@@ -292,11 +317,11 @@ static uint16_t hello_payload(serve_link_t *l) {
 #ifdef MCUFLOW_INPUT_SCALE_BITS
     mcuflow_put_u32(p + MCUFLOW_HELLO_FIXED_LEN + k, (uint32_t)MCUFLOW_INPUT_SCALE_BITS);
     p[MCUFLOW_HELLO_FIXED_LEN + k + 4u] = (uint8_t)(int8_t)MCUFLOW_INPUT_ZERO_POINT;
-    n = SERVE_HELLO_END(p, (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k + MCUFLOW_HELLO_INPUT_QUANT_LEN));
+    n = SERVE_HELLO_CLOCK_END(p, (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k + MCUFLOW_HELLO_INPUT_QUANT_LEN));
 #else
-    n = SERVE_HELLO_END(p, (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k));
+    n = SERVE_HELLO_CLOCK_END(p, (uint16_t)(MCUFLOW_HELLO_FIXED_LEN + k));
 #endif
-    n = hello_tail(p, n, &caps);
+    n = SERVE_HELLO_SHAPE(p, hello_tail(p, n, &caps)); /* capability-bit order: 14, 15, then 16 */
     mcuflow_put_u32(p + 2, caps);
     return n;
 }

@@ -34,6 +34,10 @@
 #include "fc_index_free.h"
 #include "pad.h"
 
+/* Convolutional heads: mcuflow_conv (dense and channel-sparse), mcuflow_maxpool, mcuflow_avgpool. */
+#include "conv.h"
+#include "pool.h"
+
 /* scratch: n_in int16 entries for the DSP variant's widened input, or NULL (then the rows read int8). */
 MCUFLOW_INLINE void mcuflow_fc_dense(const mcuflow_fc_t *l, const int8_t *x, int8_t *y, void *scratch)
 {

@@ -59,6 +59,7 @@ extern "C" {
 #define MCUFLOW_CAP_CLOCK         (1ul << 13) /* then with the core clock (Hz) and how it was reached */
 #define MCUFLOW_CAP_LEAN          (1ul << 14) /* lean answers on request; HELLO_REPLY then ends with their constants */
 #define MCUFLOW_CAP_REPLAY        (1ul << 15) /* REPLAY from an input table; HELLO_REPLY then ends with its count */
+#define MCUFLOW_CAP_SHAPE         (1ul << 16) /* then with the input and intermediate shapes (feature maps) */
 
 #define MCUFLOW_HELLO_FIXED_LEN   51u
 #define MCUFLOW_BOARD_NAME_MAX    32u
@@ -67,6 +68,7 @@ extern "C" {
 #define MCUFLOW_HELLO_LEAN_LEN    7u /* the constants lean OFFLOADs leave out: bits u8, zero point i16, scale u32 */
 #define MCUFLOW_HELLO_REPLAY_LEN  4u /* the input table's sample count, u32 (0: no valid table) */
 #define MCUFLOW_HELLO_OPTIONS_LEN 4u /* a HELLO may carry the capability bits the host asks for, u32 */
+#define MCUFLOW_HELLO_SHAPE_LEN   12u /* u16 h, w, c of the input, then of the intermediate (HWC order) */
 #define MCUFLOW_LOCAL_RESULT_LEN  8u
 #define MCUFLOW_OFFLOAD_FIXED_LEN 16u
 #define MCUFLOW_ERROR_TEXT_MAX    64u

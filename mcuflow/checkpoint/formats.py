@@ -23,6 +23,7 @@ from mcuflow.checkpoint.file import FORMAT, VERSION
 from mcuflow.checkpoint.identity import config_mismatch
 from mcuflow.errors import CheckpointError, ConfigError
 from mcuflow.nn.config import ModelConfig, build_model
+from mcuflow.nn.conv import SparseConv1d, SparseConv2d
 from mcuflow.nn.sparse import SparseLinear
 from mcuflow.nn.split import SplitNet
 from mcuflow.nn.structure import ModelStructure, rebuild
@@ -105,14 +106,18 @@ def _check_patterns(model: SplitNet, saved: dict[str, Any], name: str) -> None:
     # Patterns are regenerated from their seeds; a stored pattern that differs would silently
     # break index-free export, so refuse it.
     for path, module in model.named_modules():
-        key = f"{path}.columns"
-        stored = saved.get(key)
-        if (
-            isinstance(module, SparseLinear)
-            and isinstance(stored, torch.Tensor)
-            and not torch.equal(stored, module.columns)
-        ):
-            raise CheckpointError(f"{name}: stored sparsity pattern {key} differs from the one its seed gives")
+        buffers = {
+            SparseLinear: ("columns",),
+            SparseConv1d: ("channels", "tap_mask"),
+            SparseConv2d: ("channels", "tap_mask"),
+        }
+        for buffer in buffers.get(type(module), ()):
+            key = f"{path}.{buffer}"
+            stored = saved.get(key)
+            if isinstance(stored, torch.Tensor) and (
+                stored.shape != getattr(module, buffer).shape or not torch.equal(stored, getattr(module, buffer))
+            ):
+                raise CheckpointError(f"{name}: stored sparsity pattern {key} differs from the one its seed gives")
 
 
 def _owner(model: SplitNet, key: str) -> str:

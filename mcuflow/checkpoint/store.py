@@ -35,7 +35,7 @@ def save(model: SplitNet, path: str | os.PathLike, config: ModelConfig | None = 
     width = (config.input_size or config.sizes[0]) if config is not None else input_features(structure)
     if width is None:
         raise ConfigError(
-            "cannot tell the width of the model's input: its head starts with no Pad, Linear, SparseLinear "
+            "cannot tell the width of the model's input: its head starts with no Unflatten, Pad, Linear, SparseLinear "
             "or BatchNorm1d"
         )
     payload = payload_of(model, structure, config, meta)

@@ -64,6 +64,19 @@ def model_config_from_options(
 
 @cli.command("train")
 @click.option(
+    "--preset",
+    type=click.Choice(["b-lenet", "b-lenet-sparse"]),
+    default=None,
+    help="A convolutional split model (docs/cnn.md): B-LeNet with dense convolutions, or with a channel-sparse "
+    "second conv. Takes the training options; the MLP shape options (--sizes, --family, ...) do not apply.",
+)
+@click.option(
+    "--arch",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A convolutional split model declared in a JSON or TOML file (format: mcuflow/nn/arch.py, docs/cnn.md).",
+)
+@click.option(
     "--family",
     type=click.Choice(["sparse", "deep", "shallow"]),
     default="sparse",
@@ -243,7 +256,10 @@ def train(**opts) -> None:
         mcuflow train --family deep --sizes 800,5,5,10 --epochs 50 --out deep.pt
         mcuflow train --batchnorm --lr 1e-2 --pattern-seed 8 --seed 8   # 95.3%, docs/results-model.md
         mcuflow train --data examples/digits.npz --sizes 64,32,10 --out-degrees 8,10 --out digits.pt
+        mcuflow train --preset b-lenet-sparse --epochs 6 --lr 2e-3 --out blenet_sparse.pt
     """
+    if opts["preset"] or opts["arch"]:
+        return train_arch(opts)
     if opts["finetune_link"]:
         return finetune_from_train_opts(opts)
     from mcuflow.checkpoint import load, save
@@ -432,3 +448,111 @@ def finetune_from_train_opts(opts: dict) -> None:
         f"checkpoint: {opts['out']}"
     )
     click.echo(f"export/hil it with: {link_flags(res.link)}")
+
+
+# Options of the MLP shape (ModelConfig) and of training features that are MLP-only so far: refused with
+# --preset/--arch rather than silently ignored.
+_MLP_ONLY = {
+    "family": "sparse",
+    "sizes": None,
+    "out_degrees": None,
+    "pattern": "structured",
+    "pattern_seed": 0,
+    "split": 1,
+    "exit_at": "1",
+    "exit_hidden": "",
+    "input_size": None,
+    "tail_hidden": None,
+    "batchnorm": False,
+    "teacher": None,
+    "finetune_link": None,
+}
+
+
+def train_arch(opts: dict) -> None:
+    """``mcuflow train --preset NAME | --arch FILE``: a declared (convolutional) split model."""
+    from mcuflow.checkpoint import save
+    from mcuflow.data import Normalization, open_source
+    from mcuflow.nn.arch import build_arch, load_arch
+    from mcuflow.nn.layer_report import layer_report
+    from mcuflow.nn.train import TrainConfig, train, write_json
+
+    for key, default in _MLP_ONLY.items():
+        if opts[key] != default:
+            raise ConfigError(f"--{key.replace('_', '-')} does not apply to --preset/--arch models")
+    arch = load_arch(opts["preset"], opts["arch"])  # shapes and degrees checked before the data is read
+    tcfg = TrainConfig(
+        epochs=opts["epochs"],
+        batch_size=opts["batch_size"],
+        lr=opts["lr"],
+        optimizer=opts["optimizer"],
+        schedule=opts["schedule"],
+        weight_decay=opts["weight_decay"],
+        seed=opts["seed"],
+        exit_weights=float_list(opts["exit_weights"], "--exit-weight"),
+        final_weight=opts["final_weight"],
+        threads=opts["threads"],
+    )
+    tcfg.validate(len(arch.spec.get("exits", [])))
+    for flag in ("limit", "test_limit", "holdout"):
+        if opts[flag] is not None and opts[flag] < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
+    normalize = Normalization.parse(opts["normalize"])
+    source = open_source(opts["data"], data_dir_unless_data(opts["data"], opts["data_dir"]))
+    train_set = source.train(normalize)
+    if opts["holdout"]:
+        if opts["holdout"] >= len(train_set):
+            raise ConfigError(f"--holdout {opts['holdout']} leaves no training images (there are {len(train_set)})")
+        keep = len(train_set) - opts["holdout"]
+        test_set = train_set.rows(keep).head(opts["test_limit"])
+        train_set = train_set.head(keep)
+    else:
+        test_set = source.test(train_set.normalization).head(opts["test_limit"])
+    train_set = train_set.head(opts["limit"])
+    shape = "x".join(map(str, train_set.input_shape))
+    if train_set.input_width != arch.input_size:
+        raise ConfigError(
+            f"the data's samples are {shape} = {train_set.input_width} values but {arch.name} takes "
+            f"{'x'.join(map(str, arch.input_shape))} = {arch.input_size}"
+        )
+    labels = max(train_set.n_classes, test_set.n_classes)
+    if labels > arch.classes:
+        raise ConfigError(f"the labels go up to {labels - 1} but {arch.name} has {arch.classes} classes")
+    import torch
+
+    torch.manual_seed(tcfg.seed)
+    model = build_arch(arch)
+    result = train(model, train_set.tensors(), test_set.tensors(), tcfg, show_progress=opts["show_progress"])
+    m = result.metrics
+    m["arch"] = arch.spec
+    m["layers"] = layer_report(result.model, arch.input_size)
+    if opts["holdout"]:
+        m["evaluated_on"] = f"the last {opts['holdout']} training images (--holdout)"
+    if opts["out"]:
+        save(
+            result.model,
+            opts["out"],
+            meta={
+                "accuracy": m["accuracy"],
+                "params": m["params"],
+                "training": m["training"],
+                "data": train_set.record().to_meta(),
+                "arch": arch.spec,
+                "device": m["layers"]["device"],
+            },
+        )
+    if opts["metrics_json"]:
+        write_json(m | {"history": result.history}, opts["metrics_json"])
+    acc, dev = m["accuracy"], m["layers"]["device"]
+    exits = ", ".join(f"exit {i + 1} {a * 100:.2f}%" for i, a in enumerate(acc["exits"]))
+    click.echo(
+        f"{arch.name}: {dev['weights']} weights on the device ({dev['macs']} MACs per sample), "
+        f"{m['params']['tail']} params in the tail; {'holdout' if opts['holdout'] else 'test'} accuracy final "
+        f"{acc['final'] * 100:.2f}%"
+        + (f", {exits}" if exits else "")
+        + f" on {m['test_samples']} images; trained in {m['train_time_s']:.1f}s"
+    )
+    if opts["out"]:
+        click.echo(f"checkpoint: {opts['out']}")
+    if opts["metrics_json"]:
+        click.echo(f"metrics: {opts['metrics_json']}")

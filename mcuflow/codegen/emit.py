@@ -17,6 +17,7 @@ import numpy as np
 
 from mcuflow.codec.compress import LinkConfig
 from mcuflow.codegen.names import c_comment, c_identifier
+from mcuflow.ir.graph import Shape
 from mcuflow.ir.kernel import KernelPlan
 from mcuflow.ir.memory import MemoryPlan
 from mcuflow.ir.quantized import QLinear, QModel
@@ -130,10 +131,15 @@ class LibraryContext:
     intermediate_scale_bits: int
     plan: MemoryPlan
     layers: list[CLayer]  # head, then exits, then benchmark-only layers: mcuflow_layer_table's order
+    fc_layers: list[CLayer]  # the fully connected ones (mcuflow_fc_t)
+    conv_layers: list[CLayer]  # conv and pool layers (mcuflow_conv_t, mcuflow_pool_t)
     exits: list[CExit]
     steps: list[CStep]
     max_layer_in: int
     max_layer_out: int
+    feature_maps: bool = False  # a convolutional model: its header gives the input and offloaded shapes
+    input_shape: tuple[int, int, int] = (1, 1, 0)
+    intermediate_shape: tuple[int, int, int] = (1, 1, 0)
 
 
 def build_context(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> LibraryContext:
@@ -193,11 +199,25 @@ def build_context(model: QModel, extra_layers: tuple[QLinear, ...] = ()) -> Libr
         intermediate_scale_bits=float_bits(model.intermediate_scale),
         plan=plan,
         layers=layers,
+        fc_layers=[cl for cl in layers if cl.q.kind == "linear"],
+        conv_layers=[cl for cl in layers if cl.q.kind != "linear"],
         exits=exits,
         steps=steps,
         max_layer_in=max(cl.q.n_in for cl in layers),
         max_layer_out=max(cl.q.n_out for cl in layers),
+        **_shapes(model),
     )
+
+
+def _shapes(model: QModel) -> dict:
+    """The feature-map shapes of a convolutional model (none for an MLP: its header stays as it was)."""
+    ins = model.input_shape or Shape(1, 1, model.padded_len)
+    mid = model.intermediate_shape
+    if ins.h * ins.w == 1 and mid.h * mid.w == 1 and not any(cl.kind != "linear" for cl in model.all_layers()):
+        return {}
+    if ins.size != model.input_len:
+        raise ValueError(f"input shape {ins} does not hold the {model.input_len} inputs")
+    return {"feature_maps": True, "input_shape": (ins.h, ins.w, ins.c), "intermediate_shape": (mid.h, mid.w, mid.c)}
 
 
 def kernel_files() -> dict[str, str]:

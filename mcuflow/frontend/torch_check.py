@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from mcuflow.errors import ConfigError
+from mcuflow.frontend.layout import Layout
+from mcuflow.frontend.torch_conv import to_ir_order
 from mcuflow.frontend.torch_frontend import LoweredChain, LoweredModel
 from mcuflow.ir.graph import run_node
 
@@ -32,9 +34,11 @@ class LoweringMismatchError(ConfigError):
     """The compiled graph does not compute what the torch model does."""
 
 
-def _gap(t: torch.Tensor, z: np.ndarray) -> tuple[float, float] | None:
-    """(largest difference, scale) when ``t`` and ``z`` differ beyond the tolerance, else None."""
-    a = t.detach().cpu().double().numpy().reshape(len(z), -1)
+def _gap(t: torch.Tensor, z: np.ndarray, layout: Layout) -> tuple[float, float] | None:
+    """(largest difference, scale) when ``t`` and ``z`` differ beyond the tolerance, else None.
+
+    ``t`` is brought into the IR's order first (feature maps: NCHW -> HWC-flat)."""
+    a = to_ir_order(t.detach().cpu().double(), layout).numpy()
     if a.shape != z.shape:
         return float("inf"), 0.0
     diff = float(np.abs(a - z).max(initial=0.0))
@@ -55,7 +59,7 @@ def _chain(
         values.append(run_node(node, values[-1]))
     for i, ((path, module), end) in enumerate(zip(chain.modules, chain.ends, strict=True)):
         t = module(t)
-        if end is not None and (gap := _gap(t, values[end])) is not None:
+        if end is not None and (gap := _gap(t, values[end], chain.layouts[i])) is not None:
             diff, scale = gap
             raise LoweringMismatchError(
                 f"the compiled graph differs from the model at {path} ({type(module).__name__}): "

@@ -11,6 +11,11 @@ of Pad, Linear and ReLU nodes as ever:
 * a model whose tail is empty runs whole on the device: its head output is the class logits, read by
   one more exit, ``final``, that always answers.
 
+Convolutional heads (docs/cnn.md, :mod:`mcuflow.frontend.torch_conv`): a leading ``Unflatten`` gives the
+graph its ``input_shape``; convolutions and pooling become ``Conv2d``/``Pool2d`` nodes on HWC values;
+``BatchNorm2d`` and ``ReLU6`` fold into the convolution before them; a ``Flatten`` of a map is no node,
+and the linear layer after it reads permuted columns (:class:`mcuflow.frontend.layout.Layout`).
+
 Layers are matched by exact type, as the checkpoint's layer list matches them; anything else is
 refused by path and type, e.g. ``head.2 (Sigmoid)``. :mod:`mcuflow.frontend.torch_check` then runs
 the lowered graph against the torch model.
@@ -26,20 +31,20 @@ import numpy as np
 from torch import nn
 
 from mcuflow.errors import ConfigError
-from mcuflow.ir.graph import ExitBranch, Graph, Linear, Node, Pad, Relu
+from mcuflow.frontend.layout import Layout, UnsupportedLayerError, permute_columns, vector
+from mcuflow.frontend.torch_conv import CONV_TYPES, POOL_TYPES, fold_batchnorm_conv, fuse_relu6, lower_conv, lower_pool
+from mcuflow.ir.graph import ExitBranch, Graph, Linear, Node, Pad, Relu, Shape
 from mcuflow.nn.sparse import Pad as TorchPad
 from mcuflow.nn.sparse import SparseLinear
 from mcuflow.sparsity.patterns import structured_params
 
 DEVICE_LAYERS = (
-    "Pad, Flatten, Identity, Dropout, Linear, SparseLinear, ReLU "
-    "and BatchNorm1d (folded into the linear layer before it)"
+    "Pad, Flatten, Identity, Dropout, Linear, SparseLinear, ReLU, BatchNorm1d (folded into the linear layer "
+    "before it), and for feature maps Unflatten (the head's first layer), Conv2d, Conv1d (dense, grouped, "
+    "depthwise), SparseConv2d, SparseConv1d, MaxPool2d/1d, AvgPool2d/1d, AdaptiveAvgPool2d/1d(1), "
+    "BatchNorm2d (folded into the convolution before it) and ReLU6 (after a convolution)"
 )
 FINAL_EXIT = "final"
-
-
-class UnsupportedLayerError(ConfigError):
-    """A layer the compiler has no kernel for."""
 
 
 @dataclass
@@ -53,7 +58,17 @@ class LoweredChain:
     nodes: list[Node]
     ends: list[int | None]
     modules: list[tuple[str, nn.Module]]  # the chain's modules with their paths, as ``ends`` counts them
-    width: int  # after the chain
+    layouts: list[Layout]  # the value after each module: its IR shape and torch's order (torch_conv.Layout)
+    start: Layout  # the chain's input
+
+    @property
+    def layout(self) -> Layout:
+        """After the chain."""
+        return self.layouts[-1] if self.layouts else self.start
+
+    @property
+    def width(self) -> int:  # after the chain
+        return self.layout.width
 
 
 @dataclass
@@ -74,10 +89,17 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().double().numpy()
 
 
-def _linear(module: nn.Module, path: str, width: int) -> Linear:
+def _linear(module: nn.Module, path: str, layout: Layout) -> Linear:
     kind = type(module).__name__
-    if module.in_features != width:
-        raise ConfigError(f"{path} ({kind}) expects {module.in_features} inputs but receives {width}")
+    if layout.dims:
+        raise ConfigError(f"{path} ({kind}) reads a vector but receives {layout.describe()}; flatten it first")
+    if module.in_features != layout.width:
+        raise ConfigError(f"{path} ({kind}) expects {module.in_features} inputs but receives {layout.width}")
+    node = _linear_node(module, path)
+    return permute_columns(node, layout) if layout.permuted else node
+
+
+def _linear_node(module: nn.Module, path: str) -> Linear:
     if isinstance(module, SparseLinear):
         params = None
         if module.pattern == "structured":
@@ -119,49 +141,99 @@ def _fold_batchnorm(bn: nn.BatchNorm1d, path: str, nodes: list[Node], ends: list
             ends[i] = None  # this module's output was the linear layer's, before the normalisation
 
 
-def _lower(module: nn.Module, path: str, width: int, nodes: list[Node], ends: list[int | None]) -> int:
-    """Append ``module``'s IR nodes to ``nodes``; the width after it."""
+def _lower(module: nn.Module, path: str, layout: Layout, nodes: list[Node], ends: list[int | None]) -> Layout:
+    """Append ``module``'s IR nodes to ``nodes``; the layout after it."""
     kind = type(module)
     if kind is nn.Sequential:
         for i, child in enumerate(module):
-            width = _lower(child, f"{path}.{i}", width, nodes, ends)
-        return width
-    if kind is TorchPad:
-        if module.in_features != width:
-            raise ConfigError(f"{path} (Pad) expects {module.in_features} inputs but receives {width}")
-        nodes.append(Pad(path, module.in_features, module.size))
-        return module.size
+            layout = _lower(child, f"{path}.{i}", layout, nodes, ends)
+        return layout
+    if kind in (nn.Identity, nn.Dropout):
+        return layout  # dropout is the identity at inference
+    if kind is nn.ReLU:
+        nodes.append(Relu(path, layout.width))
+        return layout
+    if kind in CONV_TYPES:
+        node, layout = lower_conv(module, path, layout)
+        nodes.append(node)
+        return layout
+    if kind in POOL_TYPES:
+        node, layout = lower_pool(module, path, layout)
+        nodes.append(node)
+        return layout
+    if kind is nn.BatchNorm2d or (kind is nn.BatchNorm1d and layout.dims == 1):
+        fold_batchnorm_conv(module, path, nodes, ends, layout)
+        return layout
+    if kind is nn.ReLU6:
+        fuse_relu6(path, nodes, ends)
+        return layout
+    if kind is nn.Unflatten:
+        return _unflatten(module, path, layout)
     if kind is nn.Flatten:
         if (module.start_dim, module.end_dim) != (1, -1):
             raise UnsupportedLayerError(
                 f"{path} (Flatten) flattens dimensions {module.start_dim}..{module.end_dim}; the device takes each "
                 "sample as one vector, so only Flatten(1, -1) (the default) compiles"
             )
-        return width  # inputs are already vectors, whether they arrived as (N, 1, 28, 28) or (N, 784)
-    if kind in (nn.Identity, nn.Dropout):
-        return width  # dropout is the identity at inference
-    if kind is nn.ReLU:
-        nodes.append(Relu(path, width))
-        return width
+        # No node: the IR's values are flat already. A feature map stays in HWC order, and the linear layer
+        # that reads it gets its columns permuted from torch's CHW (Layout.chw).
+        return dataclasses.replace(layout, dims=0)
+    if kind not in (TorchPad, SparseLinear, nn.Linear, nn.BatchNorm1d):
+        raise UnsupportedLayerError(
+            f"{path} ({kind.__name__}) has no device kernel; the head and exits may hold only {DEVICE_LAYERS}"
+        )
     if kind in (SparseLinear, nn.Linear):
-        nodes.append(_linear(module, path, width))
-        return module.out_features
-    if kind is nn.BatchNorm1d:
-        _fold_batchnorm(module, path, nodes, ends, width)
-        return width
-    raise UnsupportedLayerError(
-        f"{path} ({kind.__name__}) has no device kernel; the head and exits may hold only {DEVICE_LAYERS}"
-    )
+        nodes.append(_linear(module, path, layout))
+        return vector(module.out_features)
+    if layout.dims:
+        raise UnsupportedLayerError(f"{path} ({kind.__name__}) cannot take {layout.describe()}; flatten it first")
+    if layout.permuted:
+        raise UnsupportedLayerError(
+            f"{path} ({kind.__name__}) reads a flattened feature map, in torch's CHW order where the device holds "
+            "HWC; only a linear layer (its columns permuted) may read a flattened map"
+        )
+    if kind is TorchPad:
+        if module.in_features != layout.width:
+            raise ConfigError(f"{path} (Pad) expects {module.in_features} inputs but receives {layout.width}")
+        nodes.append(Pad(path, module.in_features, module.size))
+        return vector(module.size)
+    _fold_batchnorm(module, path, nodes, ends, layout.width)  # BatchNorm1d over a vector
+    return layout
 
 
-def lower_chain(modules: Sequence[tuple[str, nn.Module]], width: int) -> LoweredChain:
-    """The IR nodes of ``modules`` (each with its path) applied in turn to vectors of ``width``."""
+def _unflatten(module: nn.Unflatten, path: str, layout: Layout) -> Layout:
+    """A flat input shaped ``(C, H, W)`` or ``(C, L)``: a feature map in torch's order."""
+    size = tuple(int(v) for v in module.unflattened_size)
+    if layout.dims or module.dim not in (1, -1) or len(size) not in (2, 3):
+        raise UnsupportedLayerError(
+            f"{path} (Unflatten) must shape a flat vector into (C, H, W) or (C, L) (dim 1); got dim {module.dim}, "
+            f"size {size} on {layout.describe()}"
+        )
+    if int(np.prod(size)) != layout.width:
+        raise ConfigError(f"{path} (Unflatten) shapes {int(np.prod(size))} values but receives {layout.width}")
+    c, h, w = size if len(size) == 3 else (size[0], 1, size[1])
+    if c > 1 and h * w > 1:
+        # The flat vector is in torch's CHW order; the device reads HWC, and inputs reach it as they come.
+        raise UnsupportedLayerError(
+            f"{path} (Unflatten) shapes a {c}-channel input: the device reads feature maps in HWC order and mcuflow "
+            "feeds inputs as they come (CHW), so only 1-channel images (or C x 1 x 1) compile"
+        )
+    return Layout(Shape(h, w, c), len(size) - 1, True)
+
+
+def lower_chain(modules: Sequence[tuple[str, nn.Module]], start: int | Layout) -> LoweredChain:
+    """The IR nodes of ``modules`` (each with its path) applied in turn to ``start`` (a vector width or a
+    :class:`Layout`)."""
+    start = vector(start) if isinstance(start, int) else start
     nodes: list[Node] = []
     ends: list[int | None] = []
+    layouts: list[Layout] = []
+    layout = start
     for path, module in modules:
-        width = _lower(module, path, width, nodes, ends)
+        layout = _lower(module, path, layout, nodes, ends)
         ends.append(len(nodes))
-    return LoweredChain(nodes, ends, list(modules), width)
+        layouts.append(layout)
+    return LoweredChain(nodes, ends, list(modules), layouts, start)
 
 
 def _children(seq: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
@@ -174,6 +246,8 @@ def _children(seq: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
 def _input_width(head: nn.Sequential) -> int | None:
     """The width of the head's input: its first layer that has one, past those that keep it."""
     for module in head.modules():
+        if type(module) is nn.Unflatten:
+            return int(np.prod(module.unflattened_size))
         if type(module) in (TorchPad, SparseLinear, nn.Linear):
             return module.in_features
         if type(module) is nn.BatchNorm1d:
@@ -183,14 +257,18 @@ def _input_width(head: nn.Sequential) -> int | None:
     return None
 
 
-def lower_tail(tail: nn.Module, width: int) -> LoweredChain:
-    """The tail as the host tail runner (``tail.npz``) runs it: linear layers, each with or without a ReLU."""
-    chain = lower_chain(_children(tail, "tail"), width)
+def lower_tail(tail: nn.Module, start: int | Layout) -> LoweredChain:
+    """The tail as the host tail runner (``tail.npz``) runs it: linear layers, each with or without a ReLU.
+
+    After a convolutional head it reads the head output in the IR's HWC order: the first linear layer's
+    columns are permuted from torch's CHW (so the host feeds it the device's vector as it comes)."""
+    chain = lower_chain(_children(tail, "tail"), start)
     for i, node in enumerate(chain.nodes):
-        if isinstance(node, Pad):
+        if not isinstance(node, Linear | Relu):
+            kind = type(chain.modules[next(j for j, e in enumerate(chain.ends) if e is not None and e > i)][1])
             raise UnsupportedLayerError(
-                f"{node.name} (Pad) cannot run in the host tail, which runs Linear, SparseLinear and ReLU "
-                "(BatchNorm1d folded, Flatten, Identity and Dropout dropped)"
+                f"{node.name} ({kind.__name__}) cannot run in the host tail, which runs Linear, SparseLinear and "
+                "ReLU (BatchNorm1d folded, Flatten, Identity and Dropout dropped)"
             )
         if isinstance(node, Relu) and (i == 0 or not isinstance(chain.nodes[i - 1], Linear)):
             raise ConfigError(f"{node.name} (ReLU) does not follow a linear layer")
@@ -205,23 +283,22 @@ def lower_model(model: nn.Module, model_hash: str, name: str = "model") -> Lower
     cfg = getattr(model, "config", None)
     input_len = (cfg.input_size or cfg.sizes[0]) if cfg is not None else _input_width(head_mod)
     if input_len is None:
-        raise ConfigError("cannot tell the width of the head's input: it starts with no Pad or linear layer")
+        raise ConfigError("cannot tell the width of the head's input: it starts with no Unflatten, Pad or linear layer")
     head = lower_chain([(f"head.{i}", m) for i, m in enumerate(head_mod)], input_len)
-    graph_head = Graph("tmp", input_len, head.nodes, [], 0, "")
     exits, branches = [], []
     for e, (at, branch) in enumerate(zip(model.exit_points, model.exits, strict=True)):
         position = head.ends[at - 1]
         if position is None:
             raise UnsupportedLayerError(
-                f"exits.{e} reads the output of head.{at - 1} before the BatchNorm that is folded into it; "
-                "attach the exit after the BatchNorm"
+                f"exits.{e} reads the output of head.{at - 1} before the BatchNorm or ReLU6 that is folded into "
+                "it; attach the exit after that layer"
             )
-        chain = lower_chain(_children(branch, f"exits.{e}"), graph_head.width_after(position))
+        chain = lower_chain(_children(branch, f"exits.{e}"), head.layouts[at - 1])
         if not any(isinstance(n, Linear) for n in chain.nodes):
             raise ConfigError(f"exits.{e} has no linear layer producing class logits")
         exits.append(chain)
         branches.append(ExitBranch(f"exits.{e}", position, chain.nodes))
-    tail = lower_tail(model.tail, head.width)
+    tail = lower_tail(model.tail, head.layout)
     num_classes = cfg.n_classes if cfg is not None else None
     for e, chain in enumerate(exits):
         out = [n for n in chain.nodes if isinstance(n, Linear)][-1].n_out
@@ -244,7 +321,10 @@ def lower_model(model: nn.Module, model_hash: str, name: str = "model") -> Lower
         branches.append(ExitBranch(FINAL_EXIT, len(head.nodes), [], final=True))
     if num_classes is None:
         raise ConfigError("the model has no exits and no config giving its number of classes")
-    graph = Graph(name, input_len, head.nodes, branches, num_classes, model_hash, source="torch")
+    # A head that starts by shaping its flat input (Unflatten) takes a feature map: Graph.input_shape.
+    input_shape = head.layouts[0].shape if head.modules and type(head.modules[0][1]) is nn.Unflatten else None
+    graph = Graph(name, input_len, head.nodes, branches, num_classes, model_hash, source="torch",
+                  input_shape=input_shape)  # fmt: skip
     return LoweredModel(graph, head, exits, tail)
 
 

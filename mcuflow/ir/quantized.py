@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mcuflow.ir.graph import Shape
 from mcuflow.ir.kernel import KernelPlan
 from mcuflow.ir.packed import PackedWeights
 
@@ -46,6 +47,10 @@ class QLinear:
     packed: PackedWeights | None = None
     kernel: KernelPlan | None = None  # set by passes.plan_kernels
     saturated_biases: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "linear"
 
     @property
     def degree(self) -> int:
@@ -87,6 +92,13 @@ class QModel:
     raw_to_input: str = ""  # how raw data becomes the model's inputs, as text, when known
     plan: MemoryPlan | None = None  # set by passes.plan_memory
     notes: list[str] = field(default_factory=list)
+    input_shape: Shape | None = None  # a feature-map input (h, w, c), HWC-flattened
+
+    @property
+    def intermediate_shape(self) -> Shape:
+        """The offloaded tensor's shape: the head output's feature map, ``1 x 1 x n`` for a vector."""
+        out = getattr(self.head[-1], "out_shape", None) if self.head else self.input_shape
+        return out or Shape(1, 1, self.intermediate_len)
 
     @property
     def intermediate(self) -> QLinear:

@@ -14,7 +14,7 @@ import numpy as np
 
 from mcuflow.codec import encodings
 from mcuflow.link.errors import DeviceError, ProtocolError
-from mcuflow.link.frame import MAX_PAYLOAD, Frame, encode_frame
+from mcuflow.link.frame import MAX_PAYLOAD, Frame, encode_frame, wire_size
 
 HELLO = 0x01
 INFER = 0x02
@@ -68,6 +68,7 @@ CAP_INPUT_QUANT = 1 << 12  # HELLO_REPLY ends with the input scale (float32) and
 CAP_CLOCK = 1 << 13  # then with the core clock in Hz (u32) and how it was reached (u8, CLOCK_STATES)
 CAP_LEAN = 1 << 14  # lean answers when the HELLO asks; HELLO_REPLY then ends with what they leave out
 CAP_REPLAY = 1 << 15  # REPLAY from the device's input table; HELLO_REPLY then ends with its sample count
+CAP_SHAPE = 1 << 16  # then with the input and intermediate shapes, u16 h, w, c each (feature maps, HWC)
 # The clock state byte (firmware/include/platform.h PLATFORM_CLOCK_*).
 CLOCK_STATES = {
     0: "reset clock (board file)",
@@ -102,6 +103,7 @@ _REPLAY_COUNT = struct.Struct("<I")
 _OPTIONS = struct.Struct("<I")
 _REPLAY = struct.Struct("<III")  # first index, count, period (counter units; 0: free-running)
 _REPLAY_END = struct.Struct("<BIIIIQQ")
+_SHAPE = struct.Struct("<6H")
 LEAN_LOCAL_LEN = 4
 REPLAY_END_LEN = _REPLAY_END.size
 # REPLAY_END status
@@ -174,6 +176,8 @@ class Hello:
     lean_zero_point: int | None = None  # their zero point
     lean_scale: float | None = None  # and scale
     replay_count: int | None = None  # with CAP_REPLAY: the samples of the device's input table (0: none valid)
+    input_shape: tuple[int, int, int] | None = None  # with CAP_SHAPE: (h, w, c), HWC-flattened
+    intermediate_shape: tuple[int, int, int] | None = None  # with CAP_SHAPE: the offloaded feature map
 
     @property
     def clock_text(self) -> str | None:
@@ -218,6 +222,7 @@ class Hello:
                 else b""
             )
             + (_REPLAY_COUNT.pack(self.replay_count) if self.capabilities & CAP_REPLAY else b"")
+            + (_SHAPE.pack(*self.input_shape, *self.intermediate_shape) if self.capabilities & CAP_SHAPE else b"")
         )
 
     @classmethod
@@ -229,7 +234,8 @@ class Hello:
         clock = _CLOCK.size if caps & CAP_CLOCK else 0
         lean = _LEAN.size if caps & CAP_LEAN else 0
         replay = _REPLAY_COUNT.size if caps & CAP_REPLAY else 0
-        if k > BOARD_NAME_MAX or len(payload) != HELLO_FIXED_LEN + k + extra + clock + lean + replay:
+        shape = _SHAPE.size if caps & CAP_SHAPE else 0
+        if k > BOARD_NAME_MAX or len(payload) != HELLO_FIXED_LEN + k + extra + clock + lean + replay + shape:
             raise ProtocolError(f"HELLO_REPLY board name length {k} does not match its {len(payload)}-byte payload")
         raw_name = payload[HELLO_FIXED_LEN : HELLO_FIXED_LEN + k]
         scale = zero_point = None
@@ -250,6 +256,15 @@ class Hello:
             _check_offload_quant("HELLO_REPLY", lean_bits, lean_zp, lean_scale)
         if replay:
             (replay_count,) = _REPLAY_COUNT.unpack_from(payload, at + lean)
+        in_shape = mid_shape = None
+        if shape:
+            dims = _SHAPE.unpack_from(payload, at + lean + replay)
+            in_shape, mid_shape = dims[:3], dims[3:]
+            if math.prod(in_shape) != n_in or math.prod(mid_shape) != n_mid:
+                raise ProtocolError(
+                    f"HELLO_REPLY shapes {in_shape} and {mid_shape} do not hold its {n_in} inputs and "
+                    f"{n_mid} intermediate elements"
+                )
         if not all(0x20 <= b < 0x7F for b in raw_name):
             raise ProtocolError("HELLO_REPLY board name is not printable ASCII")
         if not 0 < n_in <= MAX_PAYLOAD:
@@ -260,7 +275,7 @@ class Hello:
             raise ProtocolError("HELLO_REPLY says the model has no classes")
         return cls(
             (major, minor), caps, n_in, n_mid, n_cls, n_exits, max_payload, dropped, digest, raw_name.decode(), wire_len,
-            scale, zero_point, clock_hz, clock_state, lean_bits, lean_zp, lean_scale, replay_count,
+            scale, zero_point, clock_hz, clock_state, lean_bits, lean_zp, lean_scale, replay_count, in_shape, mid_shape,
         )  # fmt: skip
 
 
@@ -546,7 +561,10 @@ def offload_wire_bytes(body_len: int, seq: int = 0) -> int:
     """Bytes of an OFFLOAD frame on the wire (COBS + delimiter) for a body of ``body_len`` bytes.
 
     Exact for frames under 254 raw bytes, whose COBS encoding is always one byte longer;
-    longer frames may take fewer bytes than this (it assumes the worst case)."""
+    longer frames may take fewer bytes than this (it assumes the worst case). A body too big for one
+    frame (the float32 baseline of a feature map, say) gets the size that one frame would have."""
+    if OFFLOAD_FIXED_LEN + body_len > MAX_PAYLOAD:
+        return wire_size(OFFLOAD_FIXED_LEN + body_len)
     return len(encode_frame(OFFLOAD, seq, b"\x01" * (OFFLOAD_FIXED_LEN + body_len)))
 
 

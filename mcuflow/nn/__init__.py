@@ -8,6 +8,7 @@ from mcuflow.nn.config import (
     main_path_parameters,
     paper_config,
 )
+from mcuflow.nn.conv import SparseConv1d, SparseConv2d
 from mcuflow.nn.sparse import Pad, SparseLinear
 from mcuflow.nn.split import SplitNet
 
@@ -15,6 +16,8 @@ __all__ = [
     "ExitConfig",
     "ModelConfig",
     "Pad",
+    "SparseConv1d",
+    "SparseConv2d",
     "SparseLinear",
     "SplitNet",
     "build_model",

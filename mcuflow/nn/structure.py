@@ -12,6 +12,7 @@ What the compiler then does with each type (fold, lower, refuse) is the front en
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from mcuflow.errors import ConfigError
+from mcuflow.nn.conv import SparseConv1d, SparseConv2d
 from mcuflow.nn.sparse import Pad, SparseLinear
 from mcuflow.nn.split import SplitNet
 from mcuflow.sparsity.patterns import pattern_columns
@@ -101,6 +103,8 @@ _INT = (int,)
 _BOOL = (bool,)
 _STR = (str,)
 _FLOAT = (float, int)
+_INTS = (list,)  # a list of integers (a kernel size, a stride); checked again when the layer is built
+_SIZE = (int, list)  # an integer or a list of them, as torch takes either
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,219 @@ class LayerKind:
     params: dict[str, tuple[type, ...]]  # name -> the JSON types it may take (None where listed)
     capture: Callable[[Any], dict[str, Any]]
     build: Callable[[dict[str, Any]], nn.Module]
+
+
+def _ints(v: Any) -> list[int | None] | int:
+    """A size as JSON: an int stays one, a tuple becomes a list."""
+    if isinstance(v, tuple | list):
+        return [None if x is None else int(x) for x in v]  # AdaptiveAvgPool2d((1, None)) keeps a size
+    return int(v)
+
+
+def _bn_params(m: nn.Module) -> dict[str, Any]:
+    return {
+        "num_features": m.num_features,
+        "eps": float(m.eps),
+        "momentum": None if m.momentum is None else float(m.momentum),
+        "affine": m.affine,
+        "track_running_stats": m.track_running_stats,
+    }
+
+
+_BN_SCHEMA: dict[str, tuple[type, ...]] = {
+    "num_features": _INT,
+    "eps": _FLOAT,
+    "momentum": (*_FLOAT, type(None)),
+    "affine": _BOOL,
+    "track_running_stats": _BOOL,
+}
+_CONV_SCHEMA: dict[str, tuple[type, ...]] = {
+    "in_channels": _INT,
+    "out_channels": _INT,
+    "kernel_size": _INTS,
+    "stride": _INTS,
+    "padding": (list, str),
+    "dilation": _INTS,
+    "groups": _INT,
+    "bias": _BOOL,
+    "padding_mode": _STR,
+}
+_SPARSE_CONV_SCHEMA: dict[str, tuple[type, ...]] = {
+    "in_channels": _INT,
+    "out_channels": _INT,
+    "kernel_size": _INTS,
+    "out_degree": _INT,
+    "stride": _INTS,
+    "padding": _INTS,
+    "seed": _INT,
+    "pattern": _STR,
+    "tap_period": _INT,
+    "tap_keep": _INT,
+    "bias": _BOOL,
+}
+
+
+def _conv_params(m: nn.Module) -> dict[str, Any]:
+    return {
+        "in_channels": m.in_channels,
+        "out_channels": m.out_channels,
+        "kernel_size": _ints(m.kernel_size),
+        "stride": _ints(m.stride),
+        "padding": m.padding if isinstance(m.padding, str) else _ints(m.padding),
+        "dilation": _ints(m.dilation),
+        "groups": m.groups,
+        "bias": m.bias is not None,
+        "padding_mode": m.padding_mode,
+    }
+
+
+def _conv_build(cls: type[nn.Module]) -> Callable[[dict[str, Any]], nn.Module]:
+    def build(p: dict[str, Any]) -> nn.Module:
+        padding = p["padding"] if isinstance(p["padding"], str) else tuple(p["padding"])
+        return cls(
+            p["in_channels"],
+            p["out_channels"],
+            tuple(p["kernel_size"]),
+            stride=tuple(p["stride"]),
+            padding=padding,
+            dilation=tuple(p["dilation"]),
+            groups=p["groups"],
+            bias=p["bias"],
+            padding_mode=p["padding_mode"],
+        )
+
+    return build
+
+
+def _sparse_conv_params(m: Any) -> dict[str, Any]:
+    return {
+        "in_channels": m.in_channels,
+        "out_channels": m.out_channels,
+        "kernel_size": list(m.kernel_size),
+        "out_degree": m.out_degree,
+        "stride": list(m.stride),
+        "padding": list(m.padding),
+        "seed": m.seed,
+        "pattern": m.pattern,
+        "tap_period": m.tap_period,
+        "tap_keep": m.tap_keep,
+        "bias": m.bias is not None,
+    }
+
+
+def _sparse_conv_build(cls: type[nn.Module]) -> Callable[[dict[str, Any]], nn.Module]:
+    def build(p: dict[str, Any]) -> nn.Module:
+        return cls(
+            p["in_channels"],
+            p["out_channels"],
+            p["kernel_size"],
+            p["out_degree"],
+            stride=p["stride"],
+            padding=p["padding"],
+            seed=p["seed"],
+            pattern=p["pattern"],
+            tap_period=p["tap_period"],
+            tap_keep=p["tap_keep"],
+            bias=p["bias"],
+        )
+
+    return build
+
+
+def _pool_params(m: Any, *names: str) -> dict[str, Any]:
+    return {
+        n: _ints(getattr(m, n)) if n in ("kernel_size", "stride", "padding", "dilation") else getattr(m, n)
+        for n in names
+    }
+
+
+# Convolutional layers (issue 14). Sizes are captured as JSON lists (or ints where torch keeps an int, as
+# MaxPool2d does) so that a layer list read back compares equal to a fresh capture.
+CONV_KINDS: dict[str, LayerKind] = {
+    "Conv2d": LayerKind(nn.Conv2d, _CONV_SCHEMA, _conv_params, _conv_build(nn.Conv2d)),
+    "Conv1d": LayerKind(nn.Conv1d, _CONV_SCHEMA, _conv_params, _conv_build(nn.Conv1d)),
+    "SparseConv2d": LayerKind(SparseConv2d, _SPARSE_CONV_SCHEMA, _sparse_conv_params, _sparse_conv_build(SparseConv2d)),
+    "SparseConv1d": LayerKind(SparseConv1d, _SPARSE_CONV_SCHEMA, _sparse_conv_params, _sparse_conv_build(SparseConv1d)),
+    "MaxPool2d": LayerKind(
+        nn.MaxPool2d,
+        {"kernel_size": _SIZE, "stride": _SIZE, "padding": _SIZE, "dilation": _SIZE, "ceil_mode": _BOOL},
+        lambda m: _pool_params(m, "kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+        lambda p: nn.MaxPool2d(
+            _tup(p["kernel_size"]), _tup(p["stride"]), _tup(p["padding"]), _tup(p["dilation"]), ceil_mode=p["ceil_mode"]
+        ),
+    ),
+    "MaxPool1d": LayerKind(
+        nn.MaxPool1d,
+        {"kernel_size": _SIZE, "stride": _SIZE, "padding": _SIZE, "dilation": _SIZE, "ceil_mode": _BOOL},
+        lambda m: _pool_params(m, "kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+        lambda p: nn.MaxPool1d(
+            _tup(p["kernel_size"]), _tup(p["stride"]), _tup(p["padding"]), _tup(p["dilation"]), ceil_mode=p["ceil_mode"]
+        ),
+    ),
+    "AvgPool2d": LayerKind(
+        nn.AvgPool2d,
+        {
+            "kernel_size": _SIZE,
+            "stride": _SIZE,
+            "padding": _SIZE,
+            "ceil_mode": _BOOL,
+            "count_include_pad": _BOOL,
+            "divisor_override": (int, type(None)),
+        },
+        lambda m: _pool_params(
+            m, "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"
+        ),
+        lambda p: nn.AvgPool2d(
+            _tup(p["kernel_size"]),
+            _tup(p["stride"]),
+            _tup(p["padding"]),
+            p["ceil_mode"],
+            p["count_include_pad"],
+            p["divisor_override"],
+        ),
+    ),
+    "AvgPool1d": LayerKind(
+        nn.AvgPool1d,
+        {"kernel_size": _SIZE, "stride": _SIZE, "padding": _SIZE, "ceil_mode": _BOOL, "count_include_pad": _BOOL},
+        lambda m: _pool_params(m, "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
+        lambda p: nn.AvgPool1d(
+            _tup(p["kernel_size"]), _tup(p["stride"]), _tup(p["padding"]), p["ceil_mode"], p["count_include_pad"]
+        ),
+    ),
+    "AdaptiveAvgPool2d": LayerKind(
+        nn.AdaptiveAvgPool2d,
+        {"output_size": (int, list)},
+        lambda m: {"output_size": _ints(m.output_size)},
+        lambda p: nn.AdaptiveAvgPool2d(_tup(p["output_size"])),
+    ),
+    "AdaptiveAvgPool1d": LayerKind(
+        nn.AdaptiveAvgPool1d,
+        {"output_size": (int, list)},
+        lambda m: {"output_size": _ints(m.output_size)},
+        lambda p: nn.AdaptiveAvgPool1d(_tup(p["output_size"])),
+    ),
+    "BatchNorm2d": LayerKind(
+        nn.BatchNorm2d,
+        _BN_SCHEMA,
+        _bn_params,
+        lambda p: nn.BatchNorm2d(p["num_features"], p["eps"], p["momentum"], p["affine"], p["track_running_stats"]),
+    ),
+    "ReLU6": LayerKind(
+        nn.ReLU6, {"inplace": _BOOL}, lambda m: {"inplace": m.inplace}, lambda p: nn.ReLU6(p["inplace"])
+    ),
+    # Unflatten gives a conv model's flat inputs (what mcuflow feeds every model: MNIST as 784 values)
+    # their (C, H, W) or (C, L) shape; as the head's first layer it records the model's input shape.
+    "Unflatten": LayerKind(
+        nn.Unflatten,
+        {"dim": _INT, "unflattened_size": _INTS},
+        lambda m: {"dim": int(m.dim), "unflattened_size": [int(v) for v in m.unflattened_size]},
+        lambda p: nn.Unflatten(p["dim"], tuple(p["unflattened_size"])),
+    ),
+}
+
+
+def _tup(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
 
 
 KINDS: dict[str, LayerKind] = {
@@ -166,6 +383,7 @@ KINDS: dict[str, LayerKind] = {
         },
         lambda p: nn.BatchNorm1d(p["num_features"], p["eps"], p["momentum"], p["affine"], p["track_running_stats"]),
     ),
+    **CONV_KINDS,
     "Pad": LayerKind(
         Pad,
         {"in_features": _INT, "size": _INT},
@@ -238,6 +456,14 @@ def capture_layer(module: nn.Module, path: str) -> LayerSpec:
                 f"{path} (SparseLinear) has columns that are not the {module.pattern} pattern of seed {module.seed}; "
                 "a checkpoint regenerates patterns from (pattern, seed)"
             )
+    if isinstance(module, SparseConv1d | SparseConv2d):
+        rebuilt = KINDS[name].build(KINDS[name].capture(module))
+        for buffer in ("channels", "tap_mask"):
+            if not torch.equal(getattr(module, buffer).detach().cpu(), getattr(rebuilt, buffer)):
+                raise UnsavableLayerError(
+                    f"{path} ({name}) has {buffer} that are not the {module.pattern} pattern of seed {module.seed}; "
+                    "a checkpoint regenerates patterns from (pattern, seed, tap_period, tap_keep)"
+                )
     return LayerSpec(name, KINDS[name].capture(module))
 
 
@@ -349,6 +575,8 @@ def input_features(structure: ModelStructure) -> int | None:
     a layer that changes its input's shape in an unknown way comes first."""
     head = (entry for i, s in enumerate(structure.head) for entry in _walk(s, f"head.{i}"))
     for _, spec in head:
+        if spec.type == "Unflatten":  # a conv model's flat input, shaped by its first layer
+            return math.prod(int(v) for v in spec.params["unflattened_size"])
         if spec.type in _WIDTH_OF:
             return int(spec.params[_WIDTH_OF[spec.type]])
         if spec.type != "Sequential" and spec.type not in _PASS_THROUGH:

@@ -63,12 +63,16 @@ def choose_formats(model: QModel, force: str | None = None) -> QModel:
     if force is not None and force not in FORMATS:
         raise ConfigError(f"unknown storage format {force!r}; choose one of {', '.join(FORMATS)} (or auto)")
     for layer in model.head:
+        if layer.kind != "linear":  # packed by plan_kernels (passes.kernels_conv)
+            continue
         if force:
             layer.packed = pack(layer, force)
         else:
             layer.packed = min(candidates(layer), key=lambda pw: pw.total_bytes)
     for e in model.exits:
         for layer in e.layers:
+            if layer.kind != "linear":
+                continue
             options = candidates(layer)
             forced = [pw for pw in options if pw.format == force]
             layer.packed = forced[0] if forced else min(options, key=lambda pw: pw.total_bytes)

@@ -1,11 +1,12 @@
-"""Fold each ReLU into the linear layer before it (it becomes the requantisation clamp)."""
+"""Fold each ReLU into the linear layer or convolution before it (it becomes the requantisation clamp)."""
 
 from __future__ import annotations
 
 import copy
 
 from mcuflow.errors import ConfigError
-from mcuflow.ir.graph import ExitBranch, Graph, Linear, Pad, Relu
+from mcuflow.ir.graph import Conv2d, ExitBranch, Graph, Linear, Pad, Relu
+from mcuflow.passes.fuse_conv import fuse_relu_into
 
 
 def _fuse_chain(nodes: list, reads: set[int], where: str) -> tuple[list, dict[int, int]]:
@@ -15,10 +16,15 @@ def _fuse_chain(nodes: list, reads: set[int], where: str) -> tuple[list, dict[in
     for i, node in enumerate(nodes):
         if isinstance(node, Relu):
             prev = out[-1] if out else None
-            if not isinstance(prev, Linear) or prev.relu or i in reads:
+            fused = fuse_relu_into(prev) if i not in reads else None  # conv, pool
+            if fused is not None:
+                out[-1] = fused
+                remap[i + 1] = len(out)
+                continue
+            if not isinstance(prev, Linear | Conv2d) or prev.relu or i in reads:
                 raise ConfigError(
-                    f"{where}: {node.name} (ReLU) does not follow a linear layer whose pre-activation output "
-                    "is otherwise unused; the device only runs ReLU fused into a linear layer"
+                    f"{where}: {node.name} (ReLU) does not follow a linear layer or convolution whose "
+                    "pre-activation output is otherwise unused; the device only runs ReLU fused into one"
                 )
             prev.relu = True
         elif isinstance(node, Pad):

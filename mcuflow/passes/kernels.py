@@ -11,7 +11,9 @@ import numpy as np
 
 from mcuflow.ir.kernel import KernelPlan
 from mcuflow.ir.packed import PackedWeights
+from mcuflow.ir.qconv import QConv2d, QPool2d
 from mcuflow.ir.quantized import QLinear, QModel
+from mcuflow.passes.kernels_conv import plan_conv
 
 FUNCTIONS = {
     "dense": "mcuflow_fc_dense",
@@ -158,6 +160,9 @@ def plan_kernels(model: QModel, small_ram: bool = False, extra_layers: tuple[QLi
     """Set ``layer.kernel`` on every layer of the model (and on ``extra_layers``, which benchmarks run)."""
     model.small_ram = small_ram
     for layer in (*model.all_layers(), *extra_layers):
+        if isinstance(layer, QConv2d | QPool2d):
+            plan_conv(layer)  # conv layers always use the scratch: it holds their patch
+            continue
         assert layer.packed is not None, "run choose_formats before plan_kernels"
         # The head's first layer reads the padded input: an index-free one reads the input itself.
         n_x = model.input_len if model.head and layer is model.head[0] and model.padded_len != model.input_len else 0

@@ -4,7 +4,8 @@ static buffers (the kernels' scratch, the exits' flags), so that the plan's RAM 
 Tensors live from the step that writes them to the last step that reads them; the head
 output and every exit's logits live to the end (the caller reads them after the run).
 Offsets are 4-byte aligned and assigned greedily, biggest tensor first, at the lowest
-offset that does not overlap a tensor alive at the same time. The scratch buffer is shared by
+offset that does not overlap a tensor alive at the same time; a step that may run in place (pooling)
+writes over its input when that input dies there (``passes.memory_conv``). The scratch buffer is shared by
 the layers (they run one at a time), sized for the one that needs most (``plan_kernels``).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from mcuflow.ir.memory import ALIGN, MemoryPlan, Step
 from mcuflow.ir.quantized import QModel
+from mcuflow.passes.memory_conv import in_place_aliases, placement_order
 
 
 def schedule(model: QModel) -> list[Step]:
@@ -30,11 +32,11 @@ def schedule(model: QModel) -> list[Step]:
             src = head_tensor[pos]
             for j, layer in enumerate(ex.layers):
                 dst = f"e{e}_{j}"
-                steps.append(Step("linear", src, dst, layer, e))
+                steps.append(Step(layer.kind, src, dst, layer, e))
                 src = dst
             steps.append(Step("exit", src, src, None, e))
         if pos < len(model.head):
-            steps.append(Step("linear", head_tensor[pos], head_tensor[pos + 1], model.head[pos]))
+            steps.append(Step(model.head[pos].kind, head_tensor[pos], head_tensor[pos + 1], model.head[pos]))
     return steps
 
 
@@ -61,13 +63,17 @@ def plan_memory(model: QModel) -> MemoryPlan:
         if name in life:
             life[name][1] = end
     sizes = {name: _size(model, name, steps) for name in life}
+    alias = in_place_aliases(steps, life)  # dst -> the src it may overwrite (pooling)
     offsets: dict[str, int] = {}
-    for name in sorted(life, key=lambda n: (-sizes[n], life[n][0])):
-        busy = sorted(
-            (offsets[o], offsets[o] + sizes[o])
-            for o in offsets
-            if life[o][0] <= life[name][1] and life[name][0] <= life[o][1]
-        )
+    for name in placement_order(life, sizes, alias):
+        src = alias.get(name)
+        alive = [o for o in offsets if life[o][0] <= life[name][1] and life[name][0] <= life[o][1]]
+        if src in offsets and all(
+            offsets[src] + sizes[name] <= offsets[o] or offsets[o] + sizes[o] <= offsets[src] for o in alive if o != src
+        ):
+            offsets[name] = offsets[src]  # in place: written over its dying input
+            continue
+        busy = sorted((offsets[o], offsets[o] + sizes[o]) for o in alive)  # elsewhere: its input included
         off = 0
         for lo, hi in busy:
             if off + sizes[name] <= lo:

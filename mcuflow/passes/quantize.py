@@ -20,8 +20,9 @@ import numpy as np
 from mcuflow.errors import ConfigError
 from mcuflow.ir.graph import Graph, Linear, Pad
 from mcuflow.ir.quantized import QExit, QLinear, QModel
+from mcuflow.passes.qmath import INT32_MAX, activation_params, quantize_multiplier, weight_scales
+from mcuflow.passes.quantize_conv import quantize_node
 
-INT32_MAX = 2**31 - 1
 DEFAULT_EXIT_THRESHOLD = 0.9
 
 
@@ -58,37 +59,6 @@ class InputQuant:
     def calibrated(cls, calibration: np.ndarray) -> InputQuant:
         s, zp = activation_params(float(np.min(calibration)), float(np.max(calibration)))
         return cls(s, zp, "calibration range")
-
-
-def quantize_multiplier(m: float) -> tuple[int, int]:
-    """``m ~= mult * 2**-rshift`` with mult in [2**30, 2**31) and 1 <= rshift <= 62."""
-    if not m > 0 or not math.isfinite(m):
-        raise ConfigError(f"cannot quantise the requantisation multiplier {m}")
-    frac, e = math.frexp(m)
-    mult = round(frac * 2**31)
-    if mult == 2**31:
-        mult, e = mult // 2, e + 1
-    rshift = 31 - e
-    if rshift < 1:
-        raise ConfigError(f"requantisation multiplier {m:.3g} is too large (>= 2**30): check the activation ranges")
-    if rshift > 62:  # a vanishing multiplier: keep 62 bits of shift, the product still rounds correctly
-        mult, rshift = round(m * 2.0**62), 62
-    return int(mult), int(rshift)
-
-
-def activation_params(lo: float, hi: float) -> tuple[float, int]:
-    lo, hi = min(0.0, float(lo)), max(0.0, float(hi))
-    if hi - lo < 1e-12:
-        hi = lo + 1e-6  # a constant-zero activation: any scale works, keep it finite
-    scale = (hi - lo) / 255.0
-    zp = int(np.clip(round(-128 - lo / scale), -128, 127))
-    return scale, zp
-
-
-def weight_scales(w: np.ndarray, per_channel: bool) -> np.ndarray:
-    amax = np.abs(w).max(axis=1) if per_channel else np.full(w.shape[0], np.abs(w).max() if w.size else 0.0)
-    # An all-zero row (or tensor) quantises to zeros with any scale; 1.0 keeps the multiplier sane.
-    return np.where(amax > 0, amax / 127.0, 1.0)
 
 
 def exit_lut(logit_scale: float) -> np.ndarray:
@@ -181,9 +151,10 @@ def quantize(
     qparams = [(inq.scale, inq.zero_point)]
     head = []
     for node in nodes:
-        if not isinstance(node, Linear):
+        ql = quantize_node(node, *qparams[-1], ranges[node.name], per_channel)  # conv, pool
+        if ql is None and not isinstance(node, Linear):
             raise ConfigError(f"{node.name} ({node.kind}) cannot be quantised on its own; run fuse_relu first")
-        ql = _quantize_linear(node, *qparams[-1], ranges[node.name], per_channel)
+        ql = ql or _quantize_linear(node, *qparams[-1], ranges[node.name], per_channel)
         head.append(ql)
         qparams.append((ql.out_scale, ql.out_zp))
     exits = []
@@ -192,9 +163,10 @@ def quantize(
         s, zp = qparams[at]
         layers = []
         for node in branch.nodes:
-            if not isinstance(node, Linear):
+            ql = quantize_node(node, s, zp, ranges[node.name], per_channel)  # conv, pool
+            if ql is None and not isinstance(node, Linear):
                 raise ConfigError(f"{node.name} ({node.kind}) cannot be quantised on its own; run fuse_relu first")
-            ql = _quantize_linear(node, s, zp, ranges[node.name], per_channel)
+            ql = ql or _quantize_linear(node, s, zp, ranges[node.name], per_channel)
             layers.append(ql)
             s, zp = ql.out_scale, ql.out_zp
         width = layers[-1].n_out if layers else (head[at - 1].n_out if at else padded_len)
@@ -218,4 +190,5 @@ def quantize(
         per_channel=per_channel,
         calibration_samples=len(calibration),
         source=graph.source,
+        input_shape=graph.input_shape,
     )

@@ -14,6 +14,7 @@ import numpy as np
 from mcuflow import exitrule
 from mcuflow.errors import ConfigError
 from mcuflow.ir.quantized import QExit, QLinear, QModel
+from mcuflow.reference.conv import run_conv_layer
 
 if TYPE_CHECKING:
     from mcuflow.reference.offload import LinkResult
@@ -44,7 +45,10 @@ def requantize(acc: np.ndarray, mult: np.ndarray, rshift: np.ndarray) -> np.ndar
 
 
 def linear(layer: QLinear, x: np.ndarray) -> np.ndarray:
-    """One quantised layer on int8 ``x`` (N, >= n_in) -> int8 (N, n_out)."""
+    """One quantised layer on int8 ``x`` (N, >= n_in) -> int8 (N, n_out); conv and pool layers too."""
+    y = run_conv_layer(layer, x)
+    if y is not None:
+        return y
     x = x.astype(np.int64)
     w = layer.weight.astype(np.int64)
     if (

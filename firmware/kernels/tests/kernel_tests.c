@@ -896,6 +896,8 @@ static void test_pad(void)
 
 /* --------------------------------------------------------------------------------------------------- */
 
+#include "conv_cases.h" /* conv and pooling */
+
 int mcuflow_kernel_tests(void)
 {
     cases_run = 0u;
@@ -907,6 +909,8 @@ int mcuflow_kernel_tests(void)
     test_fc_index_free();
     test_exit_decide();
     test_pad();
+    test_conv();
+    test_pool();
     put("summary cases=");
     put_i32((int32_t)cases_run);
     put(" failed=");

@@ -35,7 +35,7 @@ typedef struct {
 extern const mcuflow_layer_entry_t mcuflow_layer_table[MCUFLOW_NUM_LAYERS];
 
 /* mcuflow_weights.c */
-extern const int8_t mcuflow_x0_1_exit_fc_w[6];   /* exit.fc */
+extern const int8_t mcuflow_x0_1_exit_fc_w[6] MCUFLOW_ALIGNED4;   /* exit.fc */
 extern const int32_t mcuflow_x0_1_exit_fc_bias[3];
 extern const int32_t mcuflow_x0_1_exit_fc_mult[3];
 extern const uint8_t mcuflow_x0_1_exit_fc_rshift[3];

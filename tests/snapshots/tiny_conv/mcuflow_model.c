@@ -26,8 +26,9 @@ static union {
     int8_t bytes[72];
 } mcuflow_arena;
 
-/* The kernels' int16 scratch buffer (48 bytes), shared: layers run one at a time. */
-static int16_t mcuflow_scratch[24] MCUFLOW_ALIGNED(4); /* LDRD needs word alignment */
+/* The kernels' scratch buffer (48 bytes), shared: layers run one at a time, and between
+ * runs it is the caller's (mcuflow_scratch_buffer). Words, for LDRD. */
+static int32_t mcuflow_scratch[12];
 
 /* Which exits the last run evaluated (mcuflow_exit_logits). */
 static uint8_t mcuflow_exit_evaluated[1];
@@ -48,9 +49,11 @@ static const mcuflow_fc_t mcuflow_x0_1_exit_fc = {
     .pass_step = 0u,
     .perm_m = 0u,
     .perm_delta = 0,
+    .n_x = 0u,
     .w_aligned = 0u,
     .x_aligned = 0u,
     .unroll = 0u,
+    .shift_gt32 = 1u,
     .out_zp = 127,
     .act_min = -128,
     .act_max = 127,
@@ -174,6 +177,7 @@ static MCUFLOW_NOINLINE void mcuflow_x0_0_exit_pool_run(const int8_t *x, int8_t 
 /* exit */
 static const mcuflow_exit_t mcuflow_exit0_exit = {
     .lut = mcuflow_exit0_exit_lut,
+    .lut_last = 255u,
     .num_classes = 3u,
     .threshold_q15 = 22938u,
 };
@@ -194,7 +198,7 @@ int mcuflow_head_run(const int8_t *input, mcuflow_head_result_t *out)
     if (input == NULL || out == NULL) {
         return -1;
     }
-    memset(mcuflow_exit_evaluated, 0, sizeof mcuflow_exit_evaluated);
+    mcuflow_exit_evaluated[0] = 0u;
     out->exited = 0u;
     out->exit_index = 0u;
     out->label = 0u;
@@ -219,6 +223,11 @@ int mcuflow_head_run(const int8_t *input, mcuflow_head_result_t *out)
     out->intermediate = arena + 20;
     out->intermediate_len = MCUFLOW_INTERMEDIATE_LEN;
     return 0;
+}
+
+void *mcuflow_scratch_buffer(void)
+{
+    return mcuflow_scratch;
 }
 
 int8_t *mcuflow_head_input(void)

@@ -35,7 +35,7 @@ extern "C" {
 #define MCUFLOW_INTERMEDIATE_ZERO_POINT  (-22)
 #define MCUFLOW_INTERMEDIATE_SCALE_BITS  1006403310u
 /* Static RAM the library uses (it allocates nothing at run time): the activation arena, the kernels'
- * int16 scratch buffer and one flag per exit. The stack is the caller's. */
+ * scratch buffer and one flag per exit. The stack is the caller's. */
 #define MCUFLOW_ARENA_BYTES       72u
 #define MCUFLOW_SCRATCH_BYTES     48u
 #define MCUFLOW_PEAK_RAM_BYTES    121u
@@ -63,6 +63,11 @@ int mcuflow_head_run(const int8_t *input, mcuflow_head_result_t *out);
  * where it lies. The content is undefined after a run. */
 #define MCUFLOW_HEAD_INPUT_IN_ARENA 0
 int8_t *mcuflow_head_input(void);
+
+/* The kernels' scratch buffer, MCUFLOW_SCRATCH_BYTES bytes (word aligned), or NULL when there is none. Only a
+ * run uses it: between runs the caller may keep anything there (a receive buffer, say), which the next run
+ * overwrites; an input passed to mcuflow_head_run must not lie in it. */
+void *mcuflow_scratch_buffer(void);
 
 /* The int8 logits (MCUFLOW_NUM_CLASSES) of exit `exit_index` from the last run, or NULL if that exit was
  * not evaluated by the last run (an earlier exit answered) or does not exist. */

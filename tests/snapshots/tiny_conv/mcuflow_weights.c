@@ -19,8 +19,8 @@ const int32_t mcuflow_x0_1_exit_fc_bias[3] = {
 const int32_t mcuflow_x0_1_exit_fc_mult[3] = {
     1735021307, 1140542968, 1076796138
 };
-const uint8_t mcuflow_x0_1_exit_fc_rshift[3] = {
-    36, 35, 37
+const uint8_t mcuflow_x0_1_exit_fc_rshift[3] = {  /* rshift - 33 (shift_gt32) */
+    3, 2, 4
 };
 
 /* conv1: conv, 2 output channels x 1 input channels x 9 taps, 24 weight bytes, no index */
@@ -52,7 +52,7 @@ const uint8_t mcuflow_l2_conv2_rshift[4] = {
     38, 38, 42, 38
 };
 
-/* exit: Q15 exp(-d * logit_scale) for a logit gap d = 0..255 */
+/* exit: Q15 exp(-d * logit_scale) for a logit gap d = 0..255; larger gaps read the last entry (0) */
 const uint16_t mcuflow_exit0_exit_lut[256] = {
     32768, 32714, 32661, 32608, 32554, 32501, 32448, 32395, 32342, 32289, 32236, 32184, 32131, 32078, 32026, 31974,
     31921, 31869, 31817, 31765, 31713, 31661, 31610, 31558, 31506, 31455, 31403, 31352, 31301, 31250, 31199, 31148,

@@ -28,6 +28,13 @@
 #ifndef MCUFLOW_LINK_CODE_ZP
 #define MCUFLOW_LINK_CODE_ZP 0u
 #endif
+/* 1 (the export says so): nothing is pruned and values are 8 bits wide, so the codes are the head output. */
+#ifndef MCUFLOW_LINK_IDENTITY
+#define MCUFLOW_LINK_IDENTITY 0u
+#endif
+typedef char mcuflow_link_identity_valid
+    [(!MCUFLOW_LINK_IDENTITY || (MCUFLOW_LINK_BITS == 8u && MCUFLOW_LINK_PRUNE_THRESHOLD == 0u &&
+                                 MCUFLOW_LINK_PRUNE_TOPK == 0u)) ? 1 : -1];
 typedef char mcuflow_link_bits_valid[(MCUFLOW_LINK_BITS >= 2u && MCUFLOW_LINK_BITS <= 8u) ? 1 : -1];
 
 /* Lean answers (capability bit 14) leave out what every OFFLOAD of this model repeats; HELLO_REPLY says it
@@ -310,16 +317,24 @@ static uint16_t hello_payload(serve_link_t *l) {
 static int8_t sparse_input_buf[MCUFLOW_INPUT_LEN];
 #define SPARSE_INPUT sparse_input_buf
 #endif
+#if !MCUFLOW_LINK_IDENTITY
 /* The pruned (and possibly narrowed) head output, one code per byte, before encoding. */
 static uint8_t link_codes[MCUFLOW_INTERMEDIATE_LEN];
+#endif
 static const mcuflow_linkopt_t link_opt = {MCUFLOW_LINK_PRUNE_THRESHOLD, MCUFLOW_LINK_PRUNE_TOPK, MCUFLOW_LINK_BITS,
                                            MCUFLOW_LINK_SHIFT, MCUFLOW_LINK_CODE_ZP};
 
 /* OFFLOAD body: the smallest encoding of the compressed intermediate. Returns the payload length. */
 static uint16_t offload_payload(serve_link_t *l, const mcuflow_head_result_t *res, uint32_t instructions) {
     uint8_t *p = payload_out(l);
+#if MCUFLOW_LINK_IDENTITY
+    /* what mcuflow_link_codes gives without pruning at 8 bits: the int8 values themselves, filled with zp */
+    const uint8_t *link_codes = (const uint8_t *)res->intermediate;
+    uint8_t fill = (uint8_t)res->intermediate_zero_point;
+#else
     uint8_t fill = mcuflow_link_codes(res->intermediate, res->intermediate_len, res->intermediate_zero_point,
                                       &link_opt, link_codes);
+#endif
     uint8_t enc = mcuflow_link_choose(link_codes, res->intermediate_len, link_opt.bits, fill);
     uint32_t scale_bits = res->intermediate_scale_bits;
     int32_t zp = res->intermediate_zero_point;

@@ -28,6 +28,12 @@
 #ifndef MCUFLOW_LINK_CODE_ZP
 #define MCUFLOW_LINK_CODE_ZP 0u
 #endif
+/* Fragmented requests (INFER_PART / INFER_COMMIT, capability bit 11) are in unless the build leaves them
+ * out (mcuflow build --no-fragments): HELLO then clears bit 11, and both types are answered as unknown. */
+#ifndef MCUFLOW_SERVE_FRAGMENTS
+#define MCUFLOW_SERVE_FRAGMENTS 1
+#endif
+
 /* 1 (the export says so): nothing is pruned and values are 8 bits wide, so the codes are the head output. */
 #ifndef MCUFLOW_LINK_IDENTITY
 #define MCUFLOW_LINK_IDENTITY 0u
@@ -270,8 +276,11 @@ static uint16_t hello_payload(serve_link_t *l) {
     uint8_t *p = payload_out(l);
     const char *board = platform_board_name();
     uint32_t caps =
-        MCUFLOW_CAP_ENC_ALL | MCUFLOW_CAP_DEDUP | MCUFLOW_CAP_BYE | MCUFLOW_CAP_INFER_SPARSE | MCUFLOW_CAP_FRAGMENT;
+        MCUFLOW_CAP_ENC_ALL | MCUFLOW_CAP_DEDUP | MCUFLOW_CAP_BYE | MCUFLOW_CAP_INFER_SPARSE;
     uint16_t i, n, k = 0;
+#if MCUFLOW_SERVE_FRAGMENTS
+    caps |= MCUFLOW_CAP_FRAGMENT;
+#endif
 #ifdef MCUFLOW_INPUT_SCALE_BITS
     caps |= MCUFLOW_CAP_INPUT_QUANT; /* a generated model: the host learns how to quantise its inputs */
 #endif
@@ -419,6 +428,7 @@ static uint8_t infer_payload(serve_link_t *l, uint8_t type, const uint8_t *body,
 }
 
 /* ---- fragmented requests ---- */
+#if MCUFLOW_SERVE_FRAGMENTS
 
 static void xfer_start(serve_link_t *l, uint16_t id, uint8_t count) {
     serve_transfer_t *x = &l->xfer;
@@ -551,6 +561,8 @@ static uint8_t commit_payload(serve_link_t *l, uint16_t seq, const uint8_t *p, u
     return 0; /* sent */
 }
 
+#endif /* MCUFLOW_SERVE_FRAGMENTS */
+
 /* ---- sensor replay ---- */
 
 /* A frame that arrived while a replay ran: it stopped the run and is handled right after it. */
@@ -679,6 +691,7 @@ static void handle(serve_link_t *l, const mcuflow_frame_t *f) {
             platform_exit(0);
             return;
         }
+#if MCUFLOW_SERVE_FRAGMENTS
     } else if (f->type == MCUFLOW_MSG_INFER_PART) {
         handle_part(l, f->payload, f->length);
         return; /* parts are never answered and leave the reply cache alone */
@@ -687,6 +700,7 @@ static void handle(serve_link_t *l, const mcuflow_frame_t *f) {
         if (type == 0u) {
             goto sent;
         }
+#endif
     } else if (f->type == MCUFLOW_MSG_INFER || f->type == MCUFLOW_MSG_INFER_SPARSE) {
         if (body_owner != 0) {
             body_owner->xfer.count = 0; /* the input buffer is about to be overwritten */
@@ -706,7 +720,9 @@ static void handle(serve_link_t *l, const mcuflow_frame_t *f) {
         len = error_payload(l, MCUFLOW_ERR_BAD_TYPE, "type");
     }
     send_reply(l, type, f->seq, len);
+#if MCUFLOW_SERVE_FRAGMENTS
 sent:
+#endif
     l->last_valid = (uint8_t)(f->type != MCUFLOW_MSG_HELLO);
     l->last_type = f->type;
     l->last_seq = f->seq;

@@ -295,28 +295,36 @@ static void link_stats(const uint8_t *codes, uint32_t n, uint8_t fill, uint32_t 
     }
 }
 
-uint32_t mcuflow_link_size(uint8_t enc, const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill) {
-    uint32_t k, nib, w = link_width(n);
-    link_stats(codes, n, fill, &k, &nib);
+/* The size of encoding enc from the counts link_stats gives (0: no such encoding). */
+static uint32_t link_size_of(uint8_t enc, uint32_t n, uint8_t bits, uint32_t k, uint32_t nib) {
+    uint32_t w = link_width(n), values = link_packed(k, bits);
     switch (enc) {
     case MCUFLOW_ENC_DENSE:
         return link_packed(n, bits);
     case MCUFLOW_ENC_BITMAP:
-        return (n + 7u) / 8u + link_packed(k, bits);
+        return (n + 7u) / 8u + values;
     case MCUFLOW_ENC_INDEX_VALUE:
-        return w * (1u + k) + link_packed(k, bits);
+        return w * (1u + k) + values;
     case MCUFLOW_ENC_ZERO_RUNS:
-        return w + (nib + 1u) / 2u + link_packed(k, bits);
+        return w + (nib + 1u) / 2u + values;
     default:
         return 0;
     }
 }
 
+uint32_t mcuflow_link_size(uint8_t enc, const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill) {
+    uint32_t k, nib;
+    link_stats(codes, n, fill, &k, &nib);
+    return link_size_of(enc, n, bits, k, nib);
+}
+
 uint8_t mcuflow_link_choose(const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill) {
     uint8_t enc, best = MCUFLOW_ENC_DENSE;
-    uint32_t best_size = mcuflow_link_size(MCUFLOW_ENC_DENSE, codes, n, bits, fill);
+    uint32_t k, nib, best_size;
+    link_stats(codes, n, fill, &k, &nib);
+    best_size = link_size_of(MCUFLOW_ENC_DENSE, n, bits, k, nib);
     for (enc = 1; enc < MCUFLOW_ENC_COUNT; enc++) {
-        uint32_t s = mcuflow_link_size(enc, codes, n, bits, fill);
+        uint32_t s = link_size_of(enc, n, bits, k, nib);
         if (s < best_size) {
             best = enc;
             best_size = s;
@@ -345,59 +353,41 @@ static void link_put_index(uint8_t *out, uint32_t *o, uint32_t v, uint32_t w) {
 
 uint32_t mcuflow_link_encode(uint8_t enc, const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill,
                              uint8_t *out, uint32_t out_cap) {
-    uint32_t size = mcuflow_link_size(enc, codes, n, bits, fill), i, o = 0, bitpos, k, nib, w = link_width(n);
-    if (enc >= MCUFLOW_ENC_COUNT || size > out_cap) {
+    uint32_t k, nib, size, i, o = 0, bitpos, gap = 0, j, w = link_width(n);
+    link_stats(codes, n, fill, &k, &nib);
+    size = link_size_of(enc, n, bits, k, nib);
+    if (size == 0u || size > out_cap) {
         return 0;
     }
     for (i = 0; i < size; i++) {
         out[i] = 0;
     }
-    link_stats(codes, n, fill, &k, &nib);
-    if (enc == MCUFLOW_ENC_DENSE) {
-        bitpos = 0;
-        for (i = 0; i < n; i++) {
-            link_put_bits(out, &bitpos, codes[i], bits);
-        }
-        return size;
+    if (enc == MCUFLOW_ENC_INDEX_VALUE || enc == MCUFLOW_ENC_ZERO_RUNS) {
+        link_put_index(out, &o, k, w); /* the count of values first */
     }
-    if (enc == MCUFLOW_ENC_BITMAP) {
-        o = (n + 7u) / 8u;
-        for (i = 0; i < n; i++) {
-            if (codes[i] != fill) {
-                out[i / 8u] |= (uint8_t)(1u << (i % 8u));
-            }
+    j = 2u * o; /* zero runs: the next nibble, from the byte after the count */
+    /* One pass: each value's bitmap bit, index or zero-run nibbles, then its bits after the header. */
+    bitpos = 8u * (size - (enc == MCUFLOW_ENC_DENSE ? size : link_packed(k, bits)));
+    for (i = 0; i < n; i++) {
+        if (enc != MCUFLOW_ENC_DENSE && codes[i] == fill) {
+            gap++;
+            continue;
         }
-    } else if (enc == MCUFLOW_ENC_INDEX_VALUE) {
-        link_put_index(out, &o, k, w);
-        for (i = 0; i < n; i++) {
-            if (codes[i] != fill) {
-                link_put_index(out, &o, i, w);
-            }
-        }
-    } else {
-        uint32_t gap = 0, j = 0;
-        link_put_index(out, &o, k, w);
-        for (i = 0; i < n; i++) {
-            if (codes[i] == fill) {
-                gap++;
-                continue;
-            }
+        if (enc == MCUFLOW_ENC_BITMAP) {
+            out[i / 8u] |= (uint8_t)(1u << (i % 8u));
+        } else if (enc == MCUFLOW_ENC_INDEX_VALUE) {
+            link_put_index(out, &o, i, w);
+        } else if (enc == MCUFLOW_ENC_ZERO_RUNS) {
             while (gap >= 15u) {
-                out[o + j / 2u] |= (uint8_t)(15u << (4u * (j % 2u)));
+                out[j / 2u] |= (uint8_t)(15u << (4u * (j % 2u)));
                 j++;
                 gap -= 15u;
             }
-            out[o + j / 2u] |= (uint8_t)(gap << (4u * (j % 2u)));
+            out[j / 2u] |= (uint8_t)(gap << (4u * (j % 2u)));
             j++;
             gap = 0;
         }
-        o += (j + 1u) / 2u;
-    }
-    bitpos = o * 8u;
-    for (i = 0; i < n; i++) {
-        if (codes[i] != fill) {
-            link_put_bits(out, &bitpos, codes[i], bits);
-        }
+        link_put_bits(out, &bitpos, codes[i], bits);
     }
     return size;
 }

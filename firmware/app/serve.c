@@ -341,10 +341,10 @@ static uint16_t offload_payload(serve_link_t *l, const mcuflow_head_result_t *re
     const uint8_t *link_codes = (const uint8_t *)res->intermediate;
     uint8_t fill = (uint8_t)res->intermediate_zero_point;
 #else
-    uint8_t fill = mcuflow_link_codes(res->intermediate, res->intermediate_len, res->intermediate_zero_point,
+    uint8_t fill = mcuflow_link_codes(res->intermediate, (uint16_t)MCUFLOW_INTERMEDIATE_LEN, res->intermediate_zero_point,
                                       &link_opt, link_codes);
 #endif
-    uint8_t enc = mcuflow_link_choose(link_codes, res->intermediate_len, link_opt.bits, fill);
+    uint8_t enc = mcuflow_link_choose(link_codes, (uint16_t)MCUFLOW_INTERMEDIATE_LEN, link_opt.bits, fill);
     uint32_t scale_bits = res->intermediate_scale_bits;
     int32_t zp = res->intermediate_zero_point;
     uint32_t body;
@@ -353,14 +353,14 @@ static uint16_t offload_payload(serve_link_t *l, const mcuflow_head_result_t *re
         scale_bits += (uint32_t)link_opt.shift << 23;
         zp = link_opt.code_zp;
     }
-    body = mcuflow_link_encode(enc, link_codes, res->intermediate_len, link_opt.bits, fill,
+    body = mcuflow_link_encode(enc, link_codes, (uint16_t)MCUFLOW_INTERMEDIATE_LEN, link_opt.bits, fill,
                                p + MCUFLOW_OFFLOAD_FIXED_LEN, MCUFLOW_INTERMEDIATE_LEN);
     if (body == 0u) {
         return 0; /* cannot happen: the chosen encoding is never larger than dense */
     }
     p[0] = enc;
     p[1] = link_opt.bits;
-    mcuflow_put_u16(p + 2, res->intermediate_len);
+    mcuflow_put_u16(p + 2, (uint16_t)MCUFLOW_INTERMEDIATE_LEN);
     mcuflow_put_u32(p + 4, (uint32_t)zp);
     mcuflow_put_u32(p + 8, scale_bits);
     mcuflow_put_u32(p + 12, instructions);

@@ -333,15 +333,15 @@ uint8_t mcuflow_link_choose(const uint8_t *codes, uint32_t n, uint8_t bits, uint
     return best;
 }
 
-/* Appends the low `bits` bits of v to an LSB-first bit stream (out must be zeroed). */
+/* Appends the low `bits` (1..8) bits of v to an LSB-first bit stream (out must be zeroed): into the byte at
+ * the bit position and, when they run past it, the next one. */
 static void link_put_bits(uint8_t *out, uint32_t *bitpos, uint32_t v, uint8_t bits) {
-    uint8_t b;
-    for (b = 0; b < bits; b++) {
-        if (v >> b & 1u) {
-            out[*bitpos / 8u] |= (uint8_t)(1u << (*bitpos % 8u));
-        }
-        (*bitpos)++;
+    uint32_t at = *bitpos, x = (v & ((1u << bits) - 1u)) << (at % 8u);
+    out[at / 8u] |= (uint8_t)x;
+    if (at % 8u + bits > 8u) {
+        out[at / 8u + 1u] |= (uint8_t)(x >> 8);
     }
+    *bitpos = at + bits;
 }
 
 static void link_put_index(uint8_t *out, uint32_t *o, uint32_t v, uint32_t w) {
@@ -378,14 +378,13 @@ uint32_t mcuflow_link_encode(uint8_t enc, const uint8_t *codes, uint32_t n, uint
         } else if (enc == MCUFLOW_ENC_INDEX_VALUE) {
             link_put_index(out, &o, i, w);
         } else if (enc == MCUFLOW_ENC_ZERO_RUNS) {
-            while (gap >= 15u) {
-                out[j / 2u] |= (uint8_t)(15u << (4u * (j % 2u)));
+            uint32_t nibble;
+            do { /* a 15 for each 15 fill values, then the rest (0..14) */
+                nibble = gap < 15u ? gap : 15u;
+                out[j / 2u] |= (uint8_t)(nibble << (4u * (j % 2u)));
                 j++;
-                gap -= 15u;
-            }
-            out[j / 2u] |= (uint8_t)(gap << (4u * (j % 2u)));
-            j++;
-            gap = 0;
+                gap -= nibble;
+            } while (nibble == 15u);
         }
         link_put_bits(out, &bitpos, codes[i], bits);
     }

@@ -496,13 +496,12 @@ static uint16_t status_payload(serve_link_t *l, uint8_t reason) {
     mcuflow_put_u16(p, x->id);
     p[2] = x->count;
     p[3] = reason;
+    /* the parts not received; bits past the last part stay 0 (have[] has none there) */
     for (i = 0; i < nb; i++) {
-        p[MCUFLOW_STATUS_FIXED_LEN + i] = 0;
+        p[MCUFLOW_STATUS_FIXED_LEN + i] = (uint8_t)~x->have[i];
     }
-    for (i = 0; i < x->count; i++) {
-        if (!(x->have[i / 8u] & (1u << (i % 8u)))) {
-            p[MCUFLOW_STATUS_FIXED_LEN + i / 8u] |= (uint8_t)(1u << (i % 8u));
-        }
+    if (x->count % 8u) {
+        p[MCUFLOW_STATUS_FIXED_LEN + nb - 1u] &= (uint8_t)((1u << (x->count % 8u)) - 1u);
     }
     return (uint16_t)(MCUFLOW_STATUS_FIXED_LEN + nb);
 }

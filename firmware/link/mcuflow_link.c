@@ -4,12 +4,13 @@
 uint16_t mcuflow_crc16(const uint8_t *data, uint32_t len) {
     uint16_t crc = 0xFFFFu;
     uint32_t i;
+    /* CRC-16/CCITT-FALSE a byte at a time without a table (the polynomial's shifts folded in) */
     for (i = 0; i < len; i++) {
-        int bit;
-        crc ^= (uint16_t)((uint16_t)data[i] << 8);
-        for (bit = 0; bit < 8; bit++) {
-            crc = (crc & 0x8000u) ? (uint16_t)((crc << 1) ^ 0x1021u) : (uint16_t)(crc << 1);
-        }
+        crc = (uint16_t)((crc >> 8) | (crc << 8));
+        crc ^= data[i];
+        crc ^= (uint16_t)((crc & 0xFFu) >> 4);
+        crc ^= (uint16_t)(crc << 12);
+        crc ^= (uint16_t)((crc & 0xFFu) << 5);
     }
     return crc;
 }
@@ -34,27 +35,20 @@ uint32_t mcuflow_cobs_encode(const uint8_t *in, uint32_t len, uint8_t *out, uint
         return 0;
     }
     for (i = 0; i < len; i++) {
-        if (in[i] == 0u) {
+        if (in[i] != 0u) {
+            if (o >= out_cap) {
+                return 0;
+            }
+            out[o++] = in[i];
+            code++;
+        }
+        if (in[i] == 0u || code == 0xFFu) { /* a zero, or a full block: close the block, open the next */
             out[code_at] = code;
             if (o >= out_cap) {
                 return 0;
             }
             code_at = o++;
             code = 1;
-        } else {
-            if (o >= out_cap) {
-                return 0;
-            }
-            out[o++] = in[i];
-            code++;
-            if (code == 0xFFu) {
-                out[code_at] = code;
-                if (o >= out_cap) {
-                    return 0;
-                }
-                code_at = o++;
-                code = 1;
-            }
         }
     }
     out[code_at] = code;
@@ -87,26 +81,25 @@ int32_t mcuflow_cobs_decode(const uint8_t *in, uint32_t len, uint8_t *out, uint3
 }
 
 int mcuflow_bitmap_decode(const uint8_t *in, uint32_t len, int8_t fill, int8_t *out, uint32_t n) {
-    uint32_t nb = (n + 7u) / 8u, k = 0, i, v;
+    uint32_t nb = (n + 7u) / 8u, i, v = nb;
     if (len < nb) {
         return -1;
     }
+    /* one pass: a set bit takes the next value (a bit past n, or one value too many, fails), and at the end
+     * every value must have been taken */
     for (i = 0; i < nb * 8u; i++) {
+        int8_t x = fill;
         if (in[i / 8u] & (1u << (i % 8u))) {
-            if (i >= n) {
+            if (i >= n || v >= len) {
                 return -1;
             }
-            k++;
+            x = (int8_t)in[v++];
+        }
+        if (i < n) {
+            out[i] = x;
         }
     }
-    if (len - nb != k) {
-        return -1;
-    }
-    v = nb;
-    for (i = 0; i < n; i++) {
-        out[i] = (in[i / 8u] & (1u << (i % 8u))) ? (int8_t)in[v++] : fill;
-    }
-    return 0;
+    return v == len ? 0 : -1;
 }
 
 uint32_t mcuflow_frame_build(uint8_t type, uint16_t seq, const uint8_t *payload, uint16_t len,

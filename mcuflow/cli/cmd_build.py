@@ -31,7 +31,7 @@ from mcuflow.cli.main import cli
     "no_fragments",
     is_flag=True,
     default=False,
-    help="Leave fragmented requests (INFER_PART / INFER_COMMIT) out of the protocol firmware, about 690 B of "
+    help="Leave fragmented requests (INFER_PART / INFER_COMMIT) out of the protocol firmware, about 670 B of "
     "flash: for devices fed by their sensor (sensor replay) or by a clean link. HELLO says so (capability bit "
     "11 clear); the host then sends whole frames, and refuses --fragment with a part size.",
 )

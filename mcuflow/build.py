@@ -423,11 +423,15 @@ def build(
     extra_cflags: tuple[str, ...] = (),
     jobs: int = 2,
     replay_inputs: np.ndarray | None = None,
+    fragments: bool = True,
 ) -> BuildResult:
     """Build firmware for `board` from the export in `export_dir`. Raises McuflowError on user errors.
 
     `replay_inputs` ((N, input_len) int8) are linked into flash as the input table of sensor replay
-    (a self-test of the deployed firmware: REPLAY runs them as its sensor's), component "replay"."""
+    (a self-test of the deployed firmware: REPLAY runs them as its sensor's), component "replay".
+
+    `fragments=False` leaves fragmented requests (INFER_PART / INFER_COMMIT) out of the protocol firmware:
+    HELLO then clears capability bit 11, so the host sends whole frames only (docs/protocol.md)."""
     export_dir = Path(export_dir).resolve()
     board = board if isinstance(board, Board) else load_board(board)
     find_tool("arm-none-eabi-gcc")  # a missing toolchain is reported before anything else
@@ -441,6 +445,12 @@ def build(
     build_root.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{board.name}.", dir=build_root))
     try:
+        if not fragments:
+            if app != "protocol":
+                raise ConfigError(
+                    "--no-fragments belongs to the protocol app (fragmented requests are protocol requests)"
+                )
+            extra_cflags = (*extra_cflags, "-DMCUFLOW_SERVE_FRAGMENTS=0")
         if replay_inputs is not None:
             if app != "protocol":
                 raise ConfigError("--replay-inputs belongs to the protocol app (sensor replay is a protocol request)")
@@ -462,6 +472,7 @@ def build(
         report = {
             "board": board.name,
             "app": app,
+            "fragments": fragments if app == "protocol" else None,
             "cpu": board.cpu,
             "counter_unit": board.counter.unit,
             "flash_bytes": res.flash_bytes,

@@ -28,6 +28,19 @@
 #ifndef MCUFLOW_LINK_CODE_ZP
 #define MCUFLOW_LINK_CODE_ZP 0u
 #endif
+/* Fragmented requests (INFER_PART / INFER_COMMIT, capability bit 11) are in unless the build leaves them
+ * out (mcuflow build --no-fragments): HELLO then clears bit 11, and both types are answered as unknown. */
+#ifndef MCUFLOW_SERVE_FRAGMENTS
+#define MCUFLOW_SERVE_FRAGMENTS 1
+#endif
+
+/* 1 (the export says so): nothing is pruned and values are 8 bits wide, so the codes are the head output. */
+#ifndef MCUFLOW_LINK_IDENTITY
+#define MCUFLOW_LINK_IDENTITY 0u
+#endif
+typedef char mcuflow_link_identity_valid
+    [(!MCUFLOW_LINK_IDENTITY || (MCUFLOW_LINK_BITS == 8u && MCUFLOW_LINK_PRUNE_THRESHOLD == 0u &&
+                                 MCUFLOW_LINK_PRUNE_TOPK == 0u)) ? 1 : -1];
 typedef char mcuflow_link_bits_valid[(MCUFLOW_LINK_BITS >= 2u && MCUFLOW_LINK_BITS <= 8u) ? 1 : -1];
 
 /* Lean answers (capability bit 14) leave out what every OFFLOAD of this model repeats; HELLO_REPLY says it
@@ -285,8 +298,11 @@ static uint16_t hello_payload(serve_link_t *l) {
     uint8_t *p = payload_out(l);
     const char *board = platform_board_name();
     uint32_t caps =
-        MCUFLOW_CAP_ENC_ALL | MCUFLOW_CAP_DEDUP | MCUFLOW_CAP_BYE | MCUFLOW_CAP_INFER_SPARSE | MCUFLOW_CAP_FRAGMENT;
+        MCUFLOW_CAP_ENC_ALL | MCUFLOW_CAP_DEDUP | MCUFLOW_CAP_BYE | MCUFLOW_CAP_INFER_SPARSE;
     uint16_t i, n, k = 0;
+#if MCUFLOW_SERVE_FRAGMENTS
+    caps |= MCUFLOW_CAP_FRAGMENT;
+#endif
 #ifdef MCUFLOW_INPUT_SCALE_BITS
     caps |= MCUFLOW_CAP_INPUT_QUANT; /* a generated model: the host learns how to quantise its inputs */
 #endif
@@ -335,17 +351,25 @@ static uint16_t hello_payload(serve_link_t *l) {
 static int8_t sparse_input_buf[MCUFLOW_INPUT_LEN];
 #define SPARSE_INPUT sparse_input_buf
 #endif
+#if !MCUFLOW_LINK_IDENTITY
 /* The pruned (and possibly narrowed) head output, one code per byte, before encoding. */
 static uint8_t link_codes[MCUFLOW_INTERMEDIATE_LEN];
+#endif
 static const mcuflow_linkopt_t link_opt = {MCUFLOW_LINK_PRUNE_THRESHOLD, MCUFLOW_LINK_PRUNE_TOPK, MCUFLOW_LINK_BITS,
                                            MCUFLOW_LINK_SHIFT, MCUFLOW_LINK_CODE_ZP};
 
 /* OFFLOAD body: the smallest encoding of the compressed intermediate. Returns the payload length. */
 static uint16_t offload_payload(serve_link_t *l, const mcuflow_head_result_t *res, uint32_t instructions) {
     uint8_t *p = payload_out(l);
-    uint8_t fill = mcuflow_link_codes(res->intermediate, res->intermediate_len, res->intermediate_zero_point,
+#if MCUFLOW_LINK_IDENTITY
+    /* what mcuflow_link_codes gives without pruning at 8 bits: the int8 values themselves, filled with zp */
+    const uint8_t *link_codes = (const uint8_t *)res->intermediate;
+    uint8_t fill = (uint8_t)res->intermediate_zero_point;
+#else
+    uint8_t fill = mcuflow_link_codes(res->intermediate, (uint16_t)MCUFLOW_INTERMEDIATE_LEN, res->intermediate_zero_point,
                                       &link_opt, link_codes);
-    uint8_t enc = mcuflow_link_choose(link_codes, res->intermediate_len, link_opt.bits, fill);
+#endif
+    uint8_t enc = mcuflow_link_choose(link_codes, (uint16_t)MCUFLOW_INTERMEDIATE_LEN, link_opt.bits, fill);
     uint32_t scale_bits = res->intermediate_scale_bits;
     int32_t zp = res->intermediate_zero_point;
     uint32_t body;
@@ -354,14 +378,14 @@ static uint16_t offload_payload(serve_link_t *l, const mcuflow_head_result_t *re
         scale_bits += (uint32_t)link_opt.shift << 23;
         zp = link_opt.code_zp;
     }
-    body = mcuflow_link_encode(enc, link_codes, res->intermediate_len, link_opt.bits, fill,
+    body = mcuflow_link_encode(enc, link_codes, (uint16_t)MCUFLOW_INTERMEDIATE_LEN, link_opt.bits, fill,
                                p + MCUFLOW_OFFLOAD_FIXED_LEN, MCUFLOW_INTERMEDIATE_LEN);
     if (body == 0u) {
         return 0; /* cannot happen: the chosen encoding is never larger than dense */
     }
     p[0] = enc;
     p[1] = link_opt.bits;
-    mcuflow_put_u16(p + 2, res->intermediate_len);
+    mcuflow_put_u16(p + 2, (uint16_t)MCUFLOW_INTERMEDIATE_LEN);
     mcuflow_put_u32(p + 4, (uint32_t)zp);
     mcuflow_put_u32(p + 8, scale_bits);
     mcuflow_put_u32(p + 12, instructions);
@@ -429,6 +453,7 @@ static uint8_t infer_payload(serve_link_t *l, uint8_t type, const uint8_t *body,
 }
 
 /* ---- fragmented requests ---- */
+#if MCUFLOW_SERVE_FRAGMENTS
 
 static void xfer_start(serve_link_t *l, uint16_t id, uint8_t count) {
     serve_transfer_t *x = &l->xfer;
@@ -496,13 +521,12 @@ static uint16_t status_payload(serve_link_t *l, uint8_t reason) {
     mcuflow_put_u16(p, x->id);
     p[2] = x->count;
     p[3] = reason;
+    /* the parts not received; bits past the last part stay 0 (have[] has none there) */
     for (i = 0; i < nb; i++) {
-        p[MCUFLOW_STATUS_FIXED_LEN + i] = 0;
+        p[MCUFLOW_STATUS_FIXED_LEN + i] = (uint8_t)~x->have[i];
     }
-    for (i = 0; i < x->count; i++) {
-        if (!(x->have[i / 8u] & (1u << (i % 8u)))) {
-            p[MCUFLOW_STATUS_FIXED_LEN + i / 8u] |= (uint8_t)(1u << (i % 8u));
-        }
+    if (x->count % 8u) {
+        p[MCUFLOW_STATUS_FIXED_LEN + nb - 1u] &= (uint8_t)((1u << (x->count % 8u)) - 1u);
     }
     return (uint16_t)(MCUFLOW_STATUS_FIXED_LEN + nb);
 }
@@ -560,6 +584,8 @@ static uint8_t commit_payload(serve_link_t *l, uint16_t seq, const uint8_t *p, u
     x->check = check;
     return 0; /* sent */
 }
+
+#endif /* MCUFLOW_SERVE_FRAGMENTS */
 
 /* ---- sensor replay ---- */
 
@@ -689,6 +715,7 @@ static void handle(serve_link_t *l, const mcuflow_frame_t *f) {
             platform_exit(0);
             return;
         }
+#if MCUFLOW_SERVE_FRAGMENTS
     } else if (f->type == MCUFLOW_MSG_INFER_PART) {
         handle_part(l, f->payload, f->length);
         return; /* parts are never answered and leave the reply cache alone */
@@ -697,6 +724,7 @@ static void handle(serve_link_t *l, const mcuflow_frame_t *f) {
         if (type == 0u) {
             goto sent;
         }
+#endif
     } else if (f->type == MCUFLOW_MSG_INFER || f->type == MCUFLOW_MSG_INFER_SPARSE) {
         if (body_owner != 0) {
             body_owner->xfer.count = 0; /* the input buffer is about to be overwritten */
@@ -716,7 +744,9 @@ static void handle(serve_link_t *l, const mcuflow_frame_t *f) {
         len = error_payload(l, MCUFLOW_ERR_BAD_TYPE, "type");
     }
     send_reply(l, type, f->seq, len);
+#if MCUFLOW_SERVE_FRAGMENTS
 sent:
+#endif
     l->last_valid = (uint8_t)(f->type != MCUFLOW_MSG_HELLO);
     l->last_type = f->type;
     l->last_seq = f->seq;

@@ -4,12 +4,13 @@
 uint16_t mcuflow_crc16(const uint8_t *data, uint32_t len) {
     uint16_t crc = 0xFFFFu;
     uint32_t i;
+    /* CRC-16/CCITT-FALSE a byte at a time without a table (the polynomial's shifts folded in) */
     for (i = 0; i < len; i++) {
-        int bit;
-        crc ^= (uint16_t)((uint16_t)data[i] << 8);
-        for (bit = 0; bit < 8; bit++) {
-            crc = (crc & 0x8000u) ? (uint16_t)((crc << 1) ^ 0x1021u) : (uint16_t)(crc << 1);
-        }
+        crc = (uint16_t)((crc >> 8) | (crc << 8));
+        crc ^= data[i];
+        crc ^= (uint16_t)((crc & 0xFFu) >> 4);
+        crc ^= (uint16_t)(crc << 12);
+        crc ^= (uint16_t)((crc & 0xFFu) << 5);
     }
     return crc;
 }
@@ -34,27 +35,20 @@ uint32_t mcuflow_cobs_encode(const uint8_t *in, uint32_t len, uint8_t *out, uint
         return 0;
     }
     for (i = 0; i < len; i++) {
-        if (in[i] == 0u) {
+        if (in[i] != 0u) {
+            if (o >= out_cap) {
+                return 0;
+            }
+            out[o++] = in[i];
+            code++;
+        }
+        if (in[i] == 0u || code == 0xFFu) { /* a zero, or a full block: close the block, open the next */
             out[code_at] = code;
             if (o >= out_cap) {
                 return 0;
             }
             code_at = o++;
             code = 1;
-        } else {
-            if (o >= out_cap) {
-                return 0;
-            }
-            out[o++] = in[i];
-            code++;
-            if (code == 0xFFu) {
-                out[code_at] = code;
-                if (o >= out_cap) {
-                    return 0;
-                }
-                code_at = o++;
-                code = 1;
-            }
         }
     }
     out[code_at] = code;
@@ -87,26 +81,25 @@ int32_t mcuflow_cobs_decode(const uint8_t *in, uint32_t len, uint8_t *out, uint3
 }
 
 int mcuflow_bitmap_decode(const uint8_t *in, uint32_t len, int8_t fill, int8_t *out, uint32_t n) {
-    uint32_t nb = (n + 7u) / 8u, k = 0, i, v;
+    uint32_t nb = (n + 7u) / 8u, i, v = nb;
     if (len < nb) {
         return -1;
     }
+    /* one pass: a set bit takes the next value (a bit past n, or one value too many, fails), and at the end
+     * every value must have been taken */
     for (i = 0; i < nb * 8u; i++) {
+        int8_t x = fill;
         if (in[i / 8u] & (1u << (i % 8u))) {
-            if (i >= n) {
+            if (i >= n || v >= len) {
                 return -1;
             }
-            k++;
+            x = (int8_t)in[v++];
+        }
+        if (i < n) {
+            out[i] = x;
         }
     }
-    if (len - nb != k) {
-        return -1;
-    }
-    v = nb;
-    for (i = 0; i < n; i++) {
-        out[i] = (in[i / 8u] & (1u << (i % 8u))) ? (int8_t)in[v++] : fill;
-    }
-    return 0;
+    return v == len ? 0 : -1;
 }
 
 uint32_t mcuflow_frame_build(uint8_t type, uint16_t seq, const uint8_t *payload, uint16_t len,
@@ -295,28 +288,36 @@ static void link_stats(const uint8_t *codes, uint32_t n, uint8_t fill, uint32_t 
     }
 }
 
-uint32_t mcuflow_link_size(uint8_t enc, const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill) {
-    uint32_t k, nib, w = link_width(n);
-    link_stats(codes, n, fill, &k, &nib);
+/* The size of encoding enc from the counts link_stats gives (0: no such encoding). */
+static uint32_t link_size_of(uint8_t enc, uint32_t n, uint8_t bits, uint32_t k, uint32_t nib) {
+    uint32_t w = link_width(n), values = link_packed(k, bits);
     switch (enc) {
     case MCUFLOW_ENC_DENSE:
         return link_packed(n, bits);
     case MCUFLOW_ENC_BITMAP:
-        return (n + 7u) / 8u + link_packed(k, bits);
+        return (n + 7u) / 8u + values;
     case MCUFLOW_ENC_INDEX_VALUE:
-        return w * (1u + k) + link_packed(k, bits);
+        return w * (1u + k) + values;
     case MCUFLOW_ENC_ZERO_RUNS:
-        return w + (nib + 1u) / 2u + link_packed(k, bits);
+        return w + (nib + 1u) / 2u + values;
     default:
         return 0;
     }
 }
 
+uint32_t mcuflow_link_size(uint8_t enc, const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill) {
+    uint32_t k, nib;
+    link_stats(codes, n, fill, &k, &nib);
+    return link_size_of(enc, n, bits, k, nib);
+}
+
 uint8_t mcuflow_link_choose(const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill) {
     uint8_t enc, best = MCUFLOW_ENC_DENSE;
-    uint32_t best_size = mcuflow_link_size(MCUFLOW_ENC_DENSE, codes, n, bits, fill);
+    uint32_t k, nib, best_size;
+    link_stats(codes, n, fill, &k, &nib);
+    best_size = link_size_of(MCUFLOW_ENC_DENSE, n, bits, k, nib);
     for (enc = 1; enc < MCUFLOW_ENC_COUNT; enc++) {
-        uint32_t s = mcuflow_link_size(enc, codes, n, bits, fill);
+        uint32_t s = link_size_of(enc, n, bits, k, nib);
         if (s < best_size) {
             best = enc;
             best_size = s;
@@ -325,15 +326,15 @@ uint8_t mcuflow_link_choose(const uint8_t *codes, uint32_t n, uint8_t bits, uint
     return best;
 }
 
-/* Appends the low `bits` bits of v to an LSB-first bit stream (out must be zeroed). */
+/* Appends the low `bits` (1..8) bits of v to an LSB-first bit stream (out must be zeroed): into the byte at
+ * the bit position and, when they run past it, the next one. */
 static void link_put_bits(uint8_t *out, uint32_t *bitpos, uint32_t v, uint8_t bits) {
-    uint8_t b;
-    for (b = 0; b < bits; b++) {
-        if (v >> b & 1u) {
-            out[*bitpos / 8u] |= (uint8_t)(1u << (*bitpos % 8u));
-        }
-        (*bitpos)++;
+    uint32_t at = *bitpos, x = (v & ((1u << bits) - 1u)) << (at % 8u);
+    out[at / 8u] |= (uint8_t)x;
+    if (at % 8u + bits > 8u) {
+        out[at / 8u + 1u] |= (uint8_t)(x >> 8);
     }
+    *bitpos = at + bits;
 }
 
 static void link_put_index(uint8_t *out, uint32_t *o, uint32_t v, uint32_t w) {
@@ -345,59 +346,40 @@ static void link_put_index(uint8_t *out, uint32_t *o, uint32_t v, uint32_t w) {
 
 uint32_t mcuflow_link_encode(uint8_t enc, const uint8_t *codes, uint32_t n, uint8_t bits, uint8_t fill,
                              uint8_t *out, uint32_t out_cap) {
-    uint32_t size = mcuflow_link_size(enc, codes, n, bits, fill), i, o = 0, bitpos, k, nib, w = link_width(n);
-    if (enc >= MCUFLOW_ENC_COUNT || size > out_cap) {
+    uint32_t k, nib, size, i, o = 0, bitpos, gap = 0, j, w = link_width(n);
+    link_stats(codes, n, fill, &k, &nib);
+    size = link_size_of(enc, n, bits, k, nib);
+    if (size == 0u || size > out_cap) {
         return 0;
     }
     for (i = 0; i < size; i++) {
         out[i] = 0;
     }
-    link_stats(codes, n, fill, &k, &nib);
-    if (enc == MCUFLOW_ENC_DENSE) {
-        bitpos = 0;
-        for (i = 0; i < n; i++) {
-            link_put_bits(out, &bitpos, codes[i], bits);
-        }
-        return size;
+    if (enc == MCUFLOW_ENC_INDEX_VALUE || enc == MCUFLOW_ENC_ZERO_RUNS) {
+        link_put_index(out, &o, k, w); /* the count of values first */
     }
-    if (enc == MCUFLOW_ENC_BITMAP) {
-        o = (n + 7u) / 8u;
-        for (i = 0; i < n; i++) {
-            if (codes[i] != fill) {
-                out[i / 8u] |= (uint8_t)(1u << (i % 8u));
-            }
-        }
-    } else if (enc == MCUFLOW_ENC_INDEX_VALUE) {
-        link_put_index(out, &o, k, w);
-        for (i = 0; i < n; i++) {
-            if (codes[i] != fill) {
-                link_put_index(out, &o, i, w);
-            }
-        }
-    } else {
-        uint32_t gap = 0, j = 0;
-        link_put_index(out, &o, k, w);
-        for (i = 0; i < n; i++) {
-            if (codes[i] == fill) {
-                gap++;
-                continue;
-            }
-            while (gap >= 15u) {
-                out[o + j / 2u] |= (uint8_t)(15u << (4u * (j % 2u)));
-                j++;
-                gap -= 15u;
-            }
-            out[o + j / 2u] |= (uint8_t)(gap << (4u * (j % 2u)));
-            j++;
-            gap = 0;
-        }
-        o += (j + 1u) / 2u;
-    }
-    bitpos = o * 8u;
+    j = 2u * o; /* zero runs: the next nibble, from the byte after the count */
+    /* One pass: each value's bitmap bit, index or zero-run nibbles, then its bits after the header. */
+    bitpos = 8u * (size - (enc == MCUFLOW_ENC_DENSE ? size : link_packed(k, bits)));
     for (i = 0; i < n; i++) {
-        if (codes[i] != fill) {
-            link_put_bits(out, &bitpos, codes[i], bits);
+        if (enc != MCUFLOW_ENC_DENSE && codes[i] == fill) {
+            gap++;
+            continue;
         }
+        if (enc == MCUFLOW_ENC_BITMAP) {
+            out[i / 8u] |= (uint8_t)(1u << (i % 8u));
+        } else if (enc == MCUFLOW_ENC_INDEX_VALUE) {
+            link_put_index(out, &o, i, w);
+        } else if (enc == MCUFLOW_ENC_ZERO_RUNS) {
+            uint32_t nibble;
+            do { /* a 15 for each 15 fill values, then the rest (0..14) */
+                nibble = gap < 15u ? gap : 15u;
+                out[j / 2u] |= (uint8_t)(nibble << (4u * (j % 2u)));
+                j++;
+                gap -= nibble;
+            } while (nibble == 15u);
+        }
+        link_put_bits(out, &bitpos, codes[i], bits);
     }
     return size;
 }

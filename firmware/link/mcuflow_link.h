@@ -112,8 +112,8 @@ int32_t mcuflow_cobs_decode(const uint8_t *in, uint32_t len, uint8_t *out, uint3
 
 /* Bitmap encoding of n int8 values: ceil(n/8) bitmap bytes (bit i, LSB first:
  * element i differs from fill), then the differing values in order. Decodes
- * exactly n values into out; returns 0, or -1 (out untouched past what was
- * checked) if the sizes disagree or bits past n are set. */
+ * exactly n values into out; returns 0, or -1 if the sizes disagree or bits
+ * past n are set (out then holds the values decoded before the error). */
 int mcuflow_bitmap_decode(const uint8_t *in, uint32_t len, int8_t fill, int8_t *out, uint32_t n);
 
 /* OFFLOAD compression (docs/protocol.md, "Link compression"). With d = q - zp:

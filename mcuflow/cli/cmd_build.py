@@ -26,7 +26,16 @@ from mcuflow.cli.main import cli
     help="A .npy of int8 (quantised) inputs, (N, input_len), linked into flash as the input table of sensor "
     "replay: a self-test on hardware, the device runs them as its sensor's when asked (REPLAY).",
 )
-def build_cmd(export_dir: Path, board: str, app: str, replay_inputs: Path | None) -> None:
+@click.option(
+    "--no-fragments",
+    "no_fragments",
+    is_flag=True,
+    default=False,
+    help="Leave fragmented requests (INFER_PART / INFER_COMMIT) out of the protocol firmware, about 670 B of "
+    "flash: for devices fed by their sensor (sensor replay) or by a clean link. HELLO says so (capability bit "
+    "11 clear); the host then sends whole frames, and refuses --fragment with a part size.",
+)
+def build_cmd(export_dir: Path, board: str, app: str, replay_inputs: Path | None, no_fragments: bool) -> None:
     """Build firmware for BOARD from the generated C library in EXPORT_DIR.
 
     Writes EXPORT_DIR/build/<board>/firmware.{elf,bin,hex} and EXPORT_DIR/build.json.
@@ -39,7 +48,7 @@ def build_cmd(export_dir: Path, board: str, app: str, replay_inputs: Path | None
 
         check_export_dir(export_dir)
         inputs = load_replay_inputs(replay_inputs, ExportManifest.read(export_dir).input_len)
-    result = build(export_dir, board, app=app, replay_inputs=inputs)
+    result = build(export_dir, board, app=app, replay_inputs=inputs, fragments=not no_fragments)
     r = result.report
     click.echo(result.summary())
     comps = ", ".join(f"{k} {v['flash']:,}" for k, v in sorted(r["components"].items(), key=lambda kv: -kv[1]["flash"]))

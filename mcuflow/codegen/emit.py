@@ -251,5 +251,5 @@ def render_link_config(cfg: LinkConfig) -> str:
     return (
         environment()
         .get_template("mcuflow_link_config.h.j2")
-        .render(version=__version__, label=cfg.label(), **cfg.as_dict())
+        .render(version=__version__, label=cfg.label(), identity=int(cfg.is_identity), **cfg.as_dict())
     )

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mcuflow.errors import ConfigError
 from mcuflow.link import messages as m
 from mcuflow.link.client import DeviceClient
 from mcuflow.link.errors import LinkError, LinkTimeout, ProtocolError
@@ -107,6 +108,11 @@ class RecoveringClient(DeviceClient):
 
     def hello(self, timeout: float | None = None, retries: int | None = None) -> m.Hello:
         info = super().hello(timeout=timeout, retries=retries)
+        if isinstance(self.fragment, int) and not info.capabilities & m.CAP_FRAGMENT:
+            raise ConfigError(
+                f"--fragment {self.fragment}: this device's firmware has no fragmented requests "
+                "(HELLO capability bit 11 clear: built with --no-fragments); use --fragment auto or off"
+            )
         base = self._baseline
         if base is not None:
             if (info.model_hash, info.input_len, info.intermediate_len) != (

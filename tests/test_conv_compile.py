@@ -123,11 +123,11 @@ def test_hello_carries_shapes_and_they_must_hold_the_lengths():
 
     caps = m.CAP_INPUT_QUANT | m.CAP_SHAPE
     h = m.Hello((0, 1), caps, 784, 250, 10, 1, 1024, 0, b"\0" * 32, "b", 0, 1 / 255, -128, None, None,
-                (28, 28, 1), (5, 5, 10))  # fmt: skip
+                input_shape=(28, 28, 1), intermediate_shape=(5, 5, 10))  # fmt: skip
     back = m.Hello.parse(h.pack())
     assert back.input_shape == (28, 28, 1) and back.intermediate_shape == (5, 5, 10)
     bad = m.Hello((0, 1), caps, 784, 250, 10, 1, 1024, 0, b"\0" * 32, "b", 0, 1 / 255, -128, None, None,
-                  (28, 28, 1), (5, 5, 9))  # fmt: skip
+                  input_shape=(28, 28, 1), intermediate_shape=(5, 5, 9))  # fmt: skip
     with pytest.raises(ProtocolError, match="do not hold"):
         m.Hello.parse(bad.pack())
 

@@ -8,11 +8,11 @@
 typedef void (*conv_kernel_t)(const mcuflow_conv_t *l, const int8_t *x, int8_t *y, void *scratch);
 
 static void run_conv(const char *name, const mcuflow_conv_t *l, const int8_t *x, const int8_t *want,
-                     uint32_t scratch_used)
+                     uint32_t scratch_used /* int16 entries */)
 {
     int8_t y[32];
     const uint32_t n_out = l->out_h * l->out_w * l->c_out;
-    int16_t *s = fresh_scratch();
+    uint8_t *s = fresh_scratch();
     begin(name);
     fill_i8(y, sizeof y, GUARD8);
     mcuflow_conv(l, x, y, s);
@@ -20,7 +20,7 @@ static void run_conv(const char *name, const mcuflow_conv_t *l, const int8_t *x,
     if (y[n_out] != GUARD8) {
         mismatch("", n_out, y[n_out], GUARD8);
     }
-    expect_scratch_guard(s, scratch_used);
+    expect_scratch_guard(s, 2u * scratch_used); /* int16 entries, in bytes */
     end();
 }
 

@@ -72,9 +72,12 @@ def sampler(name: str, seed: int):
 
 def open_study(url: str, name: str, sampler_name: str, seed: int, attrs: dict[str, Any]):
     """Create or resume the study ``name``; a resumed one must have been started with the same settings."""
+    import json
+
     from mcuflow.errors import ConfigError
 
     optuna = _optuna()
+    attrs = json.loads(json.dumps(attrs))  # as the storage gives it back (tuples become lists)
     st = storage(url)
     study = optuna.create_study(
         storage=st, study_name=name, directions=list(DIRECTIONS), sampler=sampler(sampler_name, seed),

@@ -98,8 +98,9 @@ class MlpSpace:
         if mode == "plain":
             dens = [trial.suggest_float(f"density{j + 1}", self.min_density, 1.0, log=True) for j in range(device)]
         else:
-            level = trial.suggest_float("prune_level", 0.0, 1.0 - self.min_density)
-            dens = complexity.allocate(mode, sizes[: device + 1], level)
+            # the kept fraction of the largest layer, drawn as plain mode draws each junction's density
+            keep = trial.suggest_float("keep_largest", self.min_density, 1.0, log=True)
+            dens = complexity.allocate(mode, sizes[: device + 1], 1.0 - keep)
         degrees = [nearest_degree(sizes[j], sizes[j + 1], dens[j]) for j in range(device)]
         degrees += [sizes[j + 1] for j in range(device, len(sizes) - 1)]  # the host tail is dense
         exit_at = trial.suggest_int("exit_at", 0, k)  # 0: no exit; a whole model's final layer answers anyway

@@ -175,7 +175,7 @@ def test_plan_end_to_end_measures_the_front_and_writes_a_chosen_model(tmp_path, 
             "--train-limit", "200", "--trials", "2", "--epochs", "1", "--final-epochs", "1", "--measure-max", "1",
             "--widths", "16,20", "--max-device-layers", "1", "--out", str(out), "--no-progress"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
-    d = out / "qemu-mps2-an386"
+    d = out / "qemu-mps2-an386" / "plain"
     for name in ("candidates.csv", "front.csv", "plan.json", "pareto.svg", "chosen.json", "chosen.pt"):
         assert (d / name).is_file(), name
     plan = json.loads((d / "plan.json").read_text())

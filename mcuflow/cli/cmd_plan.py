@@ -80,7 +80,7 @@ def plan_cmd(**o) -> None:
     accuracy against instructions, model flash, bytes per sample) is then measured: exported, built for the
     board, run in the selftest firmware under QEMU (a hardware board's instructions on the QEMU board of its
     core) and scored in int8. The best measured member is retrained for --final-epochs and written as
-    OUT/<board>/chosen.pt with the export/hil options in chosen.json; candidates.csv, front.csv, plan.json
+    OUT/<board>/<mode>/chosen.pt with the export/hil options in chosen.json; candidates.csv, front.csv, plan.json
     and pareto.svg sit beside it.
 
     \b
@@ -174,4 +174,6 @@ def plan_cmd(**o) -> None:
             click.echo(f"  {ch['commands']['export']}")
         elif o["measure"]:
             click.echo(f"{b.name}: no measured candidate stayed within the budget; nothing chosen")
-        click.echo(f"wrote {Path(o['out_dir']) / b.name}/ (candidates.csv, front.csv, plan.json, pareto.svg, chosen.*)")
+        click.echo(
+            f"wrote {Path(o['out_dir']) / b.name / o['mode']}/ (candidates.csv, front.csv, plan.json, pareto.svg, chosen.*)"
+        )

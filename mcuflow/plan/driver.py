@@ -174,7 +174,13 @@ class Planner:
     def measured_front(self, board: Board, budget: Budget, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Measure the estimated front; a member over budget when measured leaves, and the next estimated
         front is measured, until the front is all measured and within budget (or ``measure_max`` is spent)."""
-        pool = [r for r in rows if r["feasible"]]
+        seen: set[str] = set()
+        pool = []
+        for r in rows:  # a candidate drawn twice is measured and listed once
+            ident = json.dumps(r["candidate"], sort_keys=True)
+            if r["feasible"] and ident not in seen:
+                seen.add(ident)
+                pool.append(r)
         measured: list[dict[str, Any]] = []
         spent = 0
         while pool and spent < self.s.measure_max:
@@ -219,7 +225,7 @@ class Planner:
         )
         model, _, key = train_candidate(cand, self.s.recipe, full, self.cache, epochs=self.s.final_epochs)
         sc = score(model, cand, self.data.val)
-        dest = self.out / board.name
+        dest = self.out / board.name / self.s.mode
         ckpt = self.cache.path(key)
         atomic.write_bytes(dest / "chosen.pt", ckpt.read_bytes())
         got = measure(cand, dest / "chosen.pt", board, full.val, full.train, dest / "chosen-measure",
@@ -259,5 +265,5 @@ class Planner:
             "validation_samples": len(self.data.val), "training_samples": len(self.data.train),
             "candidates": rows, "measured": measured, "chosen": final,
         }  # fmt: skip
-        write_board_outputs(self.out / board.name, result)
+        write_board_outputs(self.out / board.name / self.s.mode, result)
         return result

@@ -150,8 +150,12 @@ def plan_cmd(**o) -> None:
         write_compare(o["out_dir"], table)
         click.echo(f"sparsity modes on {boards[0].name}, {o['trials']} candidates each ({budgets[0].describe()}):")
         for t in table:
-            best = "none fits" if t["best_val_accuracy"] is None else f"{100 * t['best_val_accuracy']:.2f}%"
-            click.echo(f"  {t['mode']:<6} best val {best} after {t['candidates_to_reach_best']} candidates "
+            best = (
+                "none within budget"
+                if t["best_val_accuracy"] is None
+                else f"{100 * t['best_val_accuracy']:.2f}% after {t['candidates_to_reach_best']} candidates"
+            )
+            click.echo(f"  {t['mode']:<6} best val {best} "
                        f"({t['feasible']} of {t['candidates']} within budget, {t['draws_skipped_by_estimate']} "
                        f"draws skipped, {t['trained_now']} trained now)")  # fmt: skip
     for b, budget in zip(boards, budgets, strict=True):

@@ -193,3 +193,10 @@ def test_plan_end_to_end_measures_the_front_and_writes_a_chosen_model(tmp_path, 
     capsys.readouterr()
     assert main(argv) == 0
     assert "resuming study" in capsys.readouterr().err
+
+
+def test_the_evolutionary_sampler_runs_the_same_search(tmp_path):
+    board = load_board("qemu-mps2-an386")
+    p = _planner(tmp_path, 2, sampler="evolutionary")
+    rows = p.rows(p.search(board, Budget.for_board(board), "fa"))
+    assert len(rows) == 2 and p.study_name(board, "fa").endswith("fa-evolutionary-seed0")

@@ -101,6 +101,7 @@ class Planner:
             }  # fmt: skip
             for k, v in attrs.items():
                 trial.set_user_attr(k, v)
+            studies.set_feasibility(trial, not bad)
             return sc["accuracy"], attrs["energy_uj"]
 
         with progress(target, f"plan {board.name} {mode}", enabled=self.show_progress) as bar:

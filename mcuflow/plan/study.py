@@ -61,12 +61,19 @@ def _constraints(trial) -> list[float]:
     return [0.0 if trial.user_attrs.get("feasible", False) else 1.0]
 
 
+def set_feasibility(trial, feasible: bool) -> None:
+    """Tell a constrained sampler (NSGA-II) whether the trial is within budget."""
+    if hasattr(trial, "set_constraint"):
+        trial.set_constraint("over_budget", 0.0 if feasible else 1.0)
+
+
 def sampler(name: str, seed: int):
     optuna = _optuna()
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if name == "evolutionary":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=16, constraints_func=_constraints)
+    if name == "evolutionary":  # optuna >= 5 reads the trials' own constraints (set_feasibility)
+        extra = {} if hasattr(optuna.trial.Trial, "set_constraint") else {"constraints_func": _constraints}
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=16, **extra)
     raise ValueError(f"unknown sampler {name!r}")
 
 

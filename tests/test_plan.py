@@ -200,3 +200,21 @@ def test_the_evolutionary_sampler_runs_the_same_search(tmp_path):
     p = _planner(tmp_path, 2, sampler="evolutionary")
     rows = p.rows(p.search(board, Budget.for_board(board), "fa"))
     assert len(rows) == 2 and p.study_name(board, "fa").endswith("fa-evolutionary-seed0")
+
+
+def test_a_candidate_the_toolchain_refuses_leaves_the_front_without_ending_the_plan(tmp_path, monkeypatch):
+    import mcuflow.plan.measure as measure_mod
+    from mcuflow.errors import ToolchainError
+
+    def refuse(*a, **k):
+        raise ToolchainError("arm-none-eabi-gcc: internal compiler error")
+
+    monkeypatch.setattr(measure_mod, "measure", refuse)
+    board = load_board("qemu-mps2-an386")
+    p = _planner(tmp_path, 2, measure_max=2)
+    result = p.run_board(board, Budget.for_board(board))
+    assert result["chosen"] is None and result["measured"]
+    assert all(m["m_violations"][0].startswith("not measured: arm-none-eabi-gcc") for m in result["measured"])
+    assert not any(m["on_front"] for m in result["measured"])
+    d = tmp_path / "out" / "qemu-mps2-an386" / "plain"
+    assert (d / "plan.json").is_file() and (d / "front.csv").is_file() and (d / "pareto.svg").is_file()

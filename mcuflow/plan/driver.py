@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mcuflow.boards import Board
-from mcuflow.errors import ConfigError
+from mcuflow.errors import ConfigError, McuflowError
 from mcuflow.plan import study as studies
 from mcuflow.plan.budget import Budget
 from mcuflow.plan.cache import TrainedCache
@@ -185,13 +185,20 @@ class Planner:
         measured: list[dict[str, Any]] = []
         spent = 0
         while pool and spent < self.s.measure_max:
-            todo = [r for r in front(pool, lambda r: cost_key(r, "")) if "m_accuracy" not in r]
+            todo = [r for r in front(pool, lambda r: cost_key(r, "")) if "m_violations" not in r]
             todo.sort(key=lambda r: -r["accuracy"])
             if not todo:
                 break
             for r in todo[: self.s.measure_max - spent]:
-                self.measured(board, r)
                 spent += 1
+                try:
+                    self.measured(board, r)
+                except McuflowError as err:  # one candidate the toolchain refuses does not end the plan
+                    self.log(f"plan: trial {r['trial']} could not be measured: {err}")
+                    r.update({"m_violations": [f"not measured: {err}"], "m_selftest_passed": False})
+                    pool.remove(r)
+                    measured.append(r)
+                    continue
                 r["m_violations"] = budget.violations(r["m_model_flash"], r["m_model_ram"], r["m_instructions"],
                                                       r["m_bytes_per_sample"])  # fmt: skip
                 if r["m_violations"] or not r["m_selftest_passed"]:

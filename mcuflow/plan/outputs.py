@@ -49,7 +49,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         feas = [r for r in cands if r["feasible"]]
         ax.scatter([r[key] for r in feas], [100 * r["accuracy"] for r in feas], s=10, c="0.75",
                    label="candidates (estimated cost, float val.)")  # fmt: skip
-        m = [r for r in measured if not r.get("on_front")]
+        m = [r for r in measured if not r.get("on_front") and "m_accuracy" in r]
         ax.scatter([r[f"m_{key}"] for r in m], [100 * r["m_accuracy"] for r in m], s=18, c="tab:orange",
                    label="measured, off the front")  # fmt: skip
         f = sorted((r for r in measured if r.get("on_front")), key=lambda r: r[f"m_{key}"])

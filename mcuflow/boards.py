@@ -196,6 +196,17 @@ class EmulationConfig:
 
 
 @dataclass(frozen=True)
+class EnergyConfig:
+    """A simple energy model (``[energy]``, read by ``mcuflow plan``): the board draws ``active_mw`` while
+    the core runs, one cycle (QEMU: one instruction) costs ``active_mw / clock_hz``, and a byte on the UART
+    keeps the core running (the firmware polls while it sends) for its 10 bit times at the UART's baud.
+    ``source`` says where the figure comes from."""
+
+    active_mw: float
+    source: str
+
+
+@dataclass(frozen=True)
 class ChipId:
     """An ID register the flasher reads before writing: (value at `address`) & `mask` == `value`."""
 
@@ -236,6 +247,7 @@ class Board:
     qemu: QemuConfig | None = None
     emulation: EmulationConfig | None = None
     flasher: FlasherConfig | None = None
+    energy: EnergyConfig | None = None
     notes: str = ""
     path: Path | None = field(default=None, compare=False)
 
@@ -450,6 +462,15 @@ def parse_board(data: dict, source: str = "<board>", path: Path | None = None) -
             raise f.err("configs", "must list openocd config files (e.g. ['interface/cmsis-dap.cfg', ...])")
         flasher = FlasherConfig(tool=tool, target=target, configs=tuple(configs), chip_id=chip_id)
 
+    en = top.table("energy", optional=True)
+    energy = None
+    if en is not None:
+        mw = en.get("active_mw", (int, float))
+        if not 0 < mw < 10_000:
+            raise en.err("active_mw", f"must be a power in mW between 0 and 10000, got {mw}")
+        energy = EnergyConfig(active_mw=float(mw), source=en.get("source", str))
+        en.finish()
+
     board = Board(
         name=name,
         description=top.get("description", str, ""),
@@ -472,6 +493,7 @@ def parse_board(data: dict, source: str = "<board>", path: Path | None = None) -
         qemu=qemu,
         emulation=emulation,
         flasher=flasher,
+        energy=energy,
         notes=top.get("notes", str, ""),
         path=path,
     )

@@ -16,6 +16,7 @@ from mcuflow.cli import (  # noqa: E402,F401  isort: skip
     cmd_report,
     cmd_link_sweep,
     cmd_selftest,
+    cmd_plan,
 )
 
 __all__ = ["cli", "main"]

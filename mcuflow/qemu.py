@@ -23,6 +23,7 @@ import serial
 
 from mcuflow.boards import Board, load_board
 from mcuflow.errors import ConfigError, ToolchainError
+from mcuflow.link.transport import self_connected
 
 QEMU = "qemu-system-arm"
 INSTALL_HINT = "install it with `apt-get install qemu-system-arm` (Debian/Ubuntu)"
@@ -212,6 +213,9 @@ class QemuSession:
                 raise ToolchainError(f"QEMU exited with status {self.process.returncode}: {self.stderr_text()}")
             try:
                 port_obj = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=self.read_timeout)
+                if self_connected(port_obj):
+                    port_obj.close()
+                    raise serial.SerialException("connected to itself")
                 _set_nodelay(port_obj)
                 return port_obj
             except serial.SerialException:
@@ -274,6 +278,11 @@ class QemuSession:
                 raise ToolchainError(
                     f"QEMU closed the serial port before {token!r}; got {bytes(buf)[-200:]!r}"
                 ) from None
+            if not chunk and self.process is not None and self.process.poll() is not None:
+                raise ToolchainError(
+                    f"QEMU exited with status {self.process.returncode} before {token!r}; got {bytes(buf)[-200:]!r}: "
+                    f"{self.stderr_text()}"
+                )
             buf += chunk
         return bytes(buf)
 

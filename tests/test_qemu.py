@@ -170,3 +170,26 @@ def test_counter_survives_systick_wraps(firmwares):
         q.write(b"c" + n.to_bytes(4, "little"))
         calib = int(parse_fields(q.read_until(b"\n", timeout=60).decode())["count"])
     assert abs(calib - 2 * n) <= 2 * 40 + 64, calib
+
+
+def test_a_socket_connected_to_itself_is_not_taken_for_qemu():
+    # Linux TCP simultaneous open: a socket bound to port P that connects to P reaches itself. Polling
+    # QEMU's port before it listens can land there; the session must retry rather than read nothing.
+    import socket
+
+    import serial
+
+    from mcuflow.link.transport import self_connected
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.connect(s.getsockname())
+        fake = serial.serial_for_url("loop://")
+        fake._socket = s
+        assert self_connected(fake)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = serial.serial_for_url(f"socket://127.0.0.1:{server.getsockname()[1]}")
+        try:
+            assert not self_connected(port)
+        finally:
+            port.close()

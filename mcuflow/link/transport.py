@@ -44,6 +44,22 @@ class Transport:
         self.close()
 
 
+def self_connected(port_obj) -> bool:
+    """True when pyserial's socket reached itself, not QEMU.
+
+    Linux lets a connect to a local port nobody listens on succeed when the kernel picks that same port as
+    the source (TCP simultaneous open). Polling QEMU's TCP serial port before it listens can land there: the
+    socket then holds QEMU's port, QEMU cannot bind it, and every read returns nothing (seen once as a 60 s
+    "no ready" under load, when QEMU is slow to listen and the polling makes more attempts)."""
+    sock = getattr(port_obj, "_socket", None)
+    if sock is None:
+        return False
+    try:
+        return sock.getsockname() == sock.getpeername()
+    except OSError:
+        return False
+
+
 class SerialTransport(Transport):
     """A pyserial port opened with ``serial.serial_for_url``.
 
@@ -58,7 +74,13 @@ class SerialTransport(Transport):
         while True:
             try:
                 self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.1, write_timeout=write_timeout)
-                break
+                if not self_connected(self.port):
+                    break
+                self.port.close()
+                err = OSError("connected to itself, not to a listener")
+                if time.monotonic() >= deadline:
+                    raise LinkError(f"cannot open port {url}: {err}")
+                time.sleep(0.05)
             except (serial.SerialException, OSError, ValueError) as err:
                 if time.monotonic() >= deadline:
                     raise LinkError(f"cannot open port {url}: {err}") from None

@@ -47,16 +47,11 @@ class SelftestDevice:
             self.session = self.external
             self.banner = self._ask_banner()
         else:
-            for attempt in range(2):  # a loaded machine can delay QEMU's start: one retry
-                self.session = QemuSession(self.elf, self.board, emulate=self.emulate)
-                self.session.__enter__()
-                try:
-                    self.banner = self.session.read_until(b"ready\n", timeout=self.reply_timeout)
-                    break
-                except ToolchainError:
-                    self.session.__exit__(None, None, None)
-                    if attempt:
-                        raise
+            self.session = QemuSession(
+                self.elf, self.board, emulate=self.emulate, read_timeout=self.reply_timeout, boot_token=b"ready\n"
+            )
+            self.session.__enter__()  # a loaded machine can lose QEMU's first output: it restarts once
+            self.banner = self.session.boot_text
         if self.board.counter.unit != "instructions":
             return self  # cycles (DWT, SysTick at the core clock): nothing to calibrate against
         try:

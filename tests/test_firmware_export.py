@@ -133,8 +133,8 @@ def test_device_matches_the_reference_under_qemu(paper_export, board):
     rng = np.random.default_rng(1)
     xs = [builtin_input(model.input_len), rng.integers(-128, 128, size=model.input_len).astype(np.int8)]
     want = reference.run(model, np.stack(xs))
-    with QemuSession(elf, board) as q:
-        lines = q.read_until(b"ready\n").decode().splitlines()
+    with QemuSession(elf, board, boot_token=b"ready\n") as q:
+        lines = q.boot_text.decode().splitlines()
         got = [parse_fields(lines[1])]
         q.write(b"r" + xs[1].tobytes())
         got.append(parse_fields(q.read_until(b"\n").decode()))

@@ -78,8 +78,7 @@ def _qemu_results(lib: Path, board: str, inputs: np.ndarray, cflags: tuple[str, 
 
     res = build(lib, board, app="selftest", extra_cflags=cflags)
     out = []
-    with QemuSession(res.elf, res.board) as q:
-        q.read_until(b"ready\n", timeout=30)
+    with QemuSession(res.elf, res.board, read_timeout=30, boot_token=b"ready\n") as q:
         for x in inputs:
             q.write(b"r" + x.tobytes())
             out.append(dict(re.findall(r"(\w+)=(\S+)", q.read_until(b"\n", timeout=30).decode())))

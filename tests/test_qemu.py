@@ -62,8 +62,8 @@ def inputs_of_both_kinds() -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("board", QEMU_BOARDS)
 def test_selftest_answers_over_serial(firmwares, board):
     counts = {}
-    with QemuSession(firmwares[board], board) as q:
-        banner = q.read_until(b"ready\n").decode()
+    with QemuSession(firmwares[board], board, boot_token=b"ready\n") as q:
+        banner = q.boot_text.decode()
         lines = banner.splitlines()
         head = parse_fields(lines[0])
         assert head["board"] == board and head["unit"] == "instructions" and head["hash"] == fake.MODEL_HASH.hex()
@@ -100,9 +100,8 @@ def test_selftest_answers_over_serial(firmwares, board):
 
 def test_no_qemu_left_when_the_body_raises(firmwares):
     board = "qemu-mps2-an386"
-    with pytest.raises(RuntimeError, match="boom"), QemuSession(firmwares[board], board) as q:
+    with pytest.raises(RuntimeError, match="boom"), QemuSession(firmwares[board], board, boot_token=b"ready\n") as q:
         pid = q.pid
-        q.read_until(b"ready\n")
         raise RuntimeError("boom")
     assert gone(pid)
     with pytest.raises(ProcessLookupError):
@@ -135,8 +134,7 @@ def test_qemu_that_cannot_start_is_reported(firmwares, tmp_path):
 
 
 def test_read_timeout_is_reported(firmwares):
-    with QemuSession(firmwares["qemu-mps2-an386"], "qemu-mps2-an386") as q:
-        q.read_until(b"ready\n")
+    with QemuSession(firmwares["qemu-mps2-an386"], "qemu-mps2-an386", boot_token=b"ready\n") as q:
         t0 = time.monotonic()
         with pytest.raises(ToolchainError, match="no b'never' from the firmware within 0.5 s"):
             q.read_until(b"never", timeout=0.5)
@@ -147,8 +145,7 @@ def test_read_timeout_is_reported(firmwares):
 def test_idle_firmware_sleeps_instead_of_spinning(firmwares, board):
     # Waiting for input, the firmware sits in WFI (uart.rx_irq): QEMU then costs no host CPU,
     # which matters on shared CI machines. It must still wake up for the next byte.
-    with QemuSession(firmwares[board], board) as q:
-        q.read_until(b"ready\n")
+    with QemuSession(firmwares[board], board, boot_token=b"ready\n") as q:
         before = cpu_seconds(q.pid)
         time.sleep(1.0)
         assert cpu_seconds(q.pid) - before < 0.3
@@ -165,8 +162,7 @@ def cpu_seconds(pid: int) -> float:
 def test_counter_survives_systick_wraps(firmwares):
     # 2 * 0x14000000 = 671 M instructions > 2^24 ticks * 40: the 24-bit SysTick wraps once.
     n = 0x14000000
-    with QemuSession(firmwares["qemu-mps2-an385"], "qemu-mps2-an385", read_timeout=60) as q:
-        q.read_until(b"ready\n")
+    with QemuSession(firmwares["qemu-mps2-an385"], "qemu-mps2-an385", read_timeout=60, boot_token=b"ready\n") as q:
         q.write(b"c" + n.to_bytes(4, "little"))
         calib = int(parse_fields(q.read_until(b"\n", timeout=60).decode())["count"])
     assert abs(calib - 2 * n) <= 2 * 40 + 64, calib

@@ -263,7 +263,7 @@ def train(**opts) -> None:
     if opts["finetune_link"]:
         return finetune_from_train_opts(opts)
     from mcuflow.checkpoint import load, save
-    from mcuflow.nn.train import TrainConfig, build_and_train, write_json
+    from mcuflow.nn.train import build_and_train, write_json
 
     config = model_config_from_options(
         opts["family"],
@@ -280,17 +280,8 @@ def train(**opts) -> None:
     if tail_hidden is not None:
         config = dataclasses.replace(config, tail_hidden=tail_hidden)
         config.validate()
-    tcfg = TrainConfig(
-        epochs=opts["epochs"],
-        batch_size=opts["batch_size"],
-        lr=opts["lr"],
-        optimizer=opts["optimizer"],
-        schedule=opts["schedule"],
-        weight_decay=opts["weight_decay"],
-        seed=opts["seed"],
-        exit_weights=float_list(opts["exit_weights"], "--exit-weight"),
-        final_weight=opts["final_weight"],
-        threads=opts["threads"],
+    tcfg = _train_config(
+        opts,
         distill_weight=opts["kd_weight"] if opts["teacher"] else 0.0,
         distill_temperature=opts["kd_temperature"],
         batchnorm=opts["batchnorm"],
@@ -475,24 +466,13 @@ def train_arch(opts: dict) -> None:
     from mcuflow.data import Normalization, open_source
     from mcuflow.nn.arch import build_arch, load_arch
     from mcuflow.nn.layer_report import layer_report
-    from mcuflow.nn.train import TrainConfig, train, write_json
+    from mcuflow.nn.train import train, write_json
 
     for key, default in _MLP_ONLY.items():
         if opts[key] != default:
             raise ConfigError(f"--{key.replace('_', '-')} does not apply to --preset/--arch models")
     arch = load_arch(opts["preset"], opts["arch"])  # shapes and degrees checked before the data is read
-    tcfg = TrainConfig(
-        epochs=opts["epochs"],
-        batch_size=opts["batch_size"],
-        lr=opts["lr"],
-        optimizer=opts["optimizer"],
-        schedule=opts["schedule"],
-        weight_decay=opts["weight_decay"],
-        seed=opts["seed"],
-        exit_weights=float_list(opts["exit_weights"], "--exit-weight"),
-        final_weight=opts["final_weight"],
-        threads=opts["threads"],
-    )
+    tcfg = _train_config(opts)
     tcfg.validate(len(arch.spec.get("exits", [])))
     for flag in ("limit", "test_limit", "holdout"):
         if opts[flag] is not None and opts[flag] < 1:
@@ -556,3 +536,22 @@ def train_arch(opts: dict) -> None:
         click.echo(f"checkpoint: {opts['out']}")
     if opts["metrics_json"]:
         click.echo(f"metrics: {opts['metrics_json']}")
+
+
+def _train_config(opts: dict, **extra):
+    """The training options both model kinds share (MLP configs and --preset/--arch), plus ``extra``."""
+    from mcuflow.nn.train import TrainConfig  # torch: only when training
+
+    return TrainConfig(
+        epochs=opts["epochs"],
+        batch_size=opts["batch_size"],
+        lr=opts["lr"],
+        optimizer=opts["optimizer"],
+        schedule=opts["schedule"],
+        weight_decay=opts["weight_decay"],
+        seed=opts["seed"],
+        exit_weights=float_list(opts["exit_weights"], "--exit-weight"),
+        final_weight=opts["final_weight"],
+        threads=opts["threads"],
+        **extra,
+    )
